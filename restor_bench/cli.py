@@ -1,0 +1,73 @@
+"""The `restor-bench` command. Each subcommand lives in its own module, which adds its parser here."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from restor_bench import __version__
+from restor_bench.errors import GateFailure, InputError
+
+# (module, description); each module defines `add_parser(subparsers)` and sets `func` on its parser(s).
+COMMAND_MODULES = [
+    "restor_bench.data.world",
+    "restor_bench.data.fetch",
+    "restor_bench.corrupt",
+    "restor_bench.evaluate",
+    "restor_bench.compare",
+    "restor_bench.unlearn",
+    "restor_bench.pipeline",
+    "restor_bench.grid",
+    "restor_bench.leaderboard",
+    "restor_bench.model_import",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="restor-bench",
+        description="Restorative unlearning benchmark: corrupt, unlearn, evaluate with lm-eval, compare.",
+    )
+    parser.add_argument("--version", action="version", version=f"restor-bench {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name == module_name:
+                continue  # command not available in this build
+            raise
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    debug = args.debug or os.environ.get("RESTOR_BENCH_DEBUG") == "1"
+    try:
+        result = args.func(args)
+    except InputError as err:
+        if debug:
+            raise
+        print(f"restor-bench: error: {err}", file=sys.stderr)
+        return 2
+    except GateFailure as err:
+        if debug:
+            raise
+        print(f"restor-bench: gate failed: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("restor-bench: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

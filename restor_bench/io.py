@@ -1,0 +1,128 @@
+"""Small file helpers: atomic writes, output folders that are never half-written, JSON reading with clear errors."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from restor_bench.errors import InputError
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write `text` to `path` through a temporary sibling and a rename, so readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Write `obj` as indented JSON, atomically."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
+
+
+def check_output_dir(out: str | os.PathLike, overwrite: bool) -> Path:
+    """Refuse an existing, non-empty output folder unless `overwrite` is set."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise InputError(f"{out}: output folder exists and is not empty (pass --overwrite to replace it)")
+    return out
+
+
+@contextlib.contextmanager
+def atomic_output_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling folder; on success it replaces `out` in one rename.
+
+    On any error the temporary folder is removed and an existing `out` is left untouched.
+    """
+    out = check_output_dir(out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
+    """Read JSON; a missing or malformed file becomes an InputError naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: {what} not found")
+    if path.is_dir():
+        raise InputError(f"{path}: expected a {what}, found a folder")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path}: malformed JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text") from None
+
+
+def read_jsonl(path: str | os.PathLike, what: str = "JSONL file") -> list[Any]:
+    """Read one JSON value per non-empty line; errors name the file and the line."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: {what} not found")
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise InputError(f"{path}: malformed JSON on line {number}: {err.msg}") from None
+    return rows
+
+
+def read_text_records(path: str | os.PathLike) -> list[str]:
+    """Read a corruption/forget/retain document file: a JSON list (or JSONL) of {"text": str} records.
+
+    Returns the texts. Raises InputError for an empty file, a non-list, a record without a string "text".
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: document file not found")
+    if path.is_dir():
+        raise InputError(f"{path}: expected a JSON/JSONL file of {{\"text\"}} records, found a folder")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: file is empty")
+    if path.suffix == ".jsonl":
+        records = read_jsonl(path, "document file")
+    else:
+        records = read_json(path, "document file")
+    if not isinstance(records, list):
+        raise InputError(f"{path}: expected a list of {{\"text\": ...}} records, found {type(records).__name__}")
+    if not records:
+        raise InputError(f"{path}: holds no documents")
+    texts = []
+    for number, record in enumerate(records):
+        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+            raise InputError(f"{path}: record {number} is not a {{\"text\": str}} object")
+        texts.append(record["text"])
+    return texts
