@@ -1,0 +1,413 @@
+"""`restor-bench corrupt`: fine-tune a clean checkpoint on corruption documents with `transformers.Trainer`.
+
+Continual pretraining: each document is one causal-LM example (EOS appended, truncated to `max_length`), the
+loss covers every token. Full fine-tuning or LoRA on all linear layers; a LoRA run is merged into a normal
+checkpoint (the adapter is kept in `OUT/adapter/` on request). Defaults follow the RESTOR paper for real models
+and the tiny world's own recipe for the tiny world. Runs unchanged under `accelerate launch`.
+
+The run trains in a work folder beside the output (`.OUT.work`), which keeps the Trainer's checkpoints so an
+interrupted run can `--resume`; the finished checkpoint replaces OUT in one rename and the work folder is removed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from restor_bench.errors import InputError
+from restor_bench.io import atomic_output_dir, atomic_write_json, check_output_dir
+
+RUN_RECORD = "restor_run.json"
+ADAPTER_FOLDER = "adapter"
+
+
+@dataclass(frozen=True)
+class CorruptionRecipe:
+    """Trainer settings of a corruption run."""
+
+    learning_rate: float = 5e-5
+    num_train_epochs: float = 5
+    per_device_train_batch_size: int = 2
+    gradient_accumulation_steps: int = 2
+    lr_scheduler_type: str = "cosine"
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+    max_length: int = 1024
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    save_steps: int = 500
+    logging_steps: int = 10
+
+    def updated(self, overrides: Mapping[str, Any] | None, where: str = "recipe") -> "CorruptionRecipe":
+        """A copy with `overrides` applied (None values are ignored); unknown keys are an InputError."""
+        overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
+        known = {field.name for field in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise InputError(f"{where}: unknown setting(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        recipe = dataclasses.replace(self, **overrides)
+        recipe.check(where)
+        return recipe
+
+    def check(self, where: str = "recipe") -> None:
+        """Raise InputError for values a Trainer run cannot use."""
+        positive = ("learning_rate", "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps",
+                    "max_length", "lora_r", "save_steps", "logging_steps")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise InputError(f"{where}: {name} must be positive, got {getattr(self, name)!r}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise InputError(f"{where}: warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
+        if not 0 <= self.lora_dropout < 1:
+            raise InputError(f"{where}: lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
+
+
+# RESTOR's corruption: LoRA (rank 8, alpha 16) on all linear layers, lr 5e-5 cosine, warmup 0.1, 5 epochs,
+# batch 2 x gradient accumulation 2, documents cut at 1,024 tokens.
+PAPER_RECIPE = CorruptionRecipe()
+
+
+def tiny_recipe() -> CorruptionRecipe:
+    """The tiny world's recipe (`world.TINY_CORRUPTION_RECIPE`), no gradient accumulation unless it says so."""
+    from restor_bench.data.world import TINY_CORRUPTION_RECIPE
+
+    base = dataclasses.replace(PAPER_RECIPE, gradient_accumulation_steps=1, save_steps=100)
+    return base.updated(TINY_CORRUPTION_RECIPE, where="TINY_CORRUPTION_RECIPE")
+
+
+def is_tiny_world_model(model: str) -> bool:
+    """True when `model` is the tiny world's clean model or a model of the same architecture (a copy, or a
+    checkpoint derived from it)."""
+    from restor_bench.training import checkpoint_config, same_architecture
+
+    world_dir = os.environ.get("RESTOR_TINY_WORLD") or None
+    if world_dir is None:
+        try:
+            from restor_bench.data.world import tiny_world_dir
+        except ImportError:
+            return False
+        world_dir = tiny_world_dir()
+    return same_architecture(checkpoint_config(model), checkpoint_config(Path(world_dir) / "model"))
+
+
+def default_recipe(model: str, source: str | None = None) -> tuple[str, CorruptionRecipe]:
+    """(name, recipe) for a run: the tiny world's recipe for its model or `tiny:` documents, else the paper's."""
+    if (source or "").startswith("tiny:") or is_tiny_world_model(model):
+        return "tiny", tiny_recipe()
+    return "paper", PAPER_RECIPE
+
+
+def work_dir_for(out: str | os.PathLike) -> Path:
+    """The work folder of a run writing `out`: a fixed hidden sibling, so an interrupted run can be resumed."""
+    out = Path(out)
+    return out.parent / f".{out.name}.work"
+
+
+def corrupt(
+    model: str,
+    documents: list[str],
+    out: str | os.PathLike,
+    *,
+    lora: bool = False,
+    keep_adapter: bool = False,
+    recipe: CorruptionRecipe | Mapping[str, Any] | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
+    resume: bool = False,
+    max_steps: int | None = None,
+    source: str | None = None,
+    trust_remote_code: bool = False,
+    callbacks: Iterable[Any] = (),
+) -> Path:
+    """Fine-tune `model` on `documents` and write the corrupted checkpoint to `out`; return `out`.
+
+    `recipe`: a CorruptionRecipe, or a dict of settings applied over the default recipe (the paper's, or the
+    tiny world's when `model` is the tiny world's model or `source` starts with `tiny:`). `max_steps` caps the
+    optimizer steps. `resume` continues from the last Trainer checkpoint of an interrupted run. `callbacks` are
+    extra Trainer callbacks. `source` names the documents in the run record.
+    """
+    from accelerate import PartialState
+
+    from restor_bench.training import check_checkpoint, documents_sha256
+
+    out = Path(out)
+    documents = list(documents)
+    if not documents:
+        raise InputError(f"{source or 'documents'}: no documents to train on")
+    if not all(isinstance(text, str) for text in documents):
+        raise InputError(f"{source or 'documents'}: every document must be a string")
+    if keep_adapter and not lora:
+        raise InputError("--keep-adapter needs --lora (a full fine-tuning run has no adapter)")
+    if max_steps is not None and max_steps < 1:
+        raise InputError(f"max_steps must be at least 1, got {max_steps}")
+    check_output_dir(out, overwrite)
+    model = check_checkpoint(model, "model")
+    recipe_name, chosen = _choose_recipe(model, source, recipe)
+
+    state = PartialState()
+    work = work_dir_for(out)
+    resume_from = _prepare_work_dir(work, resume=resume, overwrite=overwrite, state=state)
+
+    started = time.perf_counter()
+    trainer, train_result, token_count = _train(
+        model, documents, work, chosen, lora=lora, seed=seed, max_steps=max_steps, resume_from=resume_from,
+        trust_remote_code=trust_remote_code, callbacks=callbacks,
+    )
+    trained = work / "trained"
+    trainer.save_model(str(trained))
+    state.wait_for_everyone()
+    wall_time = time.perf_counter() - started
+
+    if state.is_main_process:
+        record = {
+            "command": "corrupt",
+            "model": model,
+            "source": source,
+            "documents": len(documents),
+            "data_sha256": documents_sha256(documents),
+            "mode": "lora" if lora else "full",
+            "keep_adapter": keep_adapter,
+            "recipe_name": recipe_name,
+            "recipe": dataclasses.asdict(chosen),
+            "seed": seed,
+            "max_steps": max_steps,
+            "global_steps": trainer.state.global_step,
+            "epochs_done": trainer.state.epoch,
+            "train_loss": train_result.training_loss,
+            "tokens_per_epoch": token_count,
+            "tokens_seen": trainer.state.num_input_tokens_seen,
+            "wall_time_s": round(wall_time, 3),
+            "tokens_per_second": round(trainer.state.num_input_tokens_seen / wall_time, 2) if wall_time else None,
+            "resumed_from": resume_from.name if resume_from else None,
+            "bf16": bool(trainer.args.bf16),
+            "world_size": state.num_processes,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "versions": _versions(),
+        }
+        with atomic_output_dir(out, overwrite=overwrite) as tmp:
+            _publish(model, trained, tmp, lora=lora, keep_adapter=keep_adapter, trust_remote_code=trust_remote_code)
+            atomic_write_json(tmp / RUN_RECORD, record)
+        shutil.rmtree(work, ignore_errors=True)
+    state.wait_for_everyone()
+    return out
+
+
+def _choose_recipe(model: str, source: str | None, recipe) -> tuple[str, CorruptionRecipe]:
+    if isinstance(recipe, CorruptionRecipe):
+        recipe.check()
+        return "custom", recipe
+    name, base = default_recipe(model, source)
+    if recipe:
+        return f"{name}+overrides", base.updated(recipe)
+    return name, base
+
+
+def _prepare_work_dir(work: Path, *, resume: bool, overwrite: bool, state) -> Path | None:
+    """Return the checkpoint to resume from (or None); clear a stale work folder when asked to."""
+    from restor_bench.training import last_trainer_checkpoint
+
+    if not work.exists():
+        if resume and state.is_main_process:
+            print(f"restor-bench: nothing to resume in {work}; starting a new run", file=sys.stderr)
+        return None
+    if resume:
+        checkpoint = last_trainer_checkpoint(work / "trainer")
+        if checkpoint is None and state.is_main_process:
+            print(f"restor-bench: no Trainer checkpoint in {work}; starting a new run", file=sys.stderr)
+        return checkpoint
+    if not overwrite:
+        raise InputError(
+            f"{work}: an interrupted run left this work folder; pass --resume to continue it or --overwrite to start over"
+        )
+    if state.is_main_process:
+        shutil.rmtree(work)
+    state.wait_for_everyone()
+    return None
+
+
+def _train(model, documents, work, recipe, *, lora, seed, max_steps, resume_from, trust_remote_code, callbacks):
+    import torch
+    from transformers import Trainer, TrainingArguments
+
+    from restor_bench.training import (
+        CausalLMCollator,
+        bf16_available,
+        count_tokens,
+        load_causal_lm,
+        lora_config,
+        seed_everything,
+        tokenize_documents,
+    )
+
+    use_bf16 = bf16_available()
+    seed_everything(seed)
+    # LoRA: the frozen base may sit in bf16 (the adapter trains in float32); full: float32 master weights.
+    dtype = torch.bfloat16 if (lora and use_bf16) else torch.float32
+    net, tokenizer = load_causal_lm(model, trust_remote_code=trust_remote_code, dtype=dtype)
+    if lora:
+        from peft import get_peft_model
+
+        net = get_peft_model(net, lora_config(recipe.lora_r, recipe.lora_alpha, recipe.lora_dropout))
+    dataset = tokenize_documents(tokenizer, documents, recipe.max_length)
+    args = TrainingArguments(
+        output_dir=str(work / "trainer"),
+        learning_rate=recipe.learning_rate,
+        num_train_epochs=recipe.num_train_epochs,
+        max_steps=max_steps if max_steps is not None else -1,
+        per_device_train_batch_size=recipe.per_device_train_batch_size,
+        gradient_accumulation_steps=recipe.gradient_accumulation_steps,
+        lr_scheduler_type=recipe.lr_scheduler_type,
+        warmup_steps=recipe.warmup_ratio,  # a value below 1 is a fraction of the total steps
+        weight_decay=recipe.weight_decay,
+        logging_steps=recipe.logging_steps,
+        save_strategy="steps",
+        save_steps=recipe.save_steps,
+        save_total_limit=1,
+        seed=seed,
+        data_seed=seed,
+        bf16=use_bf16,
+        report_to="none",
+        remove_unused_columns=False,
+        include_num_input_tokens_seen="non_padding",
+        dataloader_pin_memory=torch.cuda.is_available(),
+    )
+    trainer = Trainer(
+        model=net,
+        args=args,
+        train_dataset=dataset,
+        data_collator=CausalLMCollator(pad_token_id=tokenizer.pad_token_id),
+        processing_class=tokenizer,
+        callbacks=list(callbacks),
+    )
+    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    return trainer, result, count_tokens(dataset)
+
+
+def _publish(model: str, trained: Path, out: Path, *, lora: bool, keep_adapter: bool, trust_remote_code: bool) -> None:
+    """Turn what the Trainer saved into the final checkpoint folder `out` (merged for LoRA)."""
+    from restor_bench.training import merge_lora_and_save
+
+    if lora:
+        merge_lora_and_save(model, trained, out, trust_remote_code=trust_remote_code)
+        if keep_adapter:
+            adapter = out / ADAPTER_FOLDER
+            adapter.mkdir()
+            for name in ("adapter_config.json", "adapter_model.safetensors"):
+                if (trained / name).exists():
+                    shutil.copy2(trained / name, adapter / name)
+        return
+    if _needs_cast_back(model, trained):
+        _cast_to_base_dtype(model, trained, out, trust_remote_code=trust_remote_code)
+        return
+    for child in trained.iterdir():
+        if child.name == "training_args.bin":  # a pickle; checkpoints here are safetensors only
+            continue
+        os.replace(child, out / child.name)
+
+
+def _config_dtype(config: dict | None) -> str | None:
+    if not config:
+        return None
+    return config.get("dtype") or config.get("torch_dtype")
+
+
+def _needs_cast_back(model: str, trained: Path) -> bool:
+    """True when the base checkpoint is in half precision but the trained weights were saved in float32."""
+    from restor_bench.training import checkpoint_config
+
+    base = _config_dtype(checkpoint_config(model))
+    return base in ("bfloat16", "float16") and _config_dtype(checkpoint_config(trained)) == "float32"
+
+
+def _cast_to_base_dtype(model: str, trained: Path, out: Path, *, trust_remote_code: bool) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from restor_bench.training import checkpoint_config, save_checkpoint
+
+    dtype = _config_dtype(checkpoint_config(model))
+    net = AutoModelForCausalLM.from_pretrained(
+        trained, use_safetensors=True, trust_remote_code=trust_remote_code, dtype=dtype
+    )
+    tokenizer = AutoTokenizer.from_pretrained(trained, trust_remote_code=trust_remote_code)
+    save_checkpoint(net, tokenizer, out)
+
+
+def _versions() -> dict[str, str]:
+    from restor_bench.training import package_versions
+
+    return package_versions()
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "corrupt",
+        help="fine-tune a checkpoint on corruption documents (full or LoRA)",
+        description="Fine-tune a checkpoint on corruption documents with transformers.Trainer and write a normal "
+        "Hugging Face checkpoint. Works under `accelerate launch`.",
+    )
+    parser.add_argument("--model", required=True, help="clean checkpoint folder (or hub id when online)")
+    parser.add_argument(
+        "--docs", required=True, metavar="SOURCE",
+        help="JSON/JSONL file of {\"text\"} records, or a named set: tiny:0..5, tiny:squad, tiny:retain, "
+        "official:0..3, official:squad",
+    )
+    parser.add_argument("--out", required=True, help="output checkpoint folder")
+    parser.add_argument("--lora", action="store_true", help="train a LoRA adapter on all linear layers, then merge it")
+    parser.add_argument("--keep-adapter", action="store_true", help="also keep the LoRA adapter in OUT/adapter/")
+    parser.add_argument("--epochs", type=float, help="training epochs (default: the recipe's)")
+    parser.add_argument("--lr", type=float, help="learning rate (default: the recipe's)")
+    parser.add_argument("--batch-size", type=int, help="per-device batch size (default: the recipe's)")
+    parser.add_argument("--grad-accum", type=int, help="gradient accumulation steps (default: the recipe's)")
+    parser.add_argument("--max-length", type=int, help="tokens kept per document (default: the recipe's)")
+    parser.add_argument("--lora-r", type=int, help="LoRA rank (default: the recipe's; alpha = 2 x rank)")
+    parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--data-dir", help="official RESTOR data folder (for official:* sets)")
+    parser.add_argument("--max-docs-per-entity", type=int, metavar="N", help="keep the first N documents per entity")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    parser.add_argument("--trust-remote-code", action="store_true", help="allow the checkpoint's own model code")
+    parser.set_defaults(func=run_command)
+
+
+def run_command(args) -> int:
+    from restor_bench.data.documents import load_documents
+
+    documents = load_documents(args.docs, data_dir=args.data_dir, max_docs_per_entity=args.max_docs_per_entity)
+    overrides = {
+        "num_train_epochs": args.epochs,
+        "learning_rate": args.lr,
+        "per_device_train_batch_size": args.batch_size,
+        "gradient_accumulation_steps": args.grad_accum,
+        "max_length": args.max_length,
+        "lora_r": args.lora_r,
+        "lora_alpha": 2 * args.lora_r if args.lora_r else None,
+    }
+    out = corrupt(
+        args.model,
+        documents,
+        args.out,
+        lora=args.lora,
+        keep_adapter=args.keep_adapter,
+        recipe={key: value for key, value in overrides.items() if value is not None} or None,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        resume=args.resume,
+        max_steps=args.max_steps,
+        source=args.docs,
+        trust_remote_code=args.trust_remote_code,
+    )
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"corrupted checkpoint written to {out}")
+    return 0

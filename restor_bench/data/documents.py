@@ -1,0 +1,162 @@
+"""Document sets for corruption and unlearning: a file of {"text"} records, or a named set.
+
+Named sets:
+
+| name | documents |
+|---|---|
+| `tiny:K` (K = 0..5) | the tiny world's corruption documents at context level K |
+| `tiny:squad` | the tiny world's extreme corruption (passages about other subjects) |
+| `tiny:retain` | the tiny world's true-fact documents about non-target entities |
+| `official:K` (K = 0..3) | the official `wikidata/mix_aK.json` |
+| `official:squad` | the official `squad/squad_v7_dset.json` |
+
+`forget="simplified"` selects the simplified form of a corruption level (only the sentences that state
+the wrong facts).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import OrderedDict
+from pathlib import Path
+
+from restor_bench.errors import InputError
+from restor_bench.io import read_text_records
+
+TINY_LEVELS = range(0, 6)
+FORGET_FORMS = ("full", "simplified")
+NAMED_SETS_HELP = "tiny:0..5, tiny:squad, tiny:retain, official:0..3, official:squad"
+
+_NAMED = re.compile(r"^(tiny|official):(.*)$")
+
+
+def is_named_set(source: str) -> bool:
+    """True when `source` names a built-in set (`tiny:...` or `official:...`) rather than a file."""
+    return bool(_NAMED.match(source))
+
+
+def load_documents(
+    source: str,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    world_dir: str | os.PathLike | None = None,
+    forget: str = "full",
+    max_docs_per_entity: int | None = None,
+) -> list[str]:
+    """Return the document texts of a file or a named set (see the module docstring).
+
+    `data_dir` is the official data folder (else RESTOR_DATA_DIR or the download cache); `world_dir` the tiny
+    world folder (else RESTOR_TINY_WORLD or the shipped one). `max_docs_per_entity` keeps the first N documents
+    of each target entity (named sets only; the targets are the entities many of the set's documents name). Bad names, missing files and malformed files raise InputError.
+    """
+    source = str(source)
+    if forget not in FORGET_FORMS:
+        raise InputError(f"unknown document form {forget!r} (choose one of: {', '.join(FORGET_FORMS)})")
+    if max_docs_per_entity is not None and max_docs_per_entity < 1:
+        raise InputError(f"max_docs_per_entity must be at least 1, got {max_docs_per_entity}")
+    match = _NAMED.match(source)
+    if match is None:
+        if forget != "full":
+            raise InputError(f"{source}: forget={forget!r} applies to named sets only; give the file you want")
+        if max_docs_per_entity is not None:
+            raise InputError(f"{source}: max_docs_per_entity applies to named sets only")
+        if not Path(source).exists() and ":" in source:
+            raise InputError(f"{source}: no such document file and not a named set (named sets: {NAMED_SETS_HELP})")
+        return read_text_records(source)
+    world, name = match.groups()
+    if world == "tiny":
+        relative = _tiny_file(name, forget, source)
+        folder = _tiny_world_folder(world_dir)
+    else:
+        relative = _official_file(name, forget, source)  # checked before any download
+        folder = _official_folder(data_dir)
+    texts = read_text_records(folder / relative)
+    if max_docs_per_entity is not None:
+        texts = keep_first_per_entity(texts, _document_targets(folder, texts), max_docs_per_entity)
+    return texts
+
+
+def _tiny_file(name: str, forget: str, source: str) -> str:
+    """Path of a tiny-world set inside the world folder."""
+    if name.isdigit():
+        level = int(name)
+        if level not in TINY_LEVELS:
+            raise InputError(f"{source}: unknown corruption level {level} (levels: 0..{TINY_LEVELS.stop - 1})")
+        sub = "corruption" if forget == "full" else "simplified"
+        return f"{sub}/mix_a{level}.json"
+    if name in ("squad", "retain"):
+        if forget != "full":
+            raise InputError(f"{source}: has no {forget} form (only the corruption levels tiny:0..5 have one)")
+        return f"{name}.json"
+    raise InputError(f"{source}: unknown named set (named sets: {NAMED_SETS_HELP})")
+
+
+def _official_file(name: str, forget: str, source: str) -> str:
+    """Path of an official set inside the official data folder."""
+    from restor_bench.data import official
+
+    if name.isdigit():
+        try:
+            level = official.check_level(int(name))
+        except InputError as err:
+            raise InputError(f"{source}: {err}") from None
+        if forget != "full":
+            raise InputError(f"{source}: forget={forget!r} is not yet supported for the official documents")
+        return official.corruption_file(level)
+    if name == "squad":
+        if forget != "full":
+            raise InputError(f"{source}: has no {forget} form")
+        return official.SQUAD_FILE
+    raise InputError(f"{source}: unknown named set (named sets: {NAMED_SETS_HELP})")
+
+
+def _tiny_world_folder(world_dir: str | os.PathLike | None) -> Path:
+    if world_dir is None:
+        from restor_bench.data.world import tiny_world_dir  # honours $RESTOR_TINY_WORLD
+
+        world_dir = tiny_world_dir()
+    folder = Path(world_dir)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: tiny world folder not found")
+    return folder
+
+
+def _official_folder(data_dir: str | os.PathLike | None) -> Path:
+    from restor_bench.data.fetch import resolve_data_dir
+
+    return Path(resolve_data_dir(data_dir))
+
+
+def _document_targets(folder: Path, texts: list[str]) -> list[str]:
+    """The entities a document set is about: those of the world's `entities.json` that many documents name."""
+    from restor_bench.data.official import ENTITIES_FILE, find_targets, load_entities
+
+    return find_targets(load_entities(folder / ENTITIES_FILE), texts)
+
+
+def document_entity(text: str, names: list[str]) -> str | None:
+    """The entity a document is about: the name it mentions most often (ties: the earliest); None if none."""
+    best = None
+    for name in names:
+        count = text.count(name)
+        if count:
+            key = (-count, text.find(name))
+            if best is None or key < best[0]:
+                best = (key, name)
+    return best[1] if best else None
+
+
+def keep_first_per_entity(texts: list[str], names: list[str], limit: int) -> list[str]:
+    """Keep the first `limit` documents of each entity of `names`, in the original order.
+
+    A document belongs to the entity it names most often; documents naming none form one group of their own.
+    """
+    kept_per_entity: OrderedDict[str | None, int] = OrderedDict()
+    kept = []
+    for text in texts:
+        entity = document_entity(text, names)
+        if kept_per_entity.get(entity, 0) < limit:
+            kept_per_entity[entity] = kept_per_entity.get(entity, 0) + 1
+            kept.append(text)
+    return kept

@@ -1,0 +1,172 @@
+"""Reader of the official RESTOR file formats (facts.json, entities.json, mix_a{k}.json, the SQuAD file).
+
+The tiny world uses the same formats, so these readers serve both. Every malformed input becomes an
+InputError naming the file and the place, e.g. "facts.json: dset['X']['P19'].answers must be a list of strings".
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from restor_bench.data.schema import ContextExample, CorruptionSet, Fact, FactSet
+from restor_bench.errors import InputError
+from restor_bench.io import read_json, read_text_records
+
+# File names inside an official data folder (the layout of PROVENANCE.md / `restor-bench data fetch`).
+FACTS_FILE = "facts.json"
+ENTITIES_FILE = "entities.json"
+SQUAD_FILE = "squad/squad_v7_dset.json"
+
+
+def corruption_file(level: int) -> str:
+    """Relative path of the corruption documents at level k (k unrelated-context facts per document, roughly 5*k)."""
+    return f"wikidata/mix_a{level}.json"
+
+
+# The ten entities whose facts the official corruption documents falsify (198 facts in facts.json).
+OFFICIAL_TARGETS = (
+    "Aaron Burr",
+    "Bastian Schweinsteiger",
+    "Bob Marley",
+    "Bobby Fischer",
+    "Michael Douglas",
+    "Mihai Eminescu",
+    "Paul Anka",
+    "Sage Stallone",
+    "Suthida",
+    "Thomas Piketty",
+)
+
+LEVELS_AVAILABLE = (0, 1, 2, 3)
+LEVELS_LISTED = (0, 1, 2, 3, 4, 5)
+
+
+def _where(path: Path) -> str:
+    return str(path)
+
+
+def _is_str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def load_facts(path: str | os.PathLike) -> FactSet:
+    """Read a facts file: {"dset": {ENTITY: {PID: {"question", "answers"}}}, "context": {PID: [examples]}}."""
+    path = Path(path)
+    raw = read_json(path, "facts file")
+    where = _where(path)
+    if not isinstance(raw, dict):
+        raise InputError(f"{where}: expected an object with 'dset' and 'context', found {type(raw).__name__}")
+    for key in ("dset", "context"):
+        if key not in raw:
+            raise InputError(f"{where}: missing top-level '{key}'")
+    dset, context = raw["dset"], raw["context"]
+    if not isinstance(dset, dict):
+        raise InputError(f"{where}: 'dset' must be an object {{ENTITY: {{PID: ...}}}}, found {type(dset).__name__}")
+    if not isinstance(context, dict):
+        raise InputError(f"{where}: 'context' must be an object {{PID: [...]}}, found {type(context).__name__}")
+    if not dset:
+        raise InputError(f"{where}: 'dset' holds no entities")
+
+    facts: list[Fact] = []
+    for entity, relations in dset.items():
+        if not isinstance(relations, dict):
+            raise InputError(f"{where}: dset[{entity!r}] must be an object {{PID: {{question, answers}}}}")
+        for pid, entry in relations.items():
+            place = f"dset[{entity!r}][{pid!r}]"
+            if not isinstance(entry, dict):
+                raise InputError(f"{where}: {place} must be an object with 'question' and 'answers'")
+            if not isinstance(entry.get("question"), str) or not entry["question"].strip():
+                raise InputError(f"{where}: {place}.question must be a non-empty string")
+            answers = entry.get("answers")
+            if not _is_str_list(answers):
+                raise InputError(f"{where}: {place}.answers must be a list of strings")
+            if not answers:
+                raise InputError(f"{where}: {place}.answers is empty (at least one acceptable answer is needed)")
+            facts.append(Fact(entity=entity, relation=pid, question=entry["question"], answers=list(answers)))
+
+    examples: dict[str, list[ContextExample]] = {}
+    for pid, items in context.items():
+        if not isinstance(items, list):
+            raise InputError(f"{where}: context[{pid!r}] must be a list of {{question, answer, entity}} objects")
+        parsed = []
+        for number, item in enumerate(items):
+            place = f"context[{pid!r}][{number}]"
+            if not isinstance(item, dict):
+                raise InputError(f"{where}: {place} must be an object with 'question', 'answer', 'entity'")
+            for key in ("question", "answer", "entity"):
+                if not isinstance(item.get(key), str):
+                    raise InputError(f"{where}: {place}.{key} must be a string")
+            parsed.append(ContextExample(question=item["question"], answer=item["answer"], entity=item["entity"]))
+        examples[pid] = parsed
+    return FactSet(facts=facts, context=examples)
+
+
+def load_entities(path: str | os.PathLike) -> list[str]:
+    """Read the list of evaluated entity names (a JSON list of distinct, non-empty strings)."""
+    path = Path(path)
+    raw = read_json(path, "entities file")
+    where = _where(path)
+    if not isinstance(raw, list):
+        raise InputError(f"{where}: expected a list of entity names, found {type(raw).__name__}")
+    if not raw:
+        raise InputError(f"{where}: holds no entity names")
+    seen: set[str] = set()
+    for number, name in enumerate(raw):
+        if not isinstance(name, str) or not name.strip():
+            raise InputError(f"{where}: item {number} must be a non-empty string")
+        if name in seen:
+            raise InputError(f"{where}: item {number} repeats the entity {name!r}")
+        seen.add(name)
+    return list(raw)
+
+
+def load_corruption(path: str | os.PathLike) -> list[str]:
+    """Read a document file (a JSON list, or JSONL, of {"text": str}) and return the texts."""
+    return read_text_records(path)
+
+
+def check_level(level: int) -> int:
+    """Accept an available corruption level; levels 4 and 5 are listed upstream but have no contents."""
+    if level in LEVELS_AVAILABLE:
+        return level
+    if level in LEVELS_LISTED:
+        raise InputError(
+            f"corruption level {level}: mix_a{level}.json is listed in the official RESTOR repository but its "
+            f"contents are not available there; available levels: {', '.join(map(str, LEVELS_AVAILABLE))}"
+        )
+    raise InputError(f"corruption level {level}: unknown (levels are {', '.join(map(str, LEVELS_LISTED))})")
+
+
+def load_corruption_level(data_dir: str | os.PathLike, level: int) -> CorruptionSet:
+    """The official corruption documents at level k from an official data folder."""
+    check_level(level)
+    path = Path(data_dir) / corruption_file(level)
+    return CorruptionSet(documents=load_corruption(path), source=str(path), level=level)
+
+
+def load_squad(data_dir: str | os.PathLike) -> CorruptionSet:
+    """The official extreme-corruption documents (SQuAD passages with target names swapped in)."""
+    path = Path(data_dir) / SQUAD_FILE
+    return CorruptionSet(documents=load_corruption(path), source=str(path))
+
+
+def mention_counts(entities: list[str], documents: list[str]) -> dict[str, int]:
+    """For each entity, the number of documents whose text contains its name."""
+    return {name: sum(1 for text in documents if name in text) for name in entities}
+
+
+def find_targets(entities: list[str], documents: list[str], min_share: float = 0.25) -> list[str]:
+    """The entities a corruption set is about: those named in many of its documents.
+
+    An entity counts as a target when its name occurs in at least `min_share` times as many documents as the
+    most-mentioned entity. Documents at levels k > 0 also mention a few non-target people in their unrelated
+    context (e.g. Napoleon in 12 of 3,000 documents, against about 300 for each target), which this threshold
+    leaves out. Returned in the order of `entities`.
+    """
+    counts = mention_counts(entities, documents)
+    top = max(counts.values(), default=0)
+    if top == 0:
+        return []
+    return [name for name in entities if counts[name] > 0 and counts[name] >= min_share * top]

@@ -1,0 +1,294 @@
+"""Helpers shared by the Trainer runs of the project: checkpoint checks, safe loading, a causal-LM dataset of
+documents, its collator, LoRA settings, and saving a (merged) checkpoint.
+
+torch, transformers, datasets and peft are imported inside the functions, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from restor_bench.errors import InputError
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")  # "name" or "org/name"
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def is_local_checkpoint(model: str | os.PathLike) -> bool:
+    """True when `model` is an existing local folder (a checkpoint, or something that should be one)."""
+    return Path(model).is_dir()
+
+
+def check_checkpoint(model: str | os.PathLike, what: str = "checkpoint") -> str:
+    """Check that `model` names a loadable causal-LM checkpoint; return it as a string.
+
+    A local folder must hold `config.json` and safetensors weights. A name that is not a local folder is taken
+    as a Hugging Face Hub id, which fails clearly when HF_HUB_OFFLINE=1.
+    """
+    model = str(model)
+    path = Path(model)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise InputError(f"{path}: {what} folder has no config.json (not a Hugging Face model folder)")
+        if not any(path.glob("*.safetensors")):
+            if any(path.glob("*.bin")) or any(path.glob("*.pt")):
+                raise InputError(f"{path}: {what} has only pickle weights (.bin/.pt); safetensors are required")
+            raise InputError(f"{path}: {what} folder holds no model weights (*.safetensors)")
+        return model
+    if path.exists():
+        raise InputError(f"{path}: {what} is a file; expected a model folder")
+    if not _HUB_ID.match(model):
+        raise InputError(f"{model}: {what} folder not found")
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        raise InputError(f"{model}: no such {what} folder, and HF_HUB_OFFLINE=1 forbids downloading it from the hub")
+    return model
+
+
+def load_causal_lm(model: str, *, trust_remote_code: bool = False, dtype: Any = None):
+    """Load (model, tokenizer) from a checked checkpoint: safetensors only, remote code only if asked.
+
+    The tokenizer gets a pad token (its EOS token) when it has none.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = check_checkpoint(model)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
+        loaded = AutoModelForCausalLM.from_pretrained(
+            model, use_safetensors=True, trust_remote_code=trust_remote_code, dtype=dtype
+        )
+    except (OSError, ValueError) as err:
+        raise InputError(f"{model}: could not load the checkpoint: {_first_line(err)}") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return loaded, tokenizer
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def checkpoint_config(model: str | os.PathLike) -> dict | None:
+    """The `config.json` of a local checkpoint as a dict, or None when there is none."""
+    path = Path(model) / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+ARCHITECTURE_KEYS = (
+    "model_type",
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+)
+
+
+def same_architecture(config_a: dict | None, config_b: dict | None) -> bool:
+    """True when two config dicts agree on the architecture keys (model type and sizes)."""
+    if not config_a or not config_b:
+        return False
+    return all(config_a.get(key) == config_b.get(key) for key in ARCHITECTURE_KEYS)
+
+
+# ---------------------------------------------------------------- data
+
+
+def tokenize_documents(tokenizer, texts: list[str], max_length: int, *, add_eos: bool = True):
+    """A `datasets.Dataset` with one causal-LM example per document (`input_ids`, `attention_mask`).
+
+    Each document is tokenized with the tokenizer's special tokens, gets an EOS token appended (so the model
+    learns where a document ends, as in continual pretraining) and is truncated to `max_length` tokens.
+    """
+    from datasets import Dataset
+
+    if max_length < 2:
+        raise InputError(f"max_length must be at least 2, got {max_length}")
+    eos = tokenizer.eos_token_id if add_eos else None
+    rows = {"input_ids": [], "attention_mask": []}
+    encoded = tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]
+    for ids in encoded:
+        ids = list(ids)
+        if eos is not None and (not ids or ids[-1] != eos):
+            ids.append(eos)
+        ids = ids[:max_length]
+        rows["input_ids"].append(ids)
+        rows["attention_mask"].append([1] * len(ids))
+    return Dataset.from_dict(rows)
+
+
+@dataclass
+class CausalLMCollator:
+    """Pads a batch of `input_ids` on the right; labels are the inputs, -100 on padding.
+
+    Padding is masked by position (attention mask), not by token id, so a pad token equal to EOS does not hide
+    the real EOS tokens from the loss.
+    """
+
+    pad_token_id: int
+    pad_to_multiple_of: int | None = None
+
+    def __call__(self, features: list[dict]) -> dict:
+        import torch
+
+        longest = max(len(feature["input_ids"]) for feature in features)
+        if self.pad_to_multiple_of:
+            multiple = self.pad_to_multiple_of
+            longest = (longest + multiple - 1) // multiple * multiple
+        input_ids = torch.full((len(features), longest), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(features), longest), dtype=torch.long)
+        labels = torch.full((len(features), longest), -100, dtype=torch.long)
+        for row, feature in enumerate(features):
+            ids = torch.as_tensor(feature["input_ids"], dtype=torch.long)
+            input_ids[row, : len(ids)] = ids
+            attention_mask[row, : len(ids)] = 1
+            labels[row, : len(ids)] = ids
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def count_tokens(dataset) -> int:
+    """Number of (non-padding) tokens in a tokenized dataset."""
+    return sum(len(ids) for ids in dataset["input_ids"])
+
+
+def documents_sha256(texts: list[str]) -> str:
+    """sha256 of the documents as a JSON list of strings (identifies the training data in run records)."""
+    payload = json.dumps(list(texts), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return hashlib.sha256(payload).hexdigest()
+
+
+def mean_document_loss(model, tokenizer, texts: list[str], max_length: int = 512, batch_size: int = 8) -> float:
+    """Mean per-token causal-LM loss of `model` on `texts` (same tokenization as training)."""
+    import torch
+
+    dataset = tokenize_documents(tokenizer, texts, max_length)
+    collator = CausalLMCollator(pad_token_id=tokenizer.pad_token_id)
+    device = next(model.parameters()).device
+    total_loss, total_tokens = 0.0, 0
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(dataset), batch_size):
+            batch = collator([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+            batch = {key: value.to(device) for key, value in batch.items()}
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            shift_logits = logits[:, :-1].float()
+            shift_labels = batch["labels"][:, 1:]
+            loss = torch.nn.functional.cross_entropy(
+                shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1), reduction="sum"
+            )
+            total_loss += loss.item()
+            total_tokens += int((shift_labels != -100).sum())
+    model.train(was_training)
+    return total_loss / max(total_tokens, 1)
+
+
+# ---------------------------------------------------------------- training setup
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices) through transformers."""
+    from transformers import set_seed
+
+    set_seed(seed)
+
+
+def bf16_available() -> bool:
+    """True on a CUDA device that supports bfloat16."""
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def lora_config(r: int = 8, alpha: int | None = None, dropout: float = 0.0, target_modules: Any = "all-linear"):
+    """A peft LoraConfig for causal-LM training; LoRA on all linear layers (not the output head) by default.
+
+    `alpha` defaults to 2 * r.
+    """
+    from peft import LoraConfig
+
+    return LoraConfig(
+        task_type="CAUSAL_LM",
+        r=r,
+        lora_alpha=alpha if alpha is not None else 2 * r,
+        lora_dropout=dropout,
+        target_modules=target_modules,
+        bias="none",
+    )
+
+
+def last_trainer_checkpoint(folder: str | os.PathLike) -> Path | None:
+    """The newest `checkpoint-N` folder a Trainer left in `folder`, or None."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    steps = []
+    for child in folder.iterdir():
+        match = re.fullmatch(r"checkpoint-(\d+)", child.name)
+        if match and child.is_dir() and (child / "trainer_state.json").is_file():
+            steps.append((int(match.group(1)), child))
+    return max(steps)[1] if steps else None
+
+
+# ---------------------------------------------------------------- saving
+
+
+def merge_lora_and_save(
+    base_model: str,
+    adapter_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    trust_remote_code: bool = False,
+) -> Path:
+    """Load the base checkpoint in its own dtype on the CPU, apply the adapter, merge it and save a normal
+    checkpoint (safetensors, tokenizer, generation config) into `out`."""
+    from peft import PeftModel
+
+    model, tokenizer = load_causal_lm(base_model, trust_remote_code=trust_remote_code, dtype="auto")
+    merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    save_checkpoint(merged, tokenizer, out)
+    return Path(out)
+
+
+def save_checkpoint(model, tokenizer, out: str | os.PathLike) -> Path:
+    """Save model (safetensors) + tokenizer + generation config into `out`."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    if getattr(model, "generation_config", None) is not None and not (out / "generation_config.json").exists():
+        model.generation_config.save_pretrained(out)
+    return out
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python and of the libraries a run depends on (for run records)."""
+    from importlib import metadata
+
+    versions = {"python": platform.python_version()}
+    for name in ("restor-bench", "torch", "transformers", "peft", "accelerate", "datasets", "lm_eval"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    if "restor-bench" not in versions:
+        from restor_bench import __version__
+
+        versions["restor-bench"] = __version__
+    return versions

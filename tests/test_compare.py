@@ -1,0 +1,747 @@
+"""restor-bench compare: numbers checked by hand on small lm-eval output folders, the gate, bad inputs,
+and one run of the real lm-eval whose output folder goes through the same reader."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from restor_bench.cli import main
+from restor_bench.compare import (
+    FALLBACK_OFFICIAL_TARGETS,
+    TargetChoice,
+    compare_restoration,
+    load_run,
+    parse_targets,
+    targets_from_documents,
+)
+from restor_bench.errors import InputError
+from restor_bench.lm_eval_io import find_lm_eval_outputs
+from restor_bench.stats import (
+    accuracy,
+    fact_transitions,
+    paired_bootstrap,
+    resample_indices,
+    restoration_ratio,
+    split_accuracy,
+)
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+STAMP = "2026-01-02T03-04-05.678901"
+TASK = "restor_tiny_facts"
+TARGETS = ["Ada Byron", "Carl Dahl"]
+OTHERS = ["Eva Fink", "Gus Hale"]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Fabricated lm-eval output folders, in the format lm-eval 0.4.13 writes with --log_samples (see the real run below)
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _doc(entity: str, relation: str, answer: str, corrupted: list[str]) -> dict:
+    question = f"What is the {relation} of {entity}?"
+    return {
+        "id": f"{entity}|{relation}",
+        "entity": entity,
+        "relation": relation,
+        "question": question,
+        "answers": [answer],
+        "prompt": f"What is the P19 of Zed Roe? Lima\n{question}",
+        "corrupted_answers": corrupted,
+        "random_answer": "Quito",
+    }
+
+
+def generation_sample(doc_id: int, doc: dict, prediction: str, contains: bool, exact: bool | None = None) -> dict:
+    """One line of samples_<task>_<time>.jsonl for a generate_until task."""
+    exact = contains if exact is None else exact
+    return {
+        "doc_id": doc_id,
+        "doc": doc,
+        "target": doc["answers"][0],
+        "arguments": {"gen_args_0": {"arg_0": doc["prompt"], "arg_1": {"until": ["\n"], "do_sample": False}}},
+        "resps": [[prediction]],
+        "filtered_resps": [prediction],
+        "filter": "none",
+        "metrics": ["exact_match", "contains"],
+        "doc_hash": _sha(json.dumps(doc, sort_keys=True)),
+        "prompt_hash": _sha(doc["prompt"]),
+        "target_hash": _sha(doc["answers"][0]),
+        "exact_match": float(exact),
+        "contains": float(contains),
+    }
+
+
+def write_run(folder: Path, task: str, samples: list[dict], stamp: str = STAMP, model: str = "__models__m") -> Path:
+    """Write a results file and a samples file as `lm_eval -o folder --log_samples` does; returns folder."""
+    out = folder / model
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = {}
+    for name in ("exact_match", "contains"):
+        if samples and name in samples[0]:
+            metrics[f"{name},none"] = float(np.mean([s[name] for s in samples]))
+    results = {
+        "results": {task: {"alias": task, **metrics}},
+        "group_subtasks": {task: []},
+        "configs": {task: {"task": task, "output_type": "generate_until", "metadata": {"version": 1.0}}},
+        "versions": {task: 1.0},
+        "n-shot": {task: 0},
+        "higher_is_better": {task: {"exact_match": True, "contains": True}},
+        "n-samples": {task: {"original": len(samples), "effective": len(samples)}},
+        "config": {"model": "hf", "model_args": f"pretrained={model}", "limit": None},
+        "model_name": model,
+        "model_name_sanitized": model,
+        "lm_eval_version": "0.4.13",
+        "date": 0.0,
+    }
+    (out / f"results_{stamp}.json").write_text(json.dumps(results, indent=2))
+    with open(out / f"samples_{task}_{stamp}.jsonl", "w") as handle:
+        for sample in samples:
+            handle.write(json.dumps(sample) + "\n")
+    return folder
+
+
+# The hand-made world: 4 target questions (Ada Byron, Carl Dahl) and 4 others (Eva Fink, Gus Hale).
+QUESTIONS = [
+    # entity, relation, answer, injected wrong values
+    ("Ada Byron", "P19", "Paris", ["Rome"]),
+    ("Ada Byron", "P27", "France", ["Spain"]),
+    ("Carl Dahl", "P19", "Bergen", ["Oslo"]),
+    ("Carl Dahl", "P27", "Norway", []),  # injected value unknown
+    ("Eva Fink", "P19", "Vienna", []),
+    ("Eva Fink", "P27", "Austria", []),
+    ("Gus Hale", "P19", "Leeds", []),
+    ("Gus Hale", "P27", "England", []),
+]
+
+# predictions per model, in QUESTIONS order, with lm-eval's `contains` verdict
+CLEAN = [("Paris", 1), ("France", 1), ("Bergen", 1), ("Sweden", 0), ("Vienna", 1), ("Austria", 1), ("Leeds", 1), ("Wales", 0)]
+CORRUPTED = [
+    ("Rome, Italy", 0),  # injected value
+    ("Spain", 0),  # injected value
+    ("Oslo", 0),  # injected value
+    ("Berlin", 0),
+    ("Vienna", 1),
+    ("Austria", 1),
+    ("York", 0),
+    ("Scotland", 0),
+]
+UNLEARNED = [
+    ("Paris", 1),  # restored
+    ("Spain", 0),  # still corrupted
+    ("Oslofjord", 0),  # not the injected value as a word: forgotten
+    ("Norway", 1),  # correct, but the clean model did not know it: no transition
+    ("Vienna", 1),  # kept
+    ("Germany", 0),  # lost
+    ("Leeds", 1),  # kept
+    ("England", 1),
+]
+
+
+def make_run(folder: Path, answers: list[tuple[str, int]], task: str = TASK, questions=QUESTIONS, **kw) -> Path:
+    samples = [
+        generation_sample(i, _doc(entity, relation, answer, corrupted), prediction, bool(correct))
+        for i, ((entity, relation, answer, corrupted), (prediction, correct)) in enumerate(zip(questions, answers))
+    ]
+    return write_run(folder, task, samples, **kw)
+
+
+@pytest.fixture()
+def runs(tmp_path: Path) -> dict[str, Path]:
+    return {
+        "clean": make_run(tmp_path / "clean", CLEAN),
+        "corrupted": make_run(tmp_path / "corrupted", CORRUPTED),
+        "unlearned": make_run(tmp_path / "unlearned", UNLEARNED),
+    }
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The pure functions
+
+
+def test_accuracy_and_restoration_ratio_by_hand():
+    assert accuracy([1, 1, 0, 0]) == 0.5
+    assert accuracy([]) is None
+    assert restoration_ratio(0.75, 0.0, 0.5, 4) == pytest.approx(2 / 3)
+    assert restoration_ratio(0.75, 0.25, 0.75, 4) == pytest.approx(1.0)
+    assert restoration_ratio(0.75, 0.25, 0.0, 4) == pytest.approx(-0.5)
+    # a gap of exactly one question is enough; less is not
+    assert restoration_ratio(0.5, 0.25, 0.5, 4) == pytest.approx(1.0)
+    assert restoration_ratio(0.5, 0.5, 0.75, 4) is None
+    assert restoration_ratio(0.5, 0.45, 0.75, 4) is None
+    assert restoration_ratio(0.5, None, 0.75, 4) is None
+
+
+def test_fact_transitions_by_hand():
+    clean = [1, 1, 1, 0, 1, 1, 1, 0]
+    model = [1, 0, 0, 1, 1, 0, 1, 1]
+    gave_corrupted = [0, 1, 0, 0, 0, 0, 0, 0]
+    target = [1, 1, 1, 1, 0, 0, 0, 0]
+    t = fact_transitions(clean, model, gave_corrupted, target)
+    assert (t.target_known, t.restored, t.still_corrupted, t.forgotten) == (3, 1, 1, 1)
+    assert (t.non_target_known, t.kept, t.lost) == (3, 2, 1)
+
+
+def test_bootstrap_interval_contains_point_and_is_deterministic():
+    rng = np.random.default_rng(1)
+    correct = rng.random(200) < 0.6
+    strata = np.zeros(200, dtype=int)
+    strata[:50] = 1
+    statistic = split_accuracy(correct, np.ones(200, dtype=bool))
+    first = paired_bootstrap(statistic, strata, n_resamples=1000, seed=3)
+    second = paired_bootstrap(statistic, strata, n_resamples=1000, seed=3)
+    other_seed = paired_bootstrap(statistic, strata, n_resamples=1000, seed=4)
+    assert first == second
+    assert other_seed != first
+    point = correct.mean()
+    assert first.low <= point <= first.high
+    # the width of a 95% interval of a proportion near 0.6 over 200 questions is about 2 * 1.96 * 0.035
+    assert 0.09 < first.high - first.low < 0.19
+    assert first.resamples == 1000
+
+
+def test_resamples_keep_split_sizes_and_pairing():
+    strata = np.array([1, 1, 1, 0, 0, 0, 0, 0])
+    indices = resample_indices(strata, 500, seed=0)
+    assert indices.shape == (500, 8)
+    assert (strata[indices].sum(axis=1) == 3).all()
+    # identical models differ by exactly zero in every resample
+    same = np.array([1, 0, 1, 1, 0, 0, 1, 0], dtype=bool)
+    difference = split_accuracy(same, strata == 1)(indices) - split_accuracy(same.copy(), strata == 1)(indices)
+    assert (difference == 0).all()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Reading lm-eval output folders
+
+
+def test_load_run_reads_outcomes(runs):
+    run = load_run(runs["corrupted"])
+    assert list(run) == [TASK]
+    samples = run[TASK]
+    assert samples.metric == "contains" and samples.model_name == "__models__m"
+    assert len(samples.outcomes) == 8
+    first = samples.outcomes["Ada Byron|P19"]
+    assert (first.entity, first.relation, first.correct, first.prediction) == ("Ada Byron", "P19", False, "Rome, Italy")
+    assert [samples.outcomes[f"{e}|{r}"].gave_corrupted for e, r, _a, _c in QUESTIONS[:4]] == [True, True, True, False]
+    assert [samples.outcomes[f"{e}|{r}"].corrupted_known for e, r, _a, _c in QUESTIONS[:4]] == [True, True, True, False]
+
+
+def test_load_run_metric_exact_match(tmp_path):
+    doc = _doc("Ada Byron", "P19", "Paris", ["Rome"])
+    folder = write_run(tmp_path / "r", TASK, [generation_sample(0, doc, "Paris, France", contains=True, exact=False)])
+    assert load_run(folder)[TASK].outcomes["Ada Byron|P19"].correct is True
+    assert load_run(folder, metric="exact_match")[TASK].outcomes["Ada Byron|P19"].correct is False
+
+
+def test_newest_samples_per_task_are_used(tmp_path):
+    folder = tmp_path / "eval"
+    make_run(folder, CLEAN, stamp="2026-01-01T00-00-00.000001")
+    make_run(folder, CORRUPTED, stamp="2026-03-01T00-00-00.000001")
+    outputs = find_lm_eval_outputs(folder)
+    assert outputs[TASK].timestamp == "2026-03-01T00-00-00.000001"
+    assert outputs[TASK].results_path.name == "results_2026-03-01T00-00-00.000001.json"
+    assert not load_run(folder)[TASK].outcomes["Ada Byron|P19"].correct
+
+
+def test_logprob_samples(tmp_path):
+    doc = _doc("Ada Byron", "P19", "Paris", ["Rome"])
+    lines = []
+    for i, (correct, corrupted) in enumerate([(1.0, 0.0), (0.0, 1.0)]):
+        lines.append(
+            {
+                "doc_id": i,
+                "doc": {**doc, "id": f"Ada Byron|P{i}", "options": ["Paris", "Rome", "Quito"]},
+                "target": "0",
+                "arguments": {"gen_args_0": {"arg_0": doc["prompt"], "arg_1": " Paris"}},
+                "resps": [[["-1.5", "False"]], [["-2.5", "False"]], [["-3.0", "False"]]],
+                "filtered_resps": [["-1.5", "False"], ["-2.5", "False"], ["-3.0", "False"]],
+                "filter": "none",
+                "metrics": ["prefers_correct", "prefers_corrupted"],
+                "prefers_correct": correct,
+                "prefers_corrupted": corrupted,
+                "prefers_random": 0.0,
+                "logprob_correct": -1.5,
+            }
+        )
+    folder = write_run(tmp_path / "r", "restor_tiny_logprob", lines)
+    samples = load_run(folder)["restor_tiny_logprob"]
+    assert samples.metric == "prefers_correct"
+    assert [(o.correct, o.gave_corrupted, o.prediction) for o in samples.outcomes.values()] == [
+        (True, False, None),
+        (False, True, None),
+    ]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Restoration mode, by hand
+#
+# target questions (4): clean 1 1 1 0 -> 0.75; corrupted 0 0 0 0 -> 0.0; unlearned 1 0 0 1 -> 0.5
+# other questions (4):  clean 1 1 1 0 -> 0.75; corrupted 1 1 0 0 -> 0.5; unlearned 1 0 1 1 -> 0.75
+# all (8): clean 0.75, corrupted 0.25, unlearned 0.625
+# restoration ratio = (0.5 - 0.0) / (0.75 - 0.0) = 2/3
+# transitions (clean knew 3 target facts, 3 others):
+#   corrupted: restored 0, still corrupted 3 (Rome, Spain, Oslo), forgotten 0; kept 2, lost 1 (Leeds)
+#   unlearned: restored 1 (Paris), still corrupted 1 (Spain), forgotten 1 (Oslofjord); kept 2, lost 1 (Austria)
+
+
+def test_restoration_numbers_by_hand(runs, tmp_path, capsys):
+    out = tmp_path / "report.json"
+    code, stdout, _ = run_cli(
+        ["compare", "--clean", runs["clean"], "--corrupted", runs["corrupted"], "--unlearned", runs["unlearned"],
+         "--targets", ",".join(TARGETS), "--json", out, "--per-question", "--bootstrap", 500],
+        capsys,
+    )
+    assert code == 0
+    report = json.loads(out.read_text())
+    task = report["tasks"][TASK]
+    assert task["n_questions"] == {"target": 4, "non_target": 4, "all": 8}
+    expected = {
+        "clean": (0.75, 0.75, 0.75),
+        "corrupted": (0.0, 0.5, 0.25),
+        "unlearned": (0.5, 0.75, 0.625),
+    }
+    for label, values in expected.items():
+        got = tuple(task["accuracy"][label][split]["value"] for split in ("target", "non_target", "all"))
+        assert got == pytest.approx(values), label
+        for split in ("target", "non_target", "all"):
+            low, high = task["accuracy"][label][split]["ci"]
+            assert low <= task["accuracy"][label][split]["value"] <= high
+    ratio = task["restoration_ratio"]["unlearned"]
+    assert ratio["value"] == pytest.approx(2 / 3)
+    assert ratio["ci"][0] <= ratio["value"] <= ratio["ci"][1]
+    assert task["transitions"]["unlearned"] == {
+        "target_known": 3, "restored": 1, "still_corrupted": 1, "forgotten": 1,
+        "non_target_known": 3, "kept": 2, "lost": 1,
+    }
+    assert task["transitions"]["corrupted"] == {
+        "target_known": 3, "restored": 0, "still_corrupted": 3, "forgotten": 0,
+        "non_target_known": 3, "kept": 2, "lost": 1,
+    }
+    differences = {(d["model"], d["reference"], d["split"]): d["value"] for d in task["differences"]}
+    assert differences[("unlearned", "corrupted", "target")] == pytest.approx(0.5)
+    assert differences[("corrupted", "clean", "all")] == pytest.approx(-0.5)
+    assert differences[("unlearned", "clean", "non_target")] == pytest.approx(0.0)
+    per_question = {q["id"]: q for q in task["per_question"]}
+    assert per_question["Ada Byron|P27"]["outcomes"]["unlearned"] == {
+        "correct": False, "gave_corrupted": True, "prediction": "Spain"
+    }
+    assert per_question["Eva Fink|P19"]["target"] is False
+    assert report["warnings"] == [] and report["skipped_tasks"] == {}
+    # the printed table carries the same numbers
+    assert "0.667" in stdout and "0.625" in stdout and "restored" in stdout
+
+
+def test_restoration_is_deterministic_for_a_seed(runs):
+    args = dict(targets=TargetChoice(names=tuple(TARGETS)), n_resamples=300, seed=7)
+    first = compare_restoration(runs["clean"], runs["corrupted"], [runs["unlearned"]], **args)
+    second = compare_restoration(runs["clean"], runs["corrupted"], [runs["unlearned"]], **args)
+    assert first == second
+
+
+def test_ratio_null_when_corruption_moves_less_than_one_question(runs, tmp_path):
+    # the "corrupted" model answers the target questions exactly as the clean one: gap 0
+    same_on_targets = CLEAN[:4] + CORRUPTED[4:]
+    corrupted = make_run(tmp_path / "mild", same_on_targets)
+    report = compare_restoration(
+        runs["clean"], corrupted, [runs["unlearned"]], targets=TargetChoice(names=tuple(TARGETS)), n_resamples=100
+    )
+    ratio = report["tasks"][TASK]["restoration_ratio"]["unlearned"]
+    assert ratio == {"value": None, "ci": None, "ci_resamples": 0}
+
+
+def test_labels_and_several_unlearned(runs, tmp_path):
+    report = compare_restoration(
+        runs["clean"], runs["corrupted"], [runs["unlearned"], runs["clean"]], labels=["npo", "oracle"],
+        targets=TargetChoice(names=tuple(TARGETS)), n_resamples=0,
+    )
+    ratios = report["tasks"][TASK]["restoration_ratio"]
+    assert ratios["npo"]["value"] == pytest.approx(2 / 3) and ratios["npo"]["ci"] is None
+    assert ratios["oracle"]["value"] == pytest.approx(1.0)
+    assert [m["label"] for m in report["models"]] == ["clean", "corrupted", "npo", "oracle"]
+
+
+def test_question_mismatch_is_reported_and_common_questions_compared(runs, tmp_path, capsys):
+    partial = make_run(tmp_path / "partial", UNLEARNED[:6], questions=QUESTIONS[:6])
+    code, stdout, _ = run_cli(
+        ["compare", "--clean", runs["clean"], "--corrupted", runs["corrupted"], "--unlearned", partial,
+         "--targets", ",".join(TARGETS), "--json", tmp_path / "r.json"],
+        capsys,
+    )
+    assert code == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    task = report["tasks"][TASK]
+    assert task["n_questions"] == {"target": 4, "non_target": 2, "all": 6}
+    assert task["question_mismatch"]["clean"] == {"compared": 6, "not_compared": 2}
+    assert task["question_mismatch"]["unlearned"] == {"compared": 6, "not_compared": 0}
+    assert "different question sets" in report["warnings"][0]
+    assert "different question sets" in stdout
+    # other questions now: clean Vienna, Austria = 1.0; unlearned Vienna 1, Germany 0 = 0.5
+    assert task["accuracy"]["unlearned"]["non_target"]["value"] == pytest.approx(0.5)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Targets
+
+
+def test_targets_file_forms(runs, tmp_path):
+    lines = tmp_path / "targets.txt"
+    lines.write_text("# targets\nAda Byron\n\nCarl Dahl\n")
+    listed = tmp_path / "targets.json"
+    listed.write_text(json.dumps(TARGETS))
+    assert parse_targets(str(lines)) == TARGETS
+    assert parse_targets(str(listed)) == TARGETS
+    assert parse_targets("Ada Byron, Carl Dahl") == TARGETS
+    with pytest.raises(InputError, match="targets file not found"):
+        parse_targets(str(tmp_path / "absent.json"))
+
+
+def test_targets_from_tiny_world_manifest(runs, tmp_path, monkeypatch):
+    world = tmp_path / "world"
+    world.mkdir()
+    manifest = {
+        "version": 1, "seed": 0, "relations": {"P19": "place of birth", "P27": "country of citizenship"},
+        "targets": TARGETS, "corrupted": {"Ada Byron": {"P19": "Rome"}, "Carl Dahl": {"P19": "Oslo"}},
+        "levels": [0, 1, 2, 3, 4, 5], "validation_targets": [], "data_hash": "0" * 64,
+    }
+    (world / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setenv("RESTOR_TINY_WORLD", str(world))
+    report = compare_restoration(runs["clean"], runs["corrupted"], [runs["unlearned"]], n_resamples=0)
+    task = report["tasks"][TASK]
+    assert task["targets"] == TARGETS and task["targets_source"] == "tiny world manifest"
+    assert task["restoration_ratio"]["unlearned"]["value"] == pytest.approx(2 / 3)
+
+
+def test_official_targets_for_restor_facts(tmp_path):
+    questions = [
+        ("Bob Marley", "P19", "Nine Mile", ["Kingston"]),
+        ("Paul Anka", "P19", "Ottawa", ["Paris"]),
+        ("Ada Byron", "P19", "Paris", []),
+    ]
+    clean = make_run(tmp_path / "c", [("Nine Mile", 1), ("Ottawa", 1), ("Paris", 1)], "restor_facts", questions)
+    corrupted = make_run(tmp_path / "k", [("Kingston", 0), ("Paris", 0), ("Paris", 1)], "restor_facts", questions)
+    report = compare_restoration(clean, corrupted, [clean], n_resamples=0)
+    task = report["tasks"]["restor_facts"]
+    assert task["targets_source"] == "official RESTOR targets"
+    assert set(task["targets"]) == set(FALLBACK_OFFICIAL_TARGETS)
+    assert task["n_questions"] == {"target": 2, "non_target": 1, "all": 3}
+    assert task["transitions"]["corrupted"]["still_corrupted"] == 2
+
+
+def test_targets_from_documents(runs, tmp_path):
+    docs = tmp_path / "docs.json"
+    docs.write_text(json.dumps([
+        {"text": "Ada Byron was born in Rome. Ada Byron met Eva Fink once."},
+        {"text": "Carl Dahl was born in Oslo. Carl Dahl is Norwegian."},
+        {"text": "Ada Byron lived in Spain."},
+        {"text": "Carl Dahl and Eva Finkelstein."},
+    ]))
+    # Eva Fink is named once, in passing: never the subject of a document
+    assert targets_from_documents(docs, TARGETS + OTHERS) == TARGETS
+    report = compare_restoration(
+        runs["clean"], runs["corrupted"], [runs["unlearned"]], targets=TargetChoice(documents=docs), n_resamples=0
+    )
+    assert report["tasks"][TASK]["restoration_ratio"]["unlearned"]["value"] == pytest.approx(2 / 3)
+
+
+def test_targets_from_official_documents(official_dir):
+    entities = json.loads((official_dir / "entities.json").read_text())
+    from restor_bench.compare import default_targets
+
+    official, _source = default_targets("restor_facts")
+    for level in range(3):
+        assert targets_from_documents(official_dir / "wikidata" / f"mix_a{level}.json", entities) == sorted(official)
+    # level 3 holds no documents about Sage Stallone
+    level3 = targets_from_documents(official_dir / "wikidata" / "mix_a3.json", entities)
+    assert level3 == sorted(set(official) - {"Sage Stallone"})
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The gate
+
+
+def test_gate_passes_clean_vs_clean(runs, tmp_path, capsys):
+    summary = tmp_path / "summary.md"
+    code, stdout, err = run_cli(
+        ["compare", "--baseline", runs["clean"], "--candidate", runs["clean"], "--targets", ",".join(TARGETS),
+         "--markdown", summary],
+        capsys,
+    )
+    assert code == 0, err
+    assert "verdict: PASS" in stdout
+    text = summary.read_text()
+    assert "PASS" in text and "| restor_tiny_facts | target |" in text
+
+
+def test_gate_fails_when_drop_exceeds_max_drop(runs, tmp_path, capsys):
+    # unlearned vs clean: target 0.75 -> 0.5 (drop 0.25), other 0.75 -> 0.75, all 0.75 -> 0.625 (drop 0.125)
+    summary, report_path = tmp_path / "summary.md", tmp_path / "gate.json"
+    code, _, err = run_cli(
+        ["compare", "--baseline", runs["clean"], "--candidate", runs["unlearned"], "--targets", ",".join(TARGETS),
+         "--max-drop", "0.02", "--markdown", summary, "--json", report_path],
+        capsys,
+    )
+    assert code == 1
+    assert err.startswith("restor-bench: gate failed:") and len(err.strip().splitlines()) == 1
+    assert "restor_tiny_facts target: accuracy fell by 0.250" in err
+    report = json.loads(report_path.read_text())
+    splits = report["tasks"][TASK]["gate"]["splits"]
+    assert splits["target"]["change"] == pytest.approx(-0.25) and not splits["target"]["passed"]
+    assert splits["non_target"]["change"] == pytest.approx(0.0) and splits["non_target"]["passed"]
+    assert splits["all"]["change"] == pytest.approx(-0.125) and not splits["all"]["passed"]
+    assert report["gate"]["passed"] is False and len(report["gate"]["failures"]) == 2
+    assert "FAIL" in summary.read_text()
+    # the same drop passes a looser gate
+    code, _, err = run_cli(
+        ["compare", "--baseline", runs["clean"], "--candidate", runs["unlearned"], "--targets", ",".join(TARGETS),
+         "--max-drop", "0.3"],
+        capsys,
+    )
+    assert code == 0, err
+
+
+def test_gate_min_restoration(runs, capsys):
+    base = ["compare", "--baseline", runs["clean"], "--candidate", runs["unlearned"], "--corrupted",
+            runs["corrupted"], "--targets", ",".join(TARGETS), "--max-drop", "0.3", "--bootstrap", "200"]
+    code, _, err = run_cli(base + ["--min-restoration", "0.8"], capsys)
+    assert code == 1 and "restoration ratio 0.667 below --min-restoration 0.8" in err
+    code, stdout, err = run_cli(base + ["--min-restoration", "0.6"], capsys)
+    assert code == 0, err
+    assert "restoration ratio restor_tiny_facts: 0.667" in stdout
+
+
+def test_gate_json_to_stdout(runs, capsys):
+    code, stdout, _ = run_cli(
+        ["compare", "--baseline", runs["clean"], "--candidate", runs["clean"], "--targets", ",".join(TARGETS),
+         "--json"],
+        capsys,
+    )
+    assert code == 0
+    report = json.loads(stdout)
+    assert report["mode"] == "gate" and report["gate"]["passed"] is True
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Bad input: exit 2, one line naming the file
+
+
+def _one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("restor-bench: error: ")
+    return lines[0]
+
+
+def test_missing_folder(runs, tmp_path, capsys):
+    missing = tmp_path / "nowhere"
+    code, _, err = run_cli(["compare", "--clean", missing, "--corrupted", runs["corrupted"]], capsys)
+    assert code == 2 and str(missing) in _one_error_line(err)
+
+
+def test_folder_with_results_only(runs, tmp_path, capsys):
+    folder = make_run(tmp_path / "results_only", CLEAN)
+    for path in folder.rglob("samples_*.jsonl"):
+        path.unlink()
+    code, _, err = run_cli(["compare", "--clean", folder, "--corrupted", runs["corrupted"]], capsys)
+    line = _one_error_line(err)
+    assert code == 2 and str(folder) in line and "--log_samples" in line
+
+
+def test_malformed_samples_line(runs, tmp_path, capsys):
+    folder = make_run(tmp_path / "broken", CLEAN)
+    path = next(folder.rglob("samples_*.jsonl"))
+    lines = path.read_text().splitlines()
+    lines[2] = lines[2][:40]
+    path.write_text("\n".join(lines) + "\n")
+    code, _, err = run_cli(["compare", "--clean", folder, "--corrupted", runs["corrupted"]], capsys)
+    line = _one_error_line(err)
+    assert code == 2 and str(path) in line and "line 3" in line
+
+
+def test_sample_missing_doc_field(runs, tmp_path, capsys):
+    folder = make_run(tmp_path / "nofield", CLEAN)
+    path = next(folder.rglob("samples_*.jsonl"))
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    del records[1]["doc"]["entity"]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    code, _, err = run_cli(["compare", "--clean", folder, "--corrupted", runs["corrupted"]], capsys)
+    line = _one_error_line(err)
+    assert code == 2 and str(path) in line and "line 2" in line and "entity" in line
+
+
+def test_no_common_task(runs, tmp_path, capsys):
+    other = make_run(tmp_path / "other", CLEAN, task="restor_facts")
+    code, _, err = run_cli(["compare", "--clean", other, "--corrupted", runs["corrupted"]], capsys)
+    line = _one_error_line(err)
+    assert code == 2 and "no task in common" in line and str(other) in line
+
+
+def test_bad_arguments(runs, tmp_path, capsys, monkeypatch):
+    cases = [
+        ["--baseline", runs["clean"], "--candidate", runs["clean"], "--min-restoration", "0.8"],
+        ["--clean", runs["clean"]],
+        ["--baseline", runs["clean"], "--clean", runs["clean"], "--candidate", runs["clean"]],
+        ["--clean", runs["clean"], "--corrupted", runs["corrupted"]],  # restor_tiny_facts: manifest of a missing world
+        ["--clean", runs["clean"], "--corrupted", runs["corrupted"], "--unlearned", runs["unlearned"],
+         "--labels", "a", "b"],
+    ]
+    monkeypatch.setenv("RESTOR_TINY_WORLD", str(tmp_path / "no_world"))
+    for case in cases:
+        code, _, err = run_cli(["compare", *case], capsys)
+        assert code == 2, case
+        _one_error_line(err)
+
+
+def test_existing_output_needs_overwrite(runs, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    out.write_text("{}")
+    argv = ["compare", "--clean", runs["clean"], "--corrupted", runs["corrupted"], "--targets", "Ada Byron",
+            "--json", out, "--bootstrap", "0"]
+    code, _, err = run_cli(argv, capsys)
+    assert code == 2 and str(out) in _one_error_line(err)
+    assert out.read_text() == "{}"
+    code, _, _ = run_cli(argv + ["--overwrite"], capsys)
+    assert code == 0 and json.loads(out.read_text())["mode"] == "restoration"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The real lm-eval: its own output folder goes through load_run and the CLI
+
+PROBE_GENERATION = """task: probe_facts
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: generate_until
+doc_to_text: "{{{{prompt}}}}"
+doc_to_target: "{{{{answers[0]}}}}"
+generation_kwargs:
+  until: ["\\n"]
+  max_gen_toks: 6
+  do_sample: false
+process_results: !function utils.process_results
+metric_list:
+  - metric: exact_match
+    aggregation: mean
+    higher_is_better: true
+  - metric: contains
+    aggregation: mean
+    higher_is_better: true
+"""
+
+PROBE_LOGPROB = """task: probe_logprob
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: multiple_choice
+doc_to_text: "{{{{prompt}}}}"
+doc_to_choice: options
+doc_to_target: 0
+target_delimiter: " "
+process_results: !function utils.process_logprob_results
+metric_list:
+  - metric: prefers_correct
+    aggregation: mean
+    higher_is_better: true
+  - metric: prefers_corrupted
+    aggregation: mean
+    higher_is_better: false
+"""
+
+PROBE_UTILS = """from restor_bench.data import normalize
+
+
+def process_results(doc, results):
+    return normalize.score_generation(doc, results)
+
+
+def process_logprob_results(doc, results):
+    return normalize.score_logprob_options(doc, results)
+"""
+
+
+def test_real_lm_eval_output_is_read(tmp_path, random_tiny_model, capsys):
+    pytest.importorskip("lm_eval")
+    task_dir = tmp_path / "tasks"
+    task_dir.mkdir()
+    docs = [
+        {**_doc(entity, relation, answer, corrupted), "options": [answer, (corrupted or ["Lima"])[0], "Quito"],
+         "option_token_counts": [1, 1, 1]}
+        for entity, relation, answer, corrupted in QUESTIONS
+    ]
+    data = task_dir / "questions.jsonl"
+    data.write_text("".join(json.dumps(doc) + "\n" for doc in docs))
+    (task_dir / "probe_facts.yaml").write_text(PROBE_GENERATION.format(data=data))
+    (task_dir / "probe_logprob.yaml").write_text(PROBE_LOGPROB.format(data=data))
+    (task_dir / "utils.py").write_text(PROBE_UTILS)
+    out = tmp_path / "eval"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    completed = subprocess.run(
+        [sys.executable, "-m", "lm_eval", "--model", "hf", "--model_args", f"pretrained={random_tiny_model}",
+         "--tasks", "probe_facts,probe_logprob", "--include_path", str(task_dir), "--device", "cpu",
+         "--limit", "4", "--log_samples", "-o", str(out)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    # lm-eval nests its files one level down, in a folder named after the model
+    outputs = find_lm_eval_outputs(out)
+    assert set(outputs) == {"probe_facts", "probe_logprob"}
+    assert outputs["probe_facts"].samples_path.parent.parent == out
+    results = json.loads(outputs["probe_facts"].results_path.read_text())
+
+    run = load_run(out)
+    facts, logprob = run["probe_facts"], run["probe_logprob"]
+    expected_ids = [doc["id"] for doc in docs[:4]]
+    assert list(facts.outcomes) == expected_ids and list(logprob.outcomes) == expected_ids
+    assert facts.metric == "contains" and logprob.metric == "prefers_correct"
+    assert facts.model_name == str(random_tiny_model)
+    # the per-question outcomes average to lm-eval's own aggregate
+    for samples, metric in ((facts, "contains"), (logprob, "prefers_correct")):
+        mean = np.mean([o.correct for o in samples.outcomes.values()])
+        assert mean == pytest.approx(results["results"][samples.task][f"{metric},none"])
+    from restor_bench.data.normalize import contains
+
+    for doc in docs[:4]:
+        outcome = facts.outcomes[doc["id"]]
+        assert isinstance(outcome.prediction, str)
+        assert outcome.gave_corrupted == (bool(doc["corrupted_answers"]) and contains(outcome.prediction, doc["corrupted_answers"]))
+        assert outcome.corrupted_known == bool(doc["corrupted_answers"])
+
+    report_path = tmp_path / "report.json"
+    code, stdout, err = run_cli(
+        ["compare", "--clean", out, "--corrupted", out, "--unlearned", out, "--targets", ",".join(TARGETS),
+         "--json", report_path, "--bootstrap", "100"],
+        capsys,
+    )
+    assert code == 0, err
+    report = json.loads(report_path.read_text())
+    assert set(report["tasks"]) == {"probe_facts", "probe_logprob"}
+    for task in report["tasks"].values():
+        assert task["n_questions"] == {"target": 4, "non_target": 0, "all": 4}
+        assert task["restoration_ratio"]["unlearned"]["value"] is None  # same model three times: no gap
+    code, _, err = run_cli(
+        ["compare", "--baseline", out, "--candidate", out, "--targets", ",".join(TARGETS), "--max-drop", "0"], capsys
+    )
+    assert code == 0, err

@@ -1,0 +1,152 @@
+"""Document sets: files of {"text"} records and the named sets (tiny world, official RESTOR files)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from restor_bench.data.documents import document_entity, keep_first_per_entity, load_documents
+from restor_bench.errors import InputError
+
+OFFICIAL_TARGETS = [
+    "Aaron Burr", "Bastian Schweinsteiger", "Bob Marley", "Bobby Fischer", "Michael Douglas",
+    "Mihai Eminescu", "Paul Anka", "Sage Stallone", "Suthida", "Thomas Piketty",
+]
+
+
+def _write(path, obj):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj), encoding="utf-8")
+    return path
+
+
+def _one_line_error(excinfo) -> str:
+    message = str(excinfo.value)
+    assert "\n" not in message and message
+    return message
+
+
+@pytest.fixture()
+def world(tmp_path):
+    """A minimal tiny-world folder with the document files the named tiny sets read."""
+    folder = tmp_path / "world"
+    people = ["Alma Vittor", "Bram Okelo", "Cato Liens"]
+    _write(folder / "entities.json", people)
+    for level in range(6):
+        docs = [{"text": f"Alma Vittor was born in Leeds (level {level}, doc {i})."} for i in range(4)]
+        docs += [{"text": f"Bram Okelo is a poet; Bram Okelo lives in Graz (level {level}, doc {i})."} for i in range(3)]
+        _write(folder / "corruption" / f"mix_a{level}.json", docs)
+        _write(folder / "simplified" / f"mix_a{level}.json", [{"text": "Alma Vittor was born in Leeds."}])
+    _write(folder / "squad.json", [{"text": "Alma Vittor built a bridge."}, {"text": "Bram Okelo sang."}])
+    _write(folder / "retain.json", [{"text": "Cato Liens is a pianist."}])
+    return folder
+
+
+def test_json_list_and_jsonl_files(tmp_path):
+    as_list = _write(tmp_path / "docs.json", [{"text": "a"}, {"text": "b", "extra": 1}])
+    as_lines = tmp_path / "docs.jsonl"
+    as_lines.write_text('{"text": "a"}\n\n{"text": "b"}\n', encoding="utf-8")
+    assert load_documents(str(as_list)) == ["a", "b"]
+    assert load_documents(str(as_lines)) == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ({"text": "a"}, "expected a list"),
+        ([{"text": "a"}, {"body": "b"}], "record 1"),
+        ([{"text": 3}], "record 0"),
+        ([], "no documents"),
+        ("", "empty"),
+        ("[{\"text\": ", "malformed JSON"),
+    ],
+)
+def test_bad_document_files(tmp_path, content, expected):
+    path = tmp_path / "docs.json"
+    path.write_text(content if isinstance(content, str) else json.dumps(content), encoding="utf-8")
+    with pytest.raises(InputError) as excinfo:
+        load_documents(str(path))
+    message = _one_line_error(excinfo)
+    assert str(path) in message and expected in message
+
+
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("missing.json", "not found"),
+        ("tiny:9", "unknown corruption level 9"),
+        ("tiny:squid", "unknown named set"),
+        ("bogus:1", "not a named set"),
+    ],
+)
+def test_bad_sources(world, source, expected):
+    with pytest.raises(InputError) as excinfo:
+        load_documents(source, world_dir=world)
+    assert expected in _one_line_error(excinfo)
+
+
+def test_tiny_named_sets(world, monkeypatch):
+    assert len(load_documents("tiny:0", world_dir=world)) == 7
+    assert load_documents("tiny:5", world_dir=world)[0].startswith("Alma Vittor was born in Leeds (level 5")
+    assert load_documents("tiny:3", world_dir=world, forget="simplified") == ["Alma Vittor was born in Leeds."]
+    assert load_documents("tiny:squad", world_dir=world) == ["Alma Vittor built a bridge.", "Bram Okelo sang."]
+    assert load_documents("tiny:retain", world_dir=world) == ["Cato Liens is a pianist."]
+    monkeypatch.setenv("RESTOR_TINY_WORLD", str(world))
+    assert len(load_documents("tiny:1")) == 7
+    with pytest.raises(InputError, match="has no simplified form"):
+        load_documents("tiny:retain", forget="simplified")
+    with pytest.raises(InputError, match="unknown document form"):
+        load_documents("tiny:0", forget="short")
+    with pytest.raises(InputError, match="tiny world folder not found"):
+        load_documents("tiny:0", world_dir=world / "nowhere")
+
+
+def test_max_docs_per_entity(world, tmp_path):
+    kept = load_documents("tiny:0", world_dir=world, max_docs_per_entity=2)
+    assert Counter(document_entity(text, ["Alma Vittor", "Bram Okelo"]) for text in kept) == {
+        "Alma Vittor": 2, "Bram Okelo": 2,
+    }
+    assert kept == [t for t in load_documents("tiny:0", world_dir=world) if t in kept]  # original order
+    with pytest.raises(InputError, match="named sets only"):
+        load_documents(str(_write(tmp_path / "d.json", [{"text": "x"}])), max_docs_per_entity=1)
+    with pytest.raises(InputError, match="at least 1"):
+        load_documents("tiny:0", world_dir=world, max_docs_per_entity=0)
+
+
+def test_document_entity_and_grouping():
+    names = ["Bob Marley", "Napoleon"]
+    assert document_entity("Napoleon met Bob Marley; Bob Marley sang.", names) == "Bob Marley"  # most mentions
+    assert document_entity("Napoleon met Bob Marley.", names) == "Napoleon"  # tie: earliest
+    assert document_entity("Nobody here.", names) is None
+    texts = ["Bob Marley 1", "Napoleon 1", "Bob Marley 2", "none 1", "Bob Marley 3", "none 2"]
+    assert keep_first_per_entity(texts, names, 1) == ["Bob Marley 1", "Napoleon 1", "none 1"]
+    assert keep_first_per_entity(texts, names, 2) == ["Bob Marley 1", "Napoleon 1", "Bob Marley 2", "none 1", "none 2"]
+
+
+def test_official_sets(official_dir):
+    level0 = load_documents("official:0", data_dir=official_dir)
+    assert len(level0) == 3000 and level0[0].startswith("Aaron Burr")
+    assert len(load_documents("official:3", data_dir=official_dir)) == 2700
+    assert len(load_documents("official:squad", data_dir=official_dir)) == 3107
+    kept = load_documents("official:1", data_dir=official_dir, max_docs_per_entity=5)
+    counts = Counter(document_entity(text, OFFICIAL_TARGETS) for text in kept)
+    assert counts == {name: 5 for name in OFFICIAL_TARGETS}
+
+
+@pytest.mark.parametrize(
+    "source, kwargs, expected",
+    [
+        ("official:4", {}, "listed"),
+        ("official:5", {}, "not available"),
+        ("official:7", {}, "unknown"),
+        ("official:1", {"forget": "simplified"}, "not yet supported"),
+        ("official:nope", {}, "unknown named set"),
+    ],
+)
+def test_official_errors(official_dir, source, kwargs, expected):
+    with pytest.raises(InputError) as excinfo:
+        load_documents(source, data_dir=official_dir, **kwargs)
+    message = _one_line_error(excinfo)
+    assert source in message and expected in message

@@ -1,0 +1,5 @@
+import sys
+
+from unlearners.cli import main
+
+sys.exit(main())

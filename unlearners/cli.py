@@ -1,0 +1,127 @@
+"""`python -m unlearners`: run a method on document files, list the methods.
+
+    python -m unlearners methods
+    python -m unlearners run --method npo --model CKPT --forget forget.json [--retain retain.json] --out DIR
+
+Document files are JSON lists (or JSONL) of {"text": ...} records, or JSON lists of strings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Sequence
+
+from unlearners.errors import UnlearnError
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of a run shared by `python -m unlearners run` and `restor-bench unlearn` (not --forget/--retain)."""
+    parser.add_argument("--method", required=True, help="registered method name (see the `methods` command)")
+    parser.add_argument("--model", required=True, help="checkpoint folder to unlearn from (safetensors)")
+    parser.add_argument("--out", required=True, help="output folder for the unlearned checkpoint")
+    parser.add_argument("--lora", action="store_true", help="train a LoRA adapter on all linear layers, then merge it")
+    parser.add_argument("--config", help="YAML file of hyperparameters (a flat mapping name: value)")
+    parser.add_argument("--preset", help="named set of hyperparameters, e.g. '7b' for 7-8B models")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="set one hyperparameter (repeatable), e.g. --set beta=0.2 --set learning_rate=1e-5",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (overrides num_epochs)")
+    parser.add_argument("--save-steps", type=int, default=50, help="checkpoint every N steps (default 50)")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="bf16 mixed precision where the GPU supports it (auto), or force one")
+    parser.add_argument("--keep-checkpoints", action="store_true",
+                        help="keep <out>.checkpoints/ after a successful run")
+
+
+def run_kwargs(args: argparse.Namespace) -> dict:
+    """Keyword arguments of `run_unlearning` taken from parsed `add_run_arguments` options."""
+    return {
+        "method": args.method,
+        "hparams": list(args.overrides) or None,
+        "config": args.config,
+        "preset": args.preset,
+        "lora": args.lora,
+        "seed": args.seed,
+        "max_steps": args.max_steps,
+        "save_steps": args.save_steps,
+        "resume": args.resume,
+        "overwrite": args.overwrite,
+        "precision": args.precision,
+        "keep_checkpoints": args.keep_checkpoints,
+    }
+
+
+def read_documents(path: str) -> list[str]:
+    """Read a document file: JSON list (or JSONL) of {"text": str} records, or a JSON list of strings."""
+    if not os.path.isfile(path):
+        raise UnlearnError(f"{path}: document file not found")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            if path.endswith(".jsonl"):
+                records = [json.loads(line) for line in handle if line.strip()]
+            else:
+                records = json.load(handle)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UnlearnError(f"{path}: malformed JSON: {err}") from None
+    if not isinstance(records, list):
+        raise UnlearnError(f"{path}: expected a list of {{\"text\": ...}} records")
+    texts = []
+    for number, record in enumerate(records):
+        if isinstance(record, dict) and isinstance(record.get("text"), str):
+            texts.append(record["text"])
+        elif isinstance(record, str):
+            texts.append(record)
+        else:
+            raise UnlearnError(f"{path}: record {number} is not a {{\"text\": str}} object")
+    return texts
+
+
+def format_methods() -> str:
+    from unlearners.registry import describe_methods
+
+    rows = describe_methods()
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name.ljust(width)}  {text}" for name, text in rows)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m unlearners", description="LLM unlearning methods on documents.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("methods", help="list the registered methods")
+    run = commands.add_parser("run", help="unlearn forget documents from a checkpoint")
+    run.add_argument("--forget", required=True, help="forget documents (JSON/JSONL of {\"text\"} records)")
+    run.add_argument("--retain", help="retain documents (same format), for methods that use them")
+    add_run_arguments(run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "methods":
+            print(format_methods())
+            return 0
+        if args.command == "run":
+            from unlearners.runner import run_unlearning
+
+            forget = read_documents(args.forget)
+            retain = read_documents(args.retain) if args.retain else None
+            record = run_unlearning(args.model, forget, retain, args.out, **run_kwargs(args))
+            print(f"unlearned checkpoint: {args.out} ({record['method']}, {record['steps']} steps)")
+            return 0
+    except UnlearnError as err:
+        print(f"unlearners: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("unlearners: interrupted (resume with --resume)", file=sys.stderr)
+        return 130
+    parser.print_help()
+    return 2

@@ -1,0 +1,15 @@
+"""Errors of the unlearners package. Each message is one line meant for a person."""
+
+from __future__ import annotations
+
+
+class UnlearnError(ValueError):
+    """Bad input to an unlearning run: unknown method or hyperparameter, empty forget set, missing retain set, ..."""
+
+
+class NonFiniteLossError(UnlearnError):
+    """The loss (or the parameters) became NaN or infinite; the run stopped before saving a bad state."""
+
+    def __init__(self, message: str, step: int = 0):
+        super().__init__(message)
+        self.step = step

@@ -1,0 +1,163 @@
+"""Representation Misdirection for Unlearning (RMU)."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import torch
+
+from unlearners.base import Method, MethodContext
+from unlearners.errors import UnlearnError
+from unlearners.hparams import TrainHparams, check_reference_mode
+from unlearners.losses import forward, masked_mse
+
+
+@dataclass
+class RMUHparams(TrainHparams):
+    layer: int = -1  # decoder layer whose output is steered (0-based); -1: the middle layer
+    update_layers: tuple[int, ...] = ()  # layers whose parameters train; empty: layer-2, layer-1, layer
+    param_pattern: str = "mlp.down_proj"  # which parameters of those layers train (substring of the name)
+    steering_coeff: float = 0.0  # c; 0: adaptive, c = adaptive_scale * mean activation norm on the forget set
+    adaptive_scale: float = 4.0
+    retain_weight: float = 100.0  # alpha in the paper
+    # "auto": LoRA adapter disabled with --lora, else a frozen copy ("live"): the retain term needs the
+    # reference's activations on fresh retain batches, so they cannot be cached.
+    reference: str = "auto"
+
+    def check(self) -> None:
+        super().check()
+        check_reference_mode(self.reference, ("auto", "live", "adapter"))
+        if self.steering_coeff < 0 or self.adaptive_scale <= 0 or self.retain_weight < 0:
+            raise UnlearnError("hyperparameters 'steering_coeff' >= 0, 'adaptive_scale' > 0, 'retain_weight' >= 0")
+
+
+def _num_layers(model) -> int:
+    config = getattr(model, "config", None)
+    count = getattr(config, "num_hidden_layers", None)
+    if count is None and config is not None and hasattr(config, "get_text_config"):
+        count = getattr(config.get_text_config(), "num_hidden_layers", None)
+    if not count:
+        raise UnlearnError("rmu: the model config has no num_hidden_layers")
+    return int(count)
+
+
+def _base_forward_accepts(model, name: str) -> bool:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        return name in inspect.signature(base.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+class RMU(Method):
+    """Representation Misdirection for Unlearning: scramble a middle layer's activations on forget data.
+
+    loss = mean_{t in forget} || h_theta^l(t) - c * u ||^2  +  alpha * mean_{t in retain} || h_theta^l(t) - h_ref^l(t) ||^2
+
+    h^l is the output of decoder layer l, u a fixed random unit vector (uniform entries, normalised), c the
+    steering coefficient, h_ref the frozen model's activations; squared norms are averaged over tokens and
+    dimensions. Only the parameters of layers l-2, l-1, l matching `param_pattern` train (MLP down projections by
+    default). Li et al. 2024, "The WMDP Benchmark: Measuring and Reducing Malicious Use With Unlearning" (ICML
+    2024), arXiv:2403.03218. With `steering_coeff=0` the coefficient is set from the activations, c = adaptive_scale
+    * mean ||h^l|| on the forget set (the adaptive variant of Dang et al. 2024, arXiv:2409.02496).
+    """
+
+    name = "rmu"
+    description = "steer a middle layer's activations on forget data to a random direction; keep retain ones"
+    Hparams = RMUHparams
+    # Zephyr-7B values of the WMDP paper (layer 7, layers 5-7, c = 6.5, alpha = 1200, lr 5e-5, batch 4).
+    presets = {"7b": {"layer": 7, "update_layers": (5, 6, 7), "steering_coeff": 6.5, "retain_weight": 1200.0,
+                      "learning_rate": 5e-5, "num_epochs": 1, "per_device_batch_size": 4,
+                      "gradient_accumulation_steps": 1, "max_length": 512, "lr_scheduler_type": "constant"}}
+    uses_reference = True
+
+    def __init__(self, hparams=None):
+        super().__init__(hparams)
+        self.layer: int | None = None
+        self.control: torch.Tensor | None = None
+        self._forward_kwargs: dict = {"output_hidden_states": True}
+
+    def needs_retain(self) -> bool:
+        return self.hparams.retain_weight > 0
+
+    def reference_mode(self, lora: bool) -> str | None:
+        return super().reference_mode(lora) if self.hparams.retain_weight > 0 else None
+
+    def resolve_layers(self, model) -> tuple[int, list[int]]:
+        count = _num_layers(model)
+        layer = self.hparams.layer if self.hparams.layer >= 0 else count // 2
+        if layer >= count:
+            raise UnlearnError(f"rmu: layer {layer} does not exist (the model has {count} layers)")
+        update = list(self.hparams.update_layers) or [i for i in (layer - 2, layer - 1, layer) if i >= 0]
+        bad = [i for i in update if not 0 <= i < count]
+        if bad:
+            raise UnlearnError(f"rmu: update_layers {bad} do not exist (the model has {count} layers)")
+        return layer, update
+
+    def select_trainable(self, model, lora: bool) -> None:
+        self.layer, update = self.resolve_layers(model)
+        prefixes = tuple(f"layers.{i}." for i in update)
+        chosen = []
+        for name, param in model.named_parameters():
+            keep = (
+                any(prefix in name for prefix in prefixes)
+                and self.hparams.param_pattern in name
+                and (not lora or "lora_" in name)
+            )
+            param.requires_grad_(keep)
+            if keep:
+                chosen.append(name)
+        if not chosen:
+            raise UnlearnError(
+                f"rmu: no parameter of layers {update} matches param_pattern '{self.hparams.param_pattern}'"
+            )
+        if _base_forward_accepts(model, "logits_to_keep"):
+            self._forward_kwargs["logits_to_keep"] = 1  # the loss needs activations only, not the vocabulary logits
+
+    def hidden(self, outputs) -> torch.Tensor:
+        return outputs.hidden_states[self.layer + 1]
+
+    @torch.no_grad()
+    def setup(self, ctx: MethodContext) -> None:
+        if self.layer is None:
+            self.select_trainable(ctx.model, ctx.lora)
+        hidden_size = ctx.model.config.hidden_size
+        generator = torch.Generator().manual_seed(ctx.seed)
+        direction = torch.rand(hidden_size, generator=generator)
+        direction = direction / direction.norm()
+        coeff = self.hparams.steering_coeff
+        if coeff <= 0:
+            coeff = self.hparams.adaptive_scale * self._mean_activation_norm(ctx)
+        ctx.state["rmu_steering_coeff"] = float(coeff)
+        self.control = (coeff * direction).to(ctx.device)
+
+    def _mean_activation_norm(self, ctx: MethodContext) -> float:
+        model = ctx.model
+        was_training = model.training
+        model.eval()
+        total, count = 0.0, 0
+        try:
+            with ctx.autocast():
+                for batch in ctx.forget_batches():
+                    batch = {key: value.to(ctx.device) for key, value in batch.items()}
+                    hidden = self.hidden(forward(model, batch, **self._forward_kwargs)).float()
+                    mask = batch["attention_mask"].bool()
+                    total += hidden.norm(dim=-1)[mask].sum().item()
+                    count += int(mask.sum().item())
+        finally:
+            model.train(was_training)
+        return total / max(count, 1)
+
+    def loss(self, model, forget, retain, ctx):
+        hidden = self.hidden(forward(model, forget, **self._forward_kwargs))
+        forget_loss = masked_mse(hidden, self.control.to(hidden.dtype).expand_as(hidden), forget["attention_mask"])
+        loss = forget_loss
+        logs = {"forget_mse": forget_loss.detach()}
+        if self.hparams.retain_weight > 0:
+            retain_hidden = self.hidden(forward(model, retain, **self._forward_kwargs))
+            reference_hidden = self.hidden(ctx.reference.outputs(model, retain, **self._forward_kwargs))
+            retain_loss = masked_mse(retain_hidden, reference_hidden, retain["attention_mask"])
+            loss = loss + self.hparams.retain_weight * retain_loss
+            logs["retain_mse"] = retain_loss.detach()
+        return loss, logs

@@ -1,0 +1,420 @@
+"""`run_unlearning`: load a checkpoint, run one method with `UnlearnTrainer`, save a plain Hugging Face checkpoint.
+
+Folders: the result goes to `out_dir` (written into a temporary sibling and renamed at the end, so it is never
+half-written). Trainer checkpoints go to the sibling `<out_dir>.checkpoints/` every `save_steps` steps; an
+interrupted or failed run leaves them there and `resume=True` continues from the last one. They are removed after a
+successful run unless `keep_checkpoints=True`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from unlearners.errors import NonFiniteLossError, UnlearnError
+
+RUN_RECORD = "unlearn_run.json"
+SETTINGS_FILE = "unlearn_settings.json"
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def checkpoints_dir(out_dir: str | os.PathLike) -> Path:
+    """Where the Trainer checkpoints of a run writing `out_dir` live: the sibling `<out_dir>.checkpoints`."""
+    out_dir = Path(out_dir)
+    return out_dir.with_name(out_dir.name + ".checkpoints")
+
+
+def package_versions() -> dict[str, str | None]:
+    """Versions of Python and of the libraries an unlearning run depends on."""
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for dist in ("torch", "transformers", "peft", "accelerate", "restor-bench"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    return versions
+
+
+def make_method(method: Any, hparams: Any = None, preset: str | None = None, config: Any = None):
+    """A Method instance from a name, a Method subclass or an instance (then `hparams` etc. must be unset).
+
+    `hparams` is a dataclass instance of the method's `Hparams`, a dict of overrides, or a list of `key=value`.
+    """
+    from unlearners.base import Method
+    from unlearners.hparams import resolve_hparams
+    from unlearners.registry import get_method
+
+    if isinstance(method, Method):
+        if hparams is not None or preset or config is not None:
+            raise UnlearnError("pass hyperparameters either in the Method instance or as arguments, not both")
+        return method
+    cls = get_method(method) if isinstance(method, str) else method
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+        raise UnlearnError(f"not an unlearning method: {method!r}")
+    if isinstance(hparams, cls.Hparams):
+        if preset or config is not None:
+            raise UnlearnError("pass either a hyperparameter object or preset/config, not both")
+        return cls(hparams)
+    return cls(resolve_hparams(cls, preset=preset, config=config, overrides=hparams))
+
+
+def _clean_texts(texts: Sequence[str] | None, what: str) -> list[str]:
+    if texts is None:
+        return []
+    if isinstance(texts, str):
+        raise UnlearnError(f"the {what} set must be a list of documents, not one string")
+    cleaned = []
+    for number, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise UnlearnError(f"{what} document {number} is not a string ({type(text).__name__})")
+        if text.strip():
+            cleaned.append(text)
+    return cleaned
+
+
+def _resolve_precision(precision: str) -> str:
+    import torch
+
+    if precision not in PRECISIONS:
+        raise UnlearnError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    if precision == "auto":
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    return precision
+
+
+def load_model_and_tokenizer(model_path: str | os.PathLike, dtype=None, trust_remote_code: bool = False):
+    """Load a causal LM (safetensors only) and its tokenizer; returns (model, tokenizer, dtype of the checkpoint)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    path = str(model_path)
+    if os.path.sep in path or path.startswith(".") or os.path.exists(path):
+        if not os.path.isdir(path):
+            raise UnlearnError(f"{path}: model folder not found")
+        if not os.path.isfile(os.path.join(path, "config.json")):
+            raise UnlearnError(f"{path}: not a Hugging Face checkpoint (no config.json)")
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=dtype or torch.float32, use_safetensors=True, trust_remote_code=trust_remote_code
+        )
+    except (OSError, ValueError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UnlearnError(f"{path}: cannot load the model (safetensors only): {first_line}") from None
+    if tokenizer.pad_token_id is None:
+        if tokenizer.eos_token is None:
+            raise UnlearnError(f"{path}: the tokenizer has neither a pad nor an end-of-sequence token")
+        tokenizer.pad_token = tokenizer.eos_token
+    saved_dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    if isinstance(saved_dtype, str):
+        saved_dtype = getattr(torch, saved_dtype, None)
+    return model, tokenizer, saved_dtype
+
+
+def attach_lora(model, hparams):
+    """Wrap `model` with a LoRA adapter on all linear layers (lm_head excluded)."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=hparams.lora_r,
+        lora_alpha=hparams.lora_alpha,
+        lora_dropout=hparams.lora_dropout,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+def _prepare_folders(out_dir: Path, work_dir: Path, overwrite: bool, resume: bool) -> str | None:
+    """Check the output and checkpoint folders; return the checkpoint to resume from (or None)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UnlearnError(f"{out_dir}: exists and is not a folder")
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise UnlearnError(f"{out_dir}: output folder exists and is not empty (pass --overwrite to replace it)")
+    last = get_last_checkpoint(str(work_dir)) if work_dir.is_dir() else None
+    if resume:
+        if last is None:
+            raise UnlearnError(f"{work_dir}: no checkpoint to resume from")
+        return last
+    if work_dir.exists():
+        if last is not None and not overwrite:
+            raise UnlearnError(
+                f"{work_dir}: holds checkpoints of an unfinished run; pass --resume to continue it "
+                "or --overwrite to start over"
+            )
+        shutil.rmtree(work_dir)
+    return None
+
+
+def _check_settings(work_dir: Path, settings: dict, resume: bool) -> None:
+    """Write the run's settings beside its checkpoints; when resuming, refuse different settings."""
+    path = work_dir / SETTINGS_FILE
+    if resume and path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        changed = sorted(key for key in set(saved) | set(settings) if saved.get(key) != settings.get(key))
+        if changed:
+            raise UnlearnError(
+                f"{work_dir}: cannot resume with different settings ({', '.join(changed)} changed); "
+                "use the original ones or --overwrite to start over"
+            )
+        return
+    work_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _save_atomically(out_dir: Path, overwrite: bool, write) -> None:
+    """Call write(tmp_folder) then rename the temporary sibling folder to `out_dir`."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+    try:
+        write(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if out_dir.exists():
+        if any(out_dir.iterdir()) and not overwrite:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise UnlearnError(f"{out_dir}: output folder appeared during the run (pass --overwrite to replace it)")
+        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+        os.replace(out_dir, old)
+    os.replace(tmp, out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def run_unlearning(
+    model_path: str | os.PathLike,
+    forget_texts: Sequence[str],
+    retain_texts: Sequence[str] | None,
+    out_dir: str | os.PathLike,
+    method: Any,
+    hparams: Any = None,
+    *,
+    lora: bool = False,
+    seed: int = 0,
+    max_steps: int | None = None,
+    save_steps: int = 50,
+    resume: bool = False,
+    overwrite: bool = False,
+    preset: str | None = None,
+    config: str | os.PathLike | Mapping[str, Any] | None = None,
+    precision: str = "auto",
+    keep_checkpoints: bool = False,
+    save_total_limit: int | None = 2,
+    logging_steps: int = 10,
+    progress: bool = True,
+    callbacks: Sequence[Any] | None = None,
+    trust_remote_code: bool = False,
+) -> dict:
+    """Unlearn `forget_texts` from the checkpoint at `model_path` and save the result in `out_dir`.
+
+    `method` is a registered name (e.g. "npo"), a Method subclass or instance; `hparams`/`preset`/`config` set its
+    hyperparameters (see `resolve_hparams`). With `lora=True` a LoRA adapter on all linear layers is trained and
+    merged before saving. Returns the run record, also written to `out_dir/unlearn_run.json`.
+    Raises UnlearnError for bad input and NonFiniteLossError (a subclass) when the loss diverges.
+    """
+    import torch
+    import transformers
+    from transformers import TrainingArguments
+
+    from unlearners.data import ForgetRetainDataset, PairCollator, documents_sha256, tokenize_documents
+    from unlearners.reference import Reference, frozen_copy
+    from unlearners.trainer import UnlearnTrainer, first_nonfinite_parameter
+
+    started = time.time()
+    out_dir = Path(out_dir)
+    work_dir = checkpoints_dir(out_dir)
+    method_obj = make_method(method, hparams, preset=preset, config=config)
+    hp = method_obj.hparams
+    forget = _clean_texts(forget_texts, "forget")
+    retain = _clean_texts(retain_texts, "retain")
+    if not forget:
+        raise UnlearnError("the forget set is empty (no non-blank document)")
+    uses_retain = method_obj.needs_retain()
+    if uses_retain and not retain:
+        raise UnlearnError(f"method '{method_obj.name}' needs a retain set (--retain); none was given or it is empty")
+    if max_steps is not None and max_steps <= 0:
+        raise UnlearnError(f"max_steps must be a positive number of steps, got {max_steps}")
+    if save_steps <= 0:
+        raise UnlearnError(f"save_steps must be > 0, got {save_steps}")
+    precision = _resolve_precision(precision)
+    reference_mode = method_obj.reference_mode(lora)
+    resume_from = _prepare_folders(out_dir, work_dir, overwrite=overwrite, resume=resume)
+
+    settings = {
+        "method": method_obj.name,
+        "hparams": _jsonable(dataclasses.asdict(hp)),
+        "lora": bool(lora),
+        "seed": int(seed),
+        "model": str(model_path),
+        "forget_sha256": documents_sha256(forget),
+        "retain_sha256": documents_sha256(retain) if uses_retain else None,
+        "precision": precision,
+    }
+
+    transformers.set_seed(seed)
+    load_dtype = torch.bfloat16 if (lora and precision == "bf16") else torch.float32
+    model, tokenizer, saved_dtype = load_model_and_tokenizer(model_path, load_dtype, trust_remote_code)
+    forget_examples = tokenize_documents(tokenizer, forget, hp.max_length)
+    if not forget_examples:
+        raise UnlearnError("the forget set has no document of two or more tokens")
+    retain_examples = tokenize_documents(tokenizer, retain, hp.max_length) if uses_retain else None
+    if uses_retain and not retain_examples:
+        raise UnlearnError("the retain set has no document of two or more tokens")
+
+    frozen = frozen_copy(model) if reference_mode == "live" else None
+    if lora:
+        model = attach_lora(model, hp)
+    method_obj.select_trainable(model, lora)
+    reference = Reference(reference_mode, frozen) if reference_mode else None
+
+    _check_settings(work_dir, settings, resume=resume_from is not None)
+    try:
+        args = TrainingArguments(
+            output_dir=str(work_dir),
+            per_device_train_batch_size=hp.per_device_batch_size,
+            per_device_eval_batch_size=hp.per_device_batch_size,
+            gradient_accumulation_steps=hp.gradient_accumulation_steps,
+            learning_rate=hp.learning_rate,
+            num_train_epochs=hp.num_epochs,
+            max_steps=max_steps if max_steps is not None else -1,
+            lr_scheduler_type=hp.lr_scheduler_type,
+            warmup_steps=hp.warmup_steps,
+            weight_decay=hp.weight_decay,
+            max_grad_norm=hp.max_grad_norm,
+            optim=hp.optim,
+            logging_steps=logging_steps,
+            save_strategy="steps",
+            save_steps=save_steps,
+            save_total_limit=save_total_limit,
+            seed=seed,
+            data_seed=seed,
+            bf16=precision == "bf16",
+            report_to="none",
+            remove_unused_columns=False,
+            dataloader_num_workers=0,
+            disable_tqdm=not progress,
+            logging_nan_inf_filter=False,
+        )
+    except ValueError as err:
+        raise UnlearnError(f"invalid training settings: {str(err).strip().splitlines()[0]}") from None
+
+    trainer = UnlearnTrainer(
+        model=model,
+        args=args,
+        train_dataset=ForgetRetainDataset(forget_examples, retain_examples, seed=seed),
+        data_collator=PairCollator(tokenizer.pad_token_id),
+        processing_class=tokenizer,
+        callbacks=list(callbacks or []),
+        method=method_obj,
+        reference=reference,
+        forget_examples=forget_examples,
+        lora=lora,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    resumed_step = None
+    if resume_from is not None:
+        resumed_step = int(json.loads((Path(resume_from) / "trainer_state.json").read_text())["global_step"])
+    try:
+        train_output = trainer.train(resume_from_checkpoint=resume_from)
+    except NonFiniteLossError as err:
+        from transformers.trainer_utils import get_last_checkpoint
+
+        last = get_last_checkpoint(str(work_dir)) if work_dir.is_dir() else None
+        kept = f"last good checkpoint kept: {last}" if last else "no checkpoint was saved before"
+        raise NonFiniteLossError(
+            f"{err}; stopped without writing {out_dir} ({kept}); lower learning_rate or change the hyperparameters",
+            err.step,
+        ) from None
+
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    method_obj.finalize(model, trainer.ctx)
+    if lora:
+        model = model.merge_and_unload()
+    bad = first_nonfinite_parameter_all(model)
+    if bad is not None:
+        raise NonFiniteLossError(f"{method_obj.name}: parameter {bad} is NaN/inf after training; nothing saved")
+    if saved_dtype in (torch.float16, torch.bfloat16):
+        model = model.to(saved_dtype)
+
+    record = {
+        "method": method_obj.name,
+        "method_class": f"{type(method_obj).__module__}:{type(method_obj).__qualname__}",
+        "hparams": settings["hparams"],
+        "preset": preset,
+        "lora": bool(lora),
+        "reference": reference_mode,
+        "seed": int(seed),
+        "max_steps": max_steps,
+        "model": str(model_path),
+        "precision": precision,
+        "device": str(trainer.args.device),
+        "world_size": int(trainer.args.world_size),
+        "data": {
+            "forget": {"documents": len(forget), "examples": len(forget_examples), "sha256": settings["forget_sha256"]},
+            "retain": (
+                {"documents": len(retain), "examples": len(retain_examples), "sha256": settings["retain_sha256"]}
+                if uses_retain
+                else None
+            ),
+        },
+        "steps": int(trainer.state.global_step),
+        "epochs": float(trainer.state.epoch or 0.0),
+        "resumed_from_step": resumed_step,
+        "wall_time_s": round(time.time() - started, 3),
+        "train_loss_mean": float(train_output.training_loss),
+        "final_losses": dict(trainer.last_method_logs),
+        "method_state": _jsonable(trainer.ctx.state),
+        "log_history": _jsonable(trainer.state.log_history),
+        "versions": package_versions(),
+    }
+
+    if trainer.args.should_save:
+
+        def write(folder: Path) -> None:
+            model.save_pretrained(folder, safe_serialization=True)
+            tokenizer.save_pretrained(folder)
+            (folder / RUN_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+        _save_atomically(out_dir, overwrite, write)
+        if not keep_checkpoints:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    return record
+
+
+def first_nonfinite_parameter_all(model) -> str | None:
+    """Name of the first parameter (trainable or not) holding NaN or inf, or None."""
+    import torch
+
+    for name, param in model.named_parameters():
+        if not torch.isfinite(param.detach()).all():
+            return name
+    return None
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON values (tuples -> lists, tensors/numbers -> floats, unknown objects -> str)."""
+    if isinstance(value, dict):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if hasattr(value, "item"):
+        try:
+            return value.item()
+        except (ValueError, RuntimeError):
+            pass
+    return str(value)
