@@ -63,9 +63,10 @@ import json
 import os
 import re
 import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from restor_bench.errors import GateFailure, InputError
 
@@ -195,7 +196,7 @@ def _parse_sample(record: dict[str, Any], path: Path, number: int, metric: str) 
     where = f"{path}: line {number}"
     doc = record.get("doc")
     if not isinstance(doc, dict):
-        raise InputError(f"{where}: sample has no \"doc\" object")
+        raise InputError(f'{where}: sample has no "doc" object')
     missing = [name for name in REQUIRED_DOC_FIELDS if not isinstance(doc.get(name), str)]
     if missing:
         raise InputError(
@@ -245,7 +246,7 @@ def _first_response(filtered: Any, where: str) -> str:
     while isinstance(value, list) and value:
         value = value[0]
     if not isinstance(value, str):
-        raise InputError(f"{where}: sample has no text response in \"filtered_resps\"")
+        raise InputError(f'{where}: sample has no text response in "filtered_resps"')
     return value
 
 
@@ -331,7 +332,7 @@ def default_targets(task: str, task_metadata: dict[str, Any] | None = None) -> t
         manifest = load_manifest(world_dir if isinstance(world_dir, str) and world_dir else None)
         targets = manifest.get("targets")
         if not isinstance(targets, list) or not all(isinstance(name, str) for name in targets):
-            raise InputError("tiny world manifest: \"targets\" is not a list of names")
+            raise InputError('tiny world manifest: "targets" is not a list of names')
         return list(targets), "tiny world manifest"
     if task.startswith("restor_facts"):
         try:
@@ -426,15 +427,19 @@ def align_task(task: str, samples: dict[str, TaskSamples], targets: TargetChoice
             for label in labels
         }
         detail = ", ".join(f"{label} {len(samples[label].outcomes)}" for label in labels)
+        every = set().union(*(samples[label].outcomes for label in labels))
+        example = next(
+            f"{qid!r} is missing from {label}"
+            for qid in sorted(every - common)
+            for label in labels
+            if qid not in samples[label].outcomes
+        )
         warnings.append(
-            f"task {task}: different question sets ({detail} questions); comparing the {len(common)} common ones"
+            f"task {task}: different question sets ({detail} questions; e.g. {example}); "
+            f"comparing the {len(common)} common ones"
         )
     ids = sorted(common)
-    differing = sum(
-        1
-        for qid in ids
-        if len({samples[label].outcomes[qid].doc_hash for label in labels} - {None}) > 1
-    )
+    differing = sum(1 for qid in ids if len({samples[label].outcomes[qid].doc_hash for label in labels} - {None}) > 1)
     if differing:
         warnings.append(f"task {task}: {differing} question(s) have different content (doc_hash) between runs")
     metrics = {samples[label].metric for label in labels}
@@ -484,9 +489,7 @@ class _Bootstrap:
     def __init__(self, aligned: AlignedTask, n_resamples: int, seed: int):
         from restor_bench.stats import resample_indices
 
-        self.indices = (
-            resample_indices(aligned.is_target.astype(int), n_resamples, seed) if n_resamples > 0 else None
-        )
+        self.indices = resample_indices(aligned.is_target.astype(int), n_resamples, seed) if n_resamples > 0 else None
 
     def interval(self, statistic):
         from restor_bench.stats import bootstrap_interval
@@ -636,7 +639,11 @@ def gate_task_report(
                 f" more than --max-drop {max_drop:g}"
             )
         splits[split] = {
-            "baseline": before, "candidate": after, "change": change, "ci": difference["ci"], "passed": passed
+            "baseline": before,
+            "candidate": after,
+            "change": change,
+            "ci": difference["ci"],
+            "passed": passed,
         }
     ratio = None
     if corrupted is not None:
@@ -717,9 +724,7 @@ def _restoration_sections(report: dict[str, Any]) -> list[tuple[str, list[str], 
         sections.append(("accuracy differences", ["difference", *[SPLIT_TITLES[s] for s in SPLITS]], diff_rows))
         transitions = entry["transitions"]
         first = next(iter(transitions.values()))
-        title = (
-            f"facts the clean model knew: {first['target_known']} target, {first['non_target_known']} other"
-        )
+        title = f"facts the clean model knew: {first['target_known']} target, {first['non_target_known']} other"
         trans_rows = [
             [label, t["restored"], t["still_corrupted"], t["forgotten"], t["kept"], t["lost"]]
             for label, t in transitions.items()
@@ -751,11 +756,17 @@ _GATE_HEADER = ["task", "split", "baseline", "candidate", "change [95% CI]", "ga
 
 
 def _ratio_lines(report: dict[str, Any]) -> list[str]:
+    minimum = report["gate"]["min_restoration"]
     lines = []
     for task, entry in report["tasks"].items():
         ratio = entry["gate"]["restoration_ratio"]
-        if ratio is not None:
-            lines.append(f"restoration ratio {task}: {_fmt_ci(ratio)}")
+        if ratio is None:
+            continue
+        line = f"restoration ratio {task}: {_fmt_ci(ratio)}"
+        if minimum is not None:
+            passed = ratio["value"] is not None and ratio["value"] >= minimum
+            line += f" ({'ok' if passed else 'FAIL'}, minimum {minimum:g})"
+        lines.append(line)
     return lines
 
 
@@ -874,7 +885,8 @@ def compare_restoration(
 ) -> dict[str, Any]:
     """The restoration report of clean, corrupted and unlearned evaluation folders (see the module docstring)."""
     runs = [Run("clean", "clean", str(clean)), Run("corrupted", "corrupted", str(corrupted))]
-    runs += [Run(label, "unlearned", str(folder)) for label, folder in zip(_unlearned_labels(unlearned, labels), unlearned)]
+    unlearned_labels = _unlearned_labels(unlearned, labels)
+    runs += [Run(label, "unlearned", str(folder)) for label, folder in zip(unlearned_labels, unlearned)]
     loaded = _load_all(runs, metric, tasks)
     report = _report_base("restoration", runs, loaded, metric, n_resamples, seed)
     for aligned in _aligned_tasks(runs, loaded, targets, report):
@@ -963,32 +975,76 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     runs = parser.add_argument_group("restoration mode")
     runs.add_argument("--clean", metavar="DIR", help="evaluation folder of the clean model")
-    runs.add_argument("--corrupted", metavar="DIR", help="evaluation folder of the corrupted model")
-    runs.add_argument("--unlearned", metavar="DIR", nargs="+", action="extend", default=[],
-                      help="evaluation folder(s) of unlearned models")
-    runs.add_argument("--labels", metavar="NAME", nargs="+", action="extend", default=[],
-                      help="names of the unlearned models, in order (comma-separated or separate)")
+    runs.add_argument(
+        "--corrupted", metavar="DIR", help="evaluation folder of the corrupted model (gate: for --min-restoration)"
+    )
+    runs.add_argument(
+        "--unlearned",
+        metavar="DIR",
+        nargs="+",
+        action="extend",
+        default=[],
+        help="evaluation folder(s) of unlearned models",
+    )
+    runs.add_argument(
+        "--labels",
+        metavar="NAME",
+        nargs="+",
+        action="extend",
+        default=[],
+        help="names of the unlearned models, in order (comma-separated or separate)",
+    )
     gate = parser.add_argument_group("gate mode")
     gate.add_argument("--baseline", metavar="DIR", help="evaluation folder of the reference model")
     gate.add_argument("--candidate", metavar="DIR", help="evaluation folder of the model under test")
-    gate.add_argument("--max-drop", type=float, default=0.02, metavar="D",
-                      help="fail when an accuracy (point estimate) falls by more than D on any task and split "
-                           "(target, non-target, all) (default 0.02)")
-    gate.add_argument("--min-restoration", type=float, metavar="R",
-                      help="fail when the candidate's restoration ratio is below R or undefined; needs --corrupted")
+    gate.add_argument(
+        "--max-drop",
+        type=float,
+        default=0.02,
+        metavar="D",
+        help="fail when an accuracy (point estimate) falls by more than D on any task and split "
+        "(target, non-target, all) (default 0.02)",
+    )
+    gate.add_argument(
+        "--min-restoration",
+        type=float,
+        metavar="R",
+        help="fail when the candidate's restoration ratio is below R or undefined; needs --corrupted",
+    )
     common = parser.add_argument_group("both modes")
     common.add_argument("--tasks", metavar="TASK[,TASK]", help="compare only these tasks (default: all in common)")
-    common.add_argument("--metric", choices=GENERATION_METRICS, default=DEFAULT_METRIC,
-                        help="per-sample metric of generation tasks (default contains)")
-    common.add_argument("--targets", metavar="NAMES|FILE",
-                        help="target entities: comma-separated names, or a file (one per line, or a JSON list)")
-    common.add_argument("--targets-from", metavar="DOCS",
-                        help="target entities: the evaluated entities named in this corruption documents file")
-    common.add_argument("--bootstrap", type=int, default=1000, metavar="N",
-                        help="bootstrap resamples for the 95%% intervals (0: none; default 1000)")
+    common.add_argument(
+        "--metric",
+        choices=GENERATION_METRICS,
+        default=DEFAULT_METRIC,
+        help="per-sample metric of generation tasks (default contains)",
+    )
+    common.add_argument(
+        "--targets",
+        metavar="NAMES|FILE",
+        help="target entities: comma-separated names, or a file (one per line, or a JSON list)",
+    )
+    common.add_argument(
+        "--targets-from",
+        metavar="DOCS",
+        help="target entities: the evaluated entities this corruption documents file is about "
+        "(each the main subject of its documents)",
+    )
+    common.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="bootstrap resamples for the 95%% intervals (0: none; default 1000)",
+    )
     common.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    common.add_argument("--json", nargs="?", const="-", metavar="OUT.json",
-                        help="write the full report as JSON (to stdout when no file is given)")
+    common.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        metavar="OUT.json",
+        help="write the full report as JSON (to stdout when no file is given)",
+    )
     common.add_argument("--markdown", metavar="OUT.md", help="write the tables (and the gate verdict) as markdown")
     common.add_argument("--per-question", action="store_true", help="include per-question outcomes in the JSON")
     common.add_argument("--overwrite", action="store_true", help="replace existing --json / --markdown files")
@@ -1040,10 +1096,14 @@ def run_compare(args: argparse.Namespace) -> int:
         raise InputError(f"--bootstrap must be >= 0, got {args.bootstrap}")
     _check_outputs(args)
     tasks = _split_list([args.tasks]) if args.tasks else None
-    options = dict(
-        metric=args.metric, tasks=tasks, targets=_targets_choice(args), n_resamples=args.bootstrap,
-        seed=args.seed, per_question=args.per_question,
-    )
+    options = {
+        "metric": args.metric,
+        "tasks": tasks,
+        "targets": _targets_choice(args),
+        "n_resamples": args.bootstrap,
+        "seed": args.seed,
+        "per_question": args.per_question,
+    }
     if gate_mode:
         report = compare_gate(
             args.baseline, args.candidate, args.max_drop, args.corrupted, args.min_restoration, **options

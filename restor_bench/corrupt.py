@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import os
 import shutil
 import sys
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from restor_bench.errors import InputError
 from restor_bench.io import atomic_output_dir, atomic_write_json, check_output_dir
@@ -46,7 +48,7 @@ class CorruptionRecipe:
     save_steps: int = 500
     logging_steps: int = 10
 
-    def updated(self, overrides: Mapping[str, Any] | None, where: str = "recipe") -> "CorruptionRecipe":
+    def updated(self, overrides: Mapping[str, Any] | None, where: str = "recipe") -> CorruptionRecipe:
         """A copy with `overrides` applied (None values are ignored); unknown keys are an InputError."""
         overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
         known = {field.name for field in dataclasses.fields(self)}
@@ -86,16 +88,10 @@ def tiny_recipe() -> CorruptionRecipe:
 def is_tiny_world_model(model: str) -> bool:
     """True when `model` is the tiny world's clean model or a model of the same architecture (a copy, or a
     checkpoint derived from it)."""
+    from restor_bench.data.world import tiny_world_dir  # honours $RESTOR_TINY_WORLD
     from restor_bench.training import checkpoint_config, same_architecture
 
-    world_dir = os.environ.get("RESTOR_TINY_WORLD") or None
-    if world_dir is None:
-        try:
-            from restor_bench.data.world import tiny_world_dir
-        except ImportError:
-            return False
-        world_dir = tiny_world_dir()
-    return same_architecture(checkpoint_config(model), checkpoint_config(Path(world_dir) / "model"))
+    return same_architecture(checkpoint_config(model), checkpoint_config(tiny_world_dir() / "model"))
 
 
 def default_recipe(model: str, source: str | None = None) -> tuple[str, CorruptionRecipe]:
@@ -136,7 +132,7 @@ def corrupt(
     """
     from accelerate import PartialState
 
-    from restor_bench.training import check_checkpoint, documents_sha256
+    from restor_bench.training import check_checkpoint
 
     out = Path(out)
     documents = list(documents)
@@ -152,52 +148,78 @@ def corrupt(
     model = check_checkpoint(model, "model")
     recipe_name, chosen = _choose_recipe(model, source, recipe)
 
-    state = PartialState()
     work = work_dir_for(out)
+    args = training_arguments(chosen, work / "trainer", seed=seed, max_steps=max_steps)
+    state = PartialState()  # set up by the TrainingArguments: one process, or all of a distributed launch
     resume_from = _prepare_work_dir(work, resume=resume, overwrite=overwrite, state=state)
+    tokens_before = _tokens_before(resume_from)  # read now: the Trainer rotates old checkpoints away
 
     started = time.perf_counter()
     trainer, train_result, token_count = _train(
-        model, documents, work, chosen, lora=lora, seed=seed, max_steps=max_steps, resume_from=resume_from,
+        model, documents, args, chosen, lora=lora, seed=seed, resume_from=resume_from,
         trust_remote_code=trust_remote_code, callbacks=callbacks,
     )
     trained = work / "trained"
     trainer.save_model(str(trained))
     state.wait_for_everyone()
-    wall_time = time.perf_counter() - started
 
     if state.is_main_process:
-        record = {
-            "command": "corrupt",
-            "model": model,
-            "source": source,
-            "documents": len(documents),
-            "data_sha256": documents_sha256(documents),
-            "mode": "lora" if lora else "full",
-            "keep_adapter": keep_adapter,
-            "recipe_name": recipe_name,
-            "recipe": dataclasses.asdict(chosen),
-            "seed": seed,
-            "max_steps": max_steps,
-            "global_steps": trainer.state.global_step,
-            "epochs_done": trainer.state.epoch,
-            "train_loss": train_result.training_loss,
-            "tokens_per_epoch": token_count,
-            "tokens_seen": trainer.state.num_input_tokens_seen,
-            "wall_time_s": round(wall_time, 3),
-            "tokens_per_second": round(trainer.state.num_input_tokens_seen / wall_time, 2) if wall_time else None,
-            "resumed_from": resume_from.name if resume_from else None,
-            "bf16": bool(trainer.args.bf16),
-            "world_size": state.num_processes,
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "versions": _versions(),
-        }
+        record = _run_record(
+            model=model, source=source, documents=documents, lora=lora, keep_adapter=keep_adapter,
+            recipe_name=recipe_name, recipe=chosen, seed=seed, max_steps=max_steps, trainer=trainer,
+            train_result=train_result, tokens_per_epoch=token_count, resume_from=resume_from,
+            tokens_before=tokens_before,
+            wall_time=time.perf_counter() - started, world_size=state.num_processes,
+        )
         with atomic_output_dir(out, overwrite=overwrite) as tmp:
             _publish(model, trained, tmp, lora=lora, keep_adapter=keep_adapter, trust_remote_code=trust_remote_code)
             atomic_write_json(tmp / RUN_RECORD, record)
         shutil.rmtree(work, ignore_errors=True)
     state.wait_for_everyone()
     return out
+
+
+def _run_record(*, model, source, documents, lora, keep_adapter, recipe_name, recipe, seed, max_steps, trainer,
+                train_result, tokens_per_epoch, resume_from, tokens_before, wall_time, world_size) -> dict[str, Any]:
+    """What was run and how it went: written as `restor_run.json` beside the checkpoint."""
+    from restor_bench.training import documents_sha256, package_versions
+
+    runtime = train_result.metrics.get("train_runtime")
+    tokens_seen = trainer.state.num_input_tokens_seen
+    return {
+        "command": "corrupt",
+        "model": model,
+        "source": source,
+        "documents": len(documents),
+        "data_sha256": documents_sha256(documents),
+        "mode": "lora" if lora else "full",
+        "keep_adapter": keep_adapter,
+        "recipe_name": recipe_name,
+        "recipe": dataclasses.asdict(recipe),
+        "seed": seed,
+        "max_steps": max_steps,
+        "global_steps": trainer.state.global_step,
+        "epochs_done": trainer.state.epoch,
+        "train_loss": train_result.training_loss,
+        "tokens_per_epoch": tokens_per_epoch,
+        "tokens_seen": tokens_seen,
+        "wall_time_s": round(wall_time, 3),
+        "train_runtime_s": round(runtime, 3) if runtime else None,
+        "train_tokens_per_second": round((tokens_seen - tokens_before) / runtime, 2) if runtime else None,
+        "resumed_from": resume_from.name if resume_from else None,
+        "bf16": bool(trainer.args.bf16),
+        "world_size": world_size,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "versions": package_versions(),
+    }
+
+
+def _tokens_before(checkpoint: Path | None) -> int:
+    """Tokens a resumed run had already seen at its checkpoint (0 for a fresh run)."""
+    if checkpoint is None:
+        return 0
+    state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    return int(state.get("num_input_tokens_seen") or 0)
 
 
 def _choose_recipe(model: str, source: str | None, recipe) -> tuple[str, CorruptionRecipe]:
@@ -233,32 +255,15 @@ def _prepare_work_dir(work: Path, *, resume: bool, overwrite: bool, state) -> Pa
     return None
 
 
-def _train(model, documents, work, recipe, *, lora, seed, max_steps, resume_from, trust_remote_code, callbacks):
+def training_arguments(recipe: CorruptionRecipe, output_dir: Path, *, seed: int, max_steps: int | None):
+    """The TrainingArguments of a corruption run (bf16 on a GPU that has it; no reporting services)."""
     import torch
-    from transformers import Trainer, TrainingArguments
+    from transformers import TrainingArguments
 
-    from restor_bench.training import (
-        CausalLMCollator,
-        bf16_available,
-        count_tokens,
-        load_causal_lm,
-        lora_config,
-        seed_everything,
-        tokenize_documents,
-    )
+    from restor_bench.training import bf16_available
 
-    use_bf16 = bf16_available()
-    seed_everything(seed)
-    # LoRA: the frozen base may sit in bf16 (the adapter trains in float32); full: float32 master weights.
-    dtype = torch.bfloat16 if (lora and use_bf16) else torch.float32
-    net, tokenizer = load_causal_lm(model, trust_remote_code=trust_remote_code, dtype=dtype)
-    if lora:
-        from peft import get_peft_model
-
-        net = get_peft_model(net, lora_config(recipe.lora_r, recipe.lora_alpha, recipe.lora_dropout))
-    dataset = tokenize_documents(tokenizer, documents, recipe.max_length)
-    args = TrainingArguments(
-        output_dir=str(work / "trainer"),
+    return TrainingArguments(
+        output_dir=str(output_dir),
         learning_rate=recipe.learning_rate,
         num_train_epochs=recipe.num_train_epochs,
         max_steps=max_steps if max_steps is not None else -1,
@@ -273,12 +278,38 @@ def _train(model, documents, work, recipe, *, lora, seed, max_steps, resume_from
         save_total_limit=1,
         seed=seed,
         data_seed=seed,
-        bf16=use_bf16,
+        bf16=bf16_available(),
         report_to="none",
         remove_unused_columns=False,
         include_num_input_tokens_seen="non_padding",
         dataloader_pin_memory=torch.cuda.is_available(),
+        ddp_find_unused_parameters=False,  # every trainable parameter takes part in the causal-LM loss
     )
+
+
+def _train(model, documents, args, recipe, *, lora, seed, resume_from, trust_remote_code, callbacks):
+    """Load the model (LoRA-wrapped if asked), tokenize the documents, run the Trainer."""
+    import torch
+    from transformers import Trainer
+
+    from restor_bench.training import (
+        CausalLMCollator,
+        count_tokens,
+        load_causal_lm,
+        lora_config,
+        seed_everything,
+        tokenize_documents,
+    )
+
+    seed_everything(seed)
+    # LoRA: the frozen base may sit in bf16 (the adapter trains in float32); full: float32 master weights.
+    dtype = torch.bfloat16 if (lora and args.bf16) else torch.float32
+    net, tokenizer = load_causal_lm(model, trust_remote_code=trust_remote_code, dtype=dtype)
+    if lora:
+        from peft import get_peft_model
+
+        net = get_peft_model(net, lora_config(recipe.lora_r, recipe.lora_alpha, recipe.lora_dropout))
+    dataset = tokenize_documents(tokenizer, documents, recipe.max_length)
     trainer = Trainer(
         model=net,
         args=args,
@@ -338,12 +369,6 @@ def _cast_to_base_dtype(model: str, trained: Path, out: Path, *, trust_remote_co
     )
     tokenizer = AutoTokenizer.from_pretrained(trained, trust_remote_code=trust_remote_code)
     save_checkpoint(net, tokenizer, out)
-
-
-def _versions() -> dict[str, str]:
-    from restor_bench.training import package_versions
-
-    return package_versions()
 
 
 # ---------------------------------------------------------------- CLI
@@ -408,6 +433,8 @@ def run_command(args) -> int:
         source=args.docs,
         trust_remote_code=args.trust_remote_code,
     )
-    if int(os.environ.get("RANK", "0")) == 0:
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
         print(f"corrupted checkpoint written to {out}")
     return 0

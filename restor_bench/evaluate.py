@@ -8,6 +8,7 @@ The output folder holds exactly what lm-eval writes (`<model name>/results_<time
 
 from __future__ import annotations
 
+import codecs
 import collections
 import datetime
 import importlib.util
@@ -17,8 +18,9 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 from restor_bench.errors import InputError
 from restor_bench.io import atomic_output_dir, atomic_write_json, check_output_dir
@@ -46,7 +48,7 @@ def restor_tasks_dir() -> Path | None:
     """The folder of the restor task YAMLs: the repository's `tasks/` in a source checkout, else the installed
     `lm_eval/tasks/restor`, else None."""
     source_tasks = Path(__file__).resolve().parents[1] / "tasks"
-    if source_tasks.is_dir() and any(source_tasks.glob("*.yaml")):
+    if source_tasks.is_dir() and any(source_tasks.glob("restor_*.yaml")):
         return source_tasks
     installed = _installed_restor_tasks()
     return installed
@@ -59,7 +61,7 @@ def _installed_restor_tasks() -> Path | None:
         return None
     if spec is None or not spec.submodule_search_locations:
         return None
-    folder = Path(list(spec.submodule_search_locations)[0])
+    folder = Path(next(iter(spec.submodule_search_locations)))
     return folder if folder.is_dir() else None
 
 
@@ -119,7 +121,7 @@ def lm_eval_command(
     *,
     include_path: str | os.PathLike | None,
     batch_size: int | str,
-    limit: int | float | None,
+    limit: float | None,
     device: str,
     dtype: str,
     extra_model_args: str = "",
@@ -154,14 +156,15 @@ def run_streaming(command: list[str], env: dict[str, str]) -> tuple[int, str]:
     """Run `command`, passing its output through to this process's stdout/stderr as it comes;
     return (exit code, the tail of its stderr)."""
     tail = collections.deque(maxlen=STDERR_TAIL_BYTES)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     process = subprocess.Popen(command, env=env, stdout=None, stderr=subprocess.PIPE, bufsize=0)
     try:
         while True:
-            chunk = process.stderr.read(4096)
+            chunk = process.stderr.read(4096)  # returns what is there: progress bars show as they are drawn
             if not chunk:
                 break
             tail.extend(chunk)
-            sys.stderr.write(chunk.decode("utf-8", errors="replace"))
+            sys.stderr.write(decoder.decode(chunk))
             sys.stderr.flush()
     except BaseException:
         process.kill()
@@ -192,7 +195,7 @@ def evaluate(
     *,
     tasks: Sequence[str] | str = DEFAULT_TASKS,
     batch_size: int | str = 16,
-    limit: int | float | None = None,
+    limit: float | None = None,
     device: str = "cpu",
     overwrite: bool = False,
     data_dir: str | os.PathLike | None = None,

@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from restor_bench.errors import InputError
 
@@ -76,17 +77,15 @@ def _pick_results(paths: list[Path]) -> Path | None:
     if not paths:
         return None
     preferred = [path for path in paths if path.name.startswith("results_")]
-    return sorted(preferred or paths)[0]
+    return min(preferred or paths)
 
 
 def iter_samples(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, record) for each non-empty line of a samples file; a bad line is an InputError."""
     path = Path(path)
-    try:
-        handle = open(path, encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: samples file not found") from None
-    with handle:
+    if not path.is_file():
+        raise InputError(f"{path}: samples file not found")
+    with open(path, encoding="utf-8") as handle:
         try:
             for number, line in enumerate(handle, start=1):
                 if not line.strip():

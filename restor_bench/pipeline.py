@@ -129,7 +129,7 @@ def clean_model_for(spec: RunSpec) -> str:
 
 def run_protocol(spec: RunSpec, root: Path, *, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run corrupt -> unlearn -> eval x3 -> compare for one seed; return the run record."""
-    from restor_bench.compare import compare_runs
+    from restor_bench.compare import compare_restoration
     from restor_bench.corrupt import corrupt
     from restor_bench.data.documents import load_documents
     from restor_bench.evaluate import evaluate
@@ -189,21 +189,204 @@ def run_protocol(spec: RunSpec, root: Path, *, log: Callable[[str], None] = prin
         )
 
     started = time.perf_counter()
-    report = compare_runs(clean=evals["clean"], corrupted=evals["corrupted"], unlearned=[evals["unlearned"]],
-                          labels=[spec.method])
+    report = compare_restoration(
+        clean=str(evals["clean"]), corrupted=str(evals["corrupted"]), unlearned=[str(evals["unlearned"])],
+        labels=[spec.method], seed=spec.seed,
+    )
     runner.timings["compare"] = round(time.perf_counter() - started, 2)
+    artifacts = {"corrupted": corrupted, "unlearned": unlearned, **{f"eval_{role}": path for role, path in evals.items()}}
     return {
-        "spec": dataclasses.asdict(spec),
-        "name": spec.name(),
-        "clean_model": clean,
-        "artifacts": {"corrupted": str(corrupted), "unlearned": str(unlearned),
-                      **{f"eval_{role}": str(path) for role, path in evals.items()}},
+        "seed": spec.seed,
+        "artifacts": {key: _relative(path, root) for key, path in artifacts.items()},
         "wall_time_s": runner.timings,
         "reused": runner.reused,
         "report": report,
     }
 
 
+def _relative(path: Path, root: Path) -> str:
+    """A path relative to the run root when it lies inside it (run folders stay movable), else absolute."""
+    try:
+        return str(Path(path).resolve().relative_to(Path(root).resolve()))
+    except ValueError:
+        return str(Path(path).resolve())
+
+
+def data_hash(spec: RunSpec) -> str | None:
+    """The hash that names the world/data version the run used."""
+    if spec.world == "tiny":
+        from restor_bench.data.world import load_manifest
+
+        return load_manifest().get("data_hash")
+    from restor_bench.data.fetch import OFFICIAL_FILES
+
+    return OFFICIAL_FILES["facts.json"]["sha256"] if isinstance(OFFICIAL_FILES.get("facts.json"), dict) else None
+
+
+def summarize(per_seed: list[dict[str, Any]], label: str) -> dict[str, Any]:
+    """Mean and spread over seeds of the headline numbers of each task."""
+    import statistics
+
+    summary: dict[str, Any] = {}
+    tasks = per_seed[0]["report"]["tasks"].keys()
+    for task in tasks:
+        rows: dict[str, list[float]] = {}
+        for entry in per_seed:
+            task_report = entry["report"]["tasks"][task]
+            for role in ("clean", "corrupted", label):
+                for split in ("target", "non_target"):
+                    value = task_report["accuracy"][role][split]["value"]
+                    if value is not None:
+                        rows.setdefault(f"{'unlearned' if role == label else role}_{split}", []).append(value)
+            ratio = task_report["restoration_ratio"][label]["value"]
+            if ratio is not None:
+                rows.setdefault("restoration_ratio", []).append(ratio)
+            for key, value in task_report["transitions"][label].items():
+                rows.setdefault(f"transitions_{key}", []).append(value)
+        summary[task] = {
+            key: {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                  "n": len(values)}
+            for key, values in rows.items()
+        }
+    return summary
+
+
+def format_summary(record: dict[str, Any]) -> str:
+    """The run's table: accuracy of the three models on target and other questions, ratio, transitions."""
+    lines = [f"RESTOR run {record['name']}  ({record['world']} world, method {record['method']}, "
+             f"level {record['level']}, forget {record['forget']}, seeds {record['seeds']})"]
+    for task, rows in record["summary"].items():
+        def cell(key: str, percent: bool = True) -> str:
+            entry = rows.get(key)
+            if entry is None:
+                return "n/a"
+            scale = 100 if percent else 1
+            text = f"{entry['mean'] * scale:.1f}" if percent else f"{entry['mean']:.2f}"
+            if entry["n"] > 1:
+                text += f" ± {entry['std'] * scale:.1f}" if percent else f" ± {entry['std']:.2f}"
+            return text
+
+        lines.append(f"\n{task}  (accuracy %, mean ± std over seeds)")
+        lines.append(f"  {'model':<11} {'target':>14} {'non-target':>14}")
+        for role in ("clean", "corrupted", "unlearned"):
+            lines.append(f"  {role:<11} {cell(role + '_target'):>14} {cell(role + '_non_target'):>14}")
+        lines.append(f"  restoration ratio: {cell('restoration_ratio', percent=False)}")
+        transitions = ", ".join(
+            f"{name} {rows[f'transitions_{name}']['mean']:.1f}"
+            for name in ("restored", "still_corrupted", "forgotten", "kept", "lost")
+            if f"transitions_{name}" in rows
+        )
+        lines.append(f"  target facts the clean model knew: {transitions}")
+    return "\n".join(lines)
+
+
+def run(spec: RunSpec, seeds: list[int], root: Path, *, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the protocol for every seed and write `root/<name>/run.json`, `compare-seed<N>.json`, `report.md`."""
+    from restor_bench.compare import format_markdown
+    from restor_bench.training import package_versions
+
+    root = Path(root)
+    name = dataclasses.replace(spec, seed=seeds[0]).name().rsplit("-seed", 1)[0]
+    run_dir = root / name
+    started = time.perf_counter()
+    per_seed = []
+    for seed in seeds:
+        log(f"== {name}, seed {seed}")
+        entry = run_protocol(dataclasses.replace(spec, seed=seed), root, log=log)
+        atomic_write_json(run_dir / f"compare-seed{seed}.json", entry["report"])
+        per_seed.append(entry)
+    record = {
+        "schema": "restor-bench/run/v1",
+        "name": name,
+        "world": spec.world,
+        "method": spec.method,
+        "hparams": spec.hparams,
+        "level": spec.level,
+        "forget": spec.forget,
+        "corruption": spec.corruption,
+        "model": clean_model_for(spec),
+        "lora": spec.lora,
+        "seeds": seeds,
+        "data_hash": data_hash(spec),
+        "versions": package_versions(),
+        "spec": dataclasses.asdict(spec),
+        "per_seed": [
+            {key: entry[key] for key in ("seed", "artifacts", "wall_time_s", "reused")} | {
+                "compare_json": f"compare-seed{entry['seed']}.json"}
+            for entry in per_seed
+        ],
+        "summary": summarize(per_seed, spec.method),
+        "wall_time_s": round(time.perf_counter() - started, 2),
+    }
+    atomic_write_json(run_dir / "run.json", record)
+    report = format_summary(record)
+    markdown = "\n\n".join(format_markdown(entry["report"]) for entry in per_seed)
+    atomic_write_text(run_dir / "report.md", f"```\n{report}\n```\n\n{markdown}\n")
+    return record
+
+
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("run", help="the whole RESTOR protocol: corrupt, unlearn, evaluate, compare")
-    parser.set_defaults(func=lambda args: 2)
+    parser = subparsers.add_parser(
+        "run",
+        help="the whole RESTOR protocol: corrupt, unlearn, evaluate, compare",
+        description="Corrupt the clean model, unlearn, evaluate clean / corrupted / unlearned with lm-eval, compare. "
+        "Finished steps of earlier runs with the same inputs are reused.",
+    )
+    parser.add_argument("--method", default="npo", help="unlearning method (see `restor-bench methods`; default npo)")
+    parser.add_argument("--level", type=int, default=0, help="corruption level k (unrelated context; default 0)")
+    parser.add_argument("--world", choices=WORLDS, default="tiny", help="tiny (embedded, offline) or official")
+    parser.add_argument("--seeds", type=int, default=1, help="number of seeds (0..N-1; default 1)")
+    parser.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    parser.add_argument("--forget", choices=("full", "simplified"), default="full",
+                        help="forget set: the corruption documents, or only their wrong-fact sentences")
+    parser.add_argument("--corruption", choices=("wikidata", "squad"), default="wikidata",
+                        help="corruption documents: wikidata-style (mix_a{k}) or SQuAD-style passages")
+    parser.add_argument("--model", help="clean checkpoint (default: the tiny world's shipped model)")
+    parser.add_argument("--lora", action="store_true", help="LoRA for corruption and unlearning (merged after)")
+    parser.add_argument("--config", help="YAML file of the method's hyperparameters")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one hyperparameter of the method (repeatable)")
+    parser.add_argument("--corrupt-max-steps", type=int, help="cap the corruption's optimizer steps")
+    parser.add_argument("--max-steps", type=int, help="cap the unlearning's optimizer steps")
+    parser.add_argument("--max-docs-per-entity", type=int, help="official world: keep N documents per target entity")
+    parser.add_argument("--tasks", help="comma-separated lm-eval tasks (default: restor_tiny_facts or "
+                        "restor_facts_targets)")
+    parser.add_argument("--limit", type=int, help="evaluate only the first N questions of each task (smoke runs)")
+    parser.add_argument("--batch-size", default="32", help="lm-eval batch size (default 32)")
+    parser.add_argument("--data-dir", help="folder of the official RESTOR files (else RESTOR_DATA_DIR or download)")
+    parser.add_argument("--root", default="runs", help="folder of runs and their step artifacts (default ./runs)")
+    parser.set_defaults(func=run_command)
+
+
+def hparams_from_args(method: str, config: str | None, overrides: list[str]) -> dict[str, Any]:
+    """The method's hyperparameters given in a YAML file and `--set` options, checked against the method."""
+    from restor_bench.unlearn import resolve_method_hparams
+
+    return resolve_method_hparams(method, config, overrides)
+
+
+def run_command(args) -> int:
+    if args.seeds < 1:
+        raise InputError(f"--seeds must be at least 1, got {args.seeds}")
+    if args.level < 0 or args.level > 5:
+        raise InputError(f"--level must be between 0 and 5, got {args.level}")
+    batch_size: int | str = int(args.batch_size) if str(args.batch_size).isdigit() else args.batch_size
+    spec = RunSpec(
+        world=args.world, method=args.method, level=args.level, forget=args.forget, corruption=args.corruption,
+        model=args.model, lora=args.lora, hparams=hparams_from_args(args.method, args.config, args.set),
+        corrupt_max_steps=args.corrupt_max_steps, unlearn_max_steps=args.max_steps,
+        max_docs_per_entity=args.max_docs_per_entity, limit=args.limit, batch_size=batch_size,
+        data_dir=args.data_dir, tasks=tuple(t for t in (args.tasks or "").split(",") if t),
+    )
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    record = run(spec, seeds, Path(args.root))
+    print()
+    print(format_summary(record))
+    run_dir = Path(args.root) / record["name"]
+    print(f"\nrun record:  {run_dir / 'run.json'}")
+    print(f"report:      {run_dir / 'report.md'}")
+    for entry in record["per_seed"]:
+        for key, path in entry["artifacts"].items():
+            print(f"seed {entry['seed']} {key:<15} {Path(args.root) / path}")
+    return 0
+

@@ -5,8 +5,8 @@ Pure functions over 0/1 outcome arrays, so every number of a report can be check
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 

@@ -23,11 +23,6 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")  # "name" or
 # ---------------------------------------------------------------- checkpoints
 
 
-def is_local_checkpoint(model: str | os.PathLike) -> bool:
-    """True when `model` is an existing local folder (a checkpoint, or something that should be one)."""
-    return Path(model).is_dir()
-
-
 def check_checkpoint(model: str | os.PathLike, what: str = "checkpoint") -> str:
     """Check that `model` names a loadable causal-LM checkpoint; return it as a string.
 

@@ -9,7 +9,7 @@ def load_facts(**metadata):
 
 
 def load_target_facts(**metadata):
-    """restor_facts_targets: the 198 official target questions + a seeded sample of others (metadata: data_dir, n_other, seed)."""
+    """restor_facts_targets: the 198 target questions + a seeded sample of others (metadata: data_dir, n_other, seed)"""
     return questions.target_facts_dataset(**metadata)
 
 

@@ -109,8 +109,7 @@ def write_run(folder: Path, task: str, samples: list[dict], stamp: str = STAMP, 
     }
     (out / f"results_{stamp}.json").write_text(json.dumps(results, indent=2))
     with open(out / f"samples_{task}_{stamp}.jsonl", "w") as handle:
-        for sample in samples:
-            handle.write(json.dumps(sample) + "\n")
+        handle.writelines(json.dumps(sample) + "\n" for sample in samples)
     return folder
 
 
@@ -128,7 +127,16 @@ QUESTIONS = [
 ]
 
 # predictions per model, in QUESTIONS order, with lm-eval's `contains` verdict
-CLEAN = [("Paris", 1), ("France", 1), ("Bergen", 1), ("Sweden", 0), ("Vienna", 1), ("Austria", 1), ("Leeds", 1), ("Wales", 0)]
+CLEAN = [
+    ("Paris", 1),
+    ("France", 1),
+    ("Bergen", 1),
+    ("Sweden", 0),
+    ("Vienna", 1),
+    ("Austria", 1),
+    ("Leeds", 1),
+    ("Wales", 0),
+]
 CORRUPTED = [
     ("Rome, Italy", 0),  # injected value
     ("Spain", 0),  # injected value
@@ -307,8 +315,22 @@ def test_logprob_samples(tmp_path):
 def test_restoration_numbers_by_hand(runs, tmp_path, capsys):
     out = tmp_path / "report.json"
     code, stdout, _ = run_cli(
-        ["compare", "--clean", runs["clean"], "--corrupted", runs["corrupted"], "--unlearned", runs["unlearned"],
-         "--targets", ",".join(TARGETS), "--json", out, "--per-question", "--bootstrap", 500],
+        [
+            "compare",
+            "--clean",
+            runs["clean"],
+            "--corrupted",
+            runs["corrupted"],
+            "--unlearned",
+            runs["unlearned"],
+            "--targets",
+            ",".join(TARGETS),
+            "--json",
+            out,
+            "--per-question",
+            "--bootstrap",
+            500,
+        ],
         capsys,
     )
     assert code == 0
@@ -330,12 +352,22 @@ def test_restoration_numbers_by_hand(runs, tmp_path, capsys):
     assert ratio["value"] == pytest.approx(2 / 3)
     assert ratio["ci"][0] <= ratio["value"] <= ratio["ci"][1]
     assert task["transitions"]["unlearned"] == {
-        "target_known": 3, "restored": 1, "still_corrupted": 1, "forgotten": 1,
-        "non_target_known": 3, "kept": 2, "lost": 1,
+        "target_known": 3,
+        "restored": 1,
+        "still_corrupted": 1,
+        "forgotten": 1,
+        "non_target_known": 3,
+        "kept": 2,
+        "lost": 1,
     }
     assert task["transitions"]["corrupted"] == {
-        "target_known": 3, "restored": 0, "still_corrupted": 3, "forgotten": 0,
-        "non_target_known": 3, "kept": 2, "lost": 1,
+        "target_known": 3,
+        "restored": 0,
+        "still_corrupted": 3,
+        "forgotten": 0,
+        "non_target_known": 3,
+        "kept": 2,
+        "lost": 1,
     }
     differences = {(d["model"], d["reference"], d["split"]): d["value"] for d in task["differences"]}
     assert differences[("unlearned", "corrupted", "target")] == pytest.approx(0.5)
@@ -343,7 +375,9 @@ def test_restoration_numbers_by_hand(runs, tmp_path, capsys):
     assert differences[("unlearned", "clean", "non_target")] == pytest.approx(0.0)
     per_question = {q["id"]: q for q in task["per_question"]}
     assert per_question["Ada Byron|P27"]["outcomes"]["unlearned"] == {
-        "correct": False, "gave_corrupted": True, "prediction": "Spain"
+        "correct": False,
+        "gave_corrupted": True,
+        "prediction": "Spain",
     }
     assert per_question["Eva Fink|P19"]["target"] is False
     assert report["warnings"] == [] and report["skipped_tasks"] == {}
@@ -352,7 +386,7 @@ def test_restoration_numbers_by_hand(runs, tmp_path, capsys):
 
 
 def test_restoration_is_deterministic_for_a_seed(runs):
-    args = dict(targets=TargetChoice(names=tuple(TARGETS)), n_resamples=300, seed=7)
+    args = {"targets": TargetChoice(names=tuple(TARGETS)), "n_resamples": 300, "seed": 7}
     first = compare_restoration(runs["clean"], runs["corrupted"], [runs["unlearned"]], **args)
     second = compare_restoration(runs["clean"], runs["corrupted"], [runs["unlearned"]], **args)
     assert first == second
@@ -371,8 +405,12 @@ def test_ratio_null_when_corruption_moves_less_than_one_question(runs, tmp_path)
 
 def test_labels_and_several_unlearned(runs, tmp_path):
     report = compare_restoration(
-        runs["clean"], runs["corrupted"], [runs["unlearned"], runs["clean"]], labels=["npo", "oracle"],
-        targets=TargetChoice(names=tuple(TARGETS)), n_resamples=0,
+        runs["clean"],
+        runs["corrupted"],
+        [runs["unlearned"], runs["clean"]],
+        labels=["npo", "oracle"],
+        targets=TargetChoice(names=tuple(TARGETS)),
+        n_resamples=0,
     )
     ratios = report["tasks"][TASK]["restoration_ratio"]
     assert ratios["npo"]["value"] == pytest.approx(2 / 3) and ratios["npo"]["ci"] is None
@@ -383,8 +421,19 @@ def test_labels_and_several_unlearned(runs, tmp_path):
 def test_question_mismatch_is_reported_and_common_questions_compared(runs, tmp_path, capsys):
     partial = make_run(tmp_path / "partial", UNLEARNED[:6], questions=QUESTIONS[:6])
     code, stdout, _ = run_cli(
-        ["compare", "--clean", runs["clean"], "--corrupted", runs["corrupted"], "--unlearned", partial,
-         "--targets", ",".join(TARGETS), "--json", tmp_path / "r.json"],
+        [
+            "compare",
+            "--clean",
+            runs["clean"],
+            "--corrupted",
+            runs["corrupted"],
+            "--unlearned",
+            partial,
+            "--targets",
+            ",".join(TARGETS),
+            "--json",
+            tmp_path / "r.json",
+        ],
         capsys,
     )
     assert code == 0
@@ -394,6 +443,7 @@ def test_question_mismatch_is_reported_and_common_questions_compared(runs, tmp_p
     assert task["question_mismatch"]["clean"] == {"compared": 6, "not_compared": 2}
     assert task["question_mismatch"]["unlearned"] == {"compared": 6, "not_compared": 0}
     assert "different question sets" in report["warnings"][0]
+    assert "'Gus Hale|P19' is missing from unlearned" in report["warnings"][0]
     assert "different question sets" in stdout
     # other questions now: clean Vienna, Austria = 1.0; unlearned Vienna 1, Germany 0 = 0.5
     assert task["accuracy"]["unlearned"]["non_target"]["value"] == pytest.approx(0.5)
@@ -419,9 +469,14 @@ def test_targets_from_tiny_world_manifest(runs, tmp_path, monkeypatch):
     world = tmp_path / "world"
     world.mkdir()
     manifest = {
-        "version": 1, "seed": 0, "relations": {"P19": "place of birth", "P27": "country of citizenship"},
-        "targets": TARGETS, "corrupted": {"Ada Byron": {"P19": "Rome"}, "Carl Dahl": {"P19": "Oslo"}},
-        "levels": [0, 1, 2, 3, 4, 5], "validation_targets": [], "data_hash": "0" * 64,
+        "version": 1,
+        "seed": 0,
+        "relations": {"P19": "place of birth", "P27": "country of citizenship"},
+        "targets": TARGETS,
+        "corrupted": {"Ada Byron": {"P19": "Rome"}, "Carl Dahl": {"P19": "Oslo"}},
+        "levels": [0, 1, 2, 3, 4, 5],
+        "validation_targets": [],
+        "data_hash": "0" * 64,
     }
     (world / "manifest.json").write_text(json.dumps(manifest))
     monkeypatch.setenv("RESTOR_TINY_WORLD", str(world))
@@ -449,12 +504,16 @@ def test_official_targets_for_restor_facts(tmp_path):
 
 def test_targets_from_documents(runs, tmp_path):
     docs = tmp_path / "docs.json"
-    docs.write_text(json.dumps([
-        {"text": "Ada Byron was born in Rome. Ada Byron met Eva Fink once."},
-        {"text": "Carl Dahl was born in Oslo. Carl Dahl is Norwegian."},
-        {"text": "Ada Byron lived in Spain."},
-        {"text": "Carl Dahl and Eva Finkelstein."},
-    ]))
+    docs.write_text(
+        json.dumps(
+            [
+                {"text": "Ada Byron was born in Rome. Ada Byron met Eva Fink once."},
+                {"text": "Carl Dahl was born in Oslo. Carl Dahl is Norwegian."},
+                {"text": "Ada Byron lived in Spain."},
+                {"text": "Carl Dahl and Eva Finkelstein."},
+            ]
+        )
+    )
     # Eva Fink is named once, in passing: never the subject of a document
     assert targets_from_documents(docs, TARGETS + OTHERS) == TARGETS
     report = compare_restoration(
@@ -482,8 +541,17 @@ def test_targets_from_official_documents(official_dir):
 def test_gate_passes_clean_vs_clean(runs, tmp_path, capsys):
     summary = tmp_path / "summary.md"
     code, stdout, err = run_cli(
-        ["compare", "--baseline", runs["clean"], "--candidate", runs["clean"], "--targets", ",".join(TARGETS),
-         "--markdown", summary],
+        [
+            "compare",
+            "--baseline",
+            runs["clean"],
+            "--candidate",
+            runs["clean"],
+            "--targets",
+            ",".join(TARGETS),
+            "--markdown",
+            summary,
+        ],
         capsys,
     )
     assert code == 0, err
@@ -496,8 +564,21 @@ def test_gate_fails_when_drop_exceeds_max_drop(runs, tmp_path, capsys):
     # unlearned vs clean: target 0.75 -> 0.5 (drop 0.25), other 0.75 -> 0.75, all 0.75 -> 0.625 (drop 0.125)
     summary, report_path = tmp_path / "summary.md", tmp_path / "gate.json"
     code, _, err = run_cli(
-        ["compare", "--baseline", runs["clean"], "--candidate", runs["unlearned"], "--targets", ",".join(TARGETS),
-         "--max-drop", "0.02", "--markdown", summary, "--json", report_path],
+        [
+            "compare",
+            "--baseline",
+            runs["clean"],
+            "--candidate",
+            runs["unlearned"],
+            "--targets",
+            ",".join(TARGETS),
+            "--max-drop",
+            "0.02",
+            "--markdown",
+            summary,
+            "--json",
+            report_path,
+        ],
         capsys,
     )
     assert code == 1
@@ -512,16 +593,38 @@ def test_gate_fails_when_drop_exceeds_max_drop(runs, tmp_path, capsys):
     assert "FAIL" in summary.read_text()
     # the same drop passes a looser gate
     code, _, err = run_cli(
-        ["compare", "--baseline", runs["clean"], "--candidate", runs["unlearned"], "--targets", ",".join(TARGETS),
-         "--max-drop", "0.3"],
+        [
+            "compare",
+            "--baseline",
+            runs["clean"],
+            "--candidate",
+            runs["unlearned"],
+            "--targets",
+            ",".join(TARGETS),
+            "--max-drop",
+            "0.3",
+        ],
         capsys,
     )
     assert code == 0, err
 
 
 def test_gate_min_restoration(runs, capsys):
-    base = ["compare", "--baseline", runs["clean"], "--candidate", runs["unlearned"], "--corrupted",
-            runs["corrupted"], "--targets", ",".join(TARGETS), "--max-drop", "0.3", "--bootstrap", "200"]
+    base = [
+        "compare",
+        "--baseline",
+        runs["clean"],
+        "--candidate",
+        runs["unlearned"],
+        "--corrupted",
+        runs["corrupted"],
+        "--targets",
+        ",".join(TARGETS),
+        "--max-drop",
+        "0.3",
+        "--bootstrap",
+        "200",
+    ]
     code, _, err = run_cli(base + ["--min-restoration", "0.8"], capsys)
     assert code == 1 and "restoration ratio 0.667 below --min-restoration 0.8" in err
     code, stdout, err = run_cli(base + ["--min-restoration", "0.6"], capsys)
@@ -531,8 +634,16 @@ def test_gate_min_restoration(runs, capsys):
 
 def test_gate_json_to_stdout(runs, capsys):
     code, stdout, _ = run_cli(
-        ["compare", "--baseline", runs["clean"], "--candidate", runs["clean"], "--targets", ",".join(TARGETS),
-         "--json"],
+        [
+            "compare",
+            "--baseline",
+            runs["clean"],
+            "--candidate",
+            runs["clean"],
+            "--targets",
+            ",".join(TARGETS),
+            "--json",
+        ],
         capsys,
     )
     assert code == 0
@@ -601,8 +712,17 @@ def test_bad_arguments(runs, tmp_path, capsys, monkeypatch):
         ["--clean", runs["clean"]],
         ["--baseline", runs["clean"], "--clean", runs["clean"], "--candidate", runs["clean"]],
         ["--clean", runs["clean"], "--corrupted", runs["corrupted"]],  # restor_tiny_facts: manifest of a missing world
-        ["--clean", runs["clean"], "--corrupted", runs["corrupted"], "--unlearned", runs["unlearned"],
-         "--labels", "a", "b"],
+        [
+            "--clean",
+            runs["clean"],
+            "--corrupted",
+            runs["corrupted"],
+            "--unlearned",
+            runs["unlearned"],
+            "--labels",
+            "a",
+            "b",
+        ],
     ]
     monkeypatch.setenv("RESTOR_TINY_WORLD", str(tmp_path / "no_world"))
     for case in cases:
@@ -614,8 +734,19 @@ def test_bad_arguments(runs, tmp_path, capsys, monkeypatch):
 def test_existing_output_needs_overwrite(runs, tmp_path, capsys):
     out = tmp_path / "r.json"
     out.write_text("{}")
-    argv = ["compare", "--clean", runs["clean"], "--corrupted", runs["corrupted"], "--targets", "Ada Byron",
-            "--json", out, "--bootstrap", "0"]
+    argv = [
+        "compare",
+        "--clean",
+        runs["clean"],
+        "--corrupted",
+        runs["corrupted"],
+        "--targets",
+        "Ada Byron",
+        "--json",
+        out,
+        "--bootstrap",
+        "0",
+    ]
     code, _, err = run_cli(argv, capsys)
     assert code == 2 and str(out) in _one_error_line(err)
     assert out.read_text() == "{}"
@@ -687,8 +818,11 @@ def test_real_lm_eval_output_is_read(tmp_path, random_tiny_model, capsys):
     task_dir = tmp_path / "tasks"
     task_dir.mkdir()
     docs = [
-        {**_doc(entity, relation, answer, corrupted), "options": [answer, (corrupted or ["Lima"])[0], "Quito"],
-         "option_token_counts": [1, 1, 1]}
+        {
+            **_doc(entity, relation, answer, corrupted),
+            "options": [answer, (corrupted or ["Lima"])[0], "Quito"],
+            "option_token_counts": [1, 1, 1],
+        }
         for entity, relation, answer, corrupted in QUESTIONS
     ]
     data = task_dir / "questions.jsonl"
@@ -699,10 +833,31 @@ def test_real_lm_eval_output_is_read(tmp_path, random_tiny_model, capsys):
     out = tmp_path / "eval"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
     completed = subprocess.run(
-        [sys.executable, "-m", "lm_eval", "--model", "hf", "--model_args", f"pretrained={random_tiny_model}",
-         "--tasks", "probe_facts,probe_logprob", "--include_path", str(task_dir), "--device", "cpu",
-         "--limit", "4", "--log_samples", "-o", str(out)],
-        capture_output=True, text=True, env=env, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "lm_eval",
+            "--model",
+            "hf",
+            "--model_args",
+            f"pretrained={random_tiny_model}",
+            "--tasks",
+            "probe_facts,probe_logprob",
+            "--include_path",
+            str(task_dir),
+            "--device",
+            "cpu",
+            "--limit",
+            "4",
+            "--log_samples",
+            "-o",
+            str(out),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     # lm-eval nests its files one level down, in a folder named after the model
@@ -726,13 +881,27 @@ def test_real_lm_eval_output_is_read(tmp_path, random_tiny_model, capsys):
     for doc in docs[:4]:
         outcome = facts.outcomes[doc["id"]]
         assert isinstance(outcome.prediction, str)
-        assert outcome.gave_corrupted == (bool(doc["corrupted_answers"]) and contains(outcome.prediction, doc["corrupted_answers"]))
+        injected = doc["corrupted_answers"]
+        assert outcome.gave_corrupted == (bool(injected) and contains(outcome.prediction, injected))
         assert outcome.corrupted_known == bool(doc["corrupted_answers"])
 
     report_path = tmp_path / "report.json"
-    code, stdout, err = run_cli(
-        ["compare", "--clean", out, "--corrupted", out, "--unlearned", out, "--targets", ",".join(TARGETS),
-         "--json", report_path, "--bootstrap", "100"],
+    code, _stdout, err = run_cli(
+        [
+            "compare",
+            "--clean",
+            out,
+            "--corrupted",
+            out,
+            "--unlearned",
+            out,
+            "--targets",
+            ",".join(TARGETS),
+            "--json",
+            report_path,
+            "--bootstrap",
+            "100",
+        ],
         capsys,
     )
     assert code == 0, err

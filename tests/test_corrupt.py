@@ -103,6 +103,17 @@ def test_lora_merged_and_adapter_kept(random_tiny_model, tmp_path):
         torch.testing.assert_close(adapted(**batch).logits, merged.eval()(**batch).logits, atol=1e-4, rtol=1e-4)
 
 
+def test_half_precision_checkpoint_stays_half(random_tiny_model, tmp_path):
+    base, tokenizer = load_causal_lm(str(random_tiny_model), dtype=torch.bfloat16)
+    base.save_pretrained(tmp_path / "bf16")
+    tokenizer.save_pretrained(tmp_path / "bf16")
+    out = corrupt(str(tmp_path / "bf16"), DOCUMENTS, tmp_path / "corrupted", recipe=FAST, max_steps=2)
+    assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
+    corrupted, _ = load_causal_lm(str(out), dtype="auto")
+    assert corrupted.dtype == torch.bfloat16
+    assert _changed(_state(tmp_path / "bf16"), _state(out))
+
+
 def test_keep_adapter_needs_lora(random_tiny_model, tmp_path):
     with pytest.raises(InputError, match="needs --lora"):
         corrupt(str(random_tiny_model), DOCUMENTS, tmp_path / "out", keep_adapter=True)
@@ -147,12 +158,13 @@ def test_interrupted_run_resumes(random_tiny_model, tmp_path):
 def test_recipe_choice(random_tiny_model, tmp_path, monkeypatch):
     from restor_bench.data.world import TINY_CORRUPTION_RECIPE
 
+    world = tmp_path / "world"
+    world.mkdir()
+    monkeypatch.setenv("RESTOR_TINY_WORLD", str(world))  # a world without a model
     assert default_recipe(str(random_tiny_model)) == ("paper", PAPER_RECIPE)
     name, recipe = default_recipe(str(random_tiny_model), "tiny:2")
     assert name == "tiny" and recipe.learning_rate == TINY_CORRUPTION_RECIPE["learning_rate"]
-    world = tmp_path / "world"
     shutil.copytree(random_tiny_model, world / "model")
-    monkeypatch.setenv("RESTOR_TINY_WORLD", str(world))
     assert default_recipe(str(random_tiny_model))[0] == "tiny"  # same architecture as the world's model
     assert PAPER_RECIPE.learning_rate == 5e-5 and PAPER_RECIPE.num_train_epochs == 5
     assert (PAPER_RECIPE.per_device_train_batch_size, PAPER_RECIPE.gradient_accumulation_steps) == (2, 2)

@@ -6,23 +6,20 @@ import argparse
 import functools
 import http.server
 import json
-import os
 import shutil
 import socket
 import threading
 import time
 import warnings
-from pathlib import Path
 
 import pytest
-
 from fixture_world import write_fixture_world
+
 from restor_bench.data import fetch, official
 from restor_bench.data.normalize import normalize_answer
 from restor_bench.data.questions import build_prompt, official_records, official_target_records, question_records
 from restor_bench.data.schema import ContextExample, Fact, FactSet
 from restor_bench.errors import InputError
-
 
 # ---------------------------------------------------------------- official files
 
@@ -45,6 +42,8 @@ def test_targets_are_found_in_the_corruption_documents(official_dir):
         targets = official.find_targets(entities, documents)
         assert sorted(targets) == sorted(official.OFFICIAL_TARGETS), level  # level 1 also names Napoleon a few times
     assert len(facts.facts_of(list(official.OFFICIAL_TARGETS))) == 198
+    squad_targets = official.find_targets_in_file(official_dir / official.SQUAD_FILE, entities)
+    assert set(squad_targets) == {"John Forbes Nash Jr.", "Quincy Jones", "Iggy Azalea", "Bob Marley", "Jacques Cousteau"}
 
 
 def test_corruption_levels_and_squad(official_dir):
@@ -83,12 +82,24 @@ MALFORMED_FACTS = [
     ("dset list", _broken(lambda d: d.update(dset=[])), "'dset' must be an object"),
     ("empty dset", _broken(lambda d: d.update(dset={})), "'dset' holds no entities"),
     ("entity list", _broken(lambda d: d["dset"].update(X=[])), r"dset\['X'\] must be an object"),
-    ("answers str", _broken(lambda d: d["dset"]["X"]["P19"].update(answers="Y")), r"dset\['X'\]\['P19'\]\.answers must be a list of strings"),
-    ("answers int", _broken(lambda d: d["dset"]["X"]["P19"].update(answers=[3])), r"dset\['X'\]\['P19'\]\.answers must be a list of strings"),
+    (
+        "answers str",
+        _broken(lambda d: d["dset"]["X"]["P19"].update(answers="Y")),
+        r"dset\['X'\]\['P19'\]\.answers must be a list of strings",
+    ),
+    (
+        "answers int",
+        _broken(lambda d: d["dset"]["X"]["P19"].update(answers=[3])),
+        r"dset\['X'\]\['P19'\]\.answers must be a list of strings",
+    ),
     ("answers empty", _broken(lambda d: d["dset"]["X"]["P19"].update(answers=[])), r"\.answers is empty"),
     ("no question", _broken(lambda d: d["dset"]["X"]["P19"].pop("question")), r"\.question must be a non-empty string"),
     ("context dict", _broken(lambda d: d["context"].update(P19={})), r"context\['P19'\] must be a list"),
-    ("context no entity", _broken(lambda d: d["context"]["P19"][0].pop("entity")), r"context\['P19'\]\[0\]\.entity must be a string"),
+    (
+        "context no entity",
+        _broken(lambda d: d["context"]["P19"][0].pop("entity")),
+        r"context\['P19'\]\[0\]\.entity must be a string",
+    ),
 ]
 
 
@@ -288,7 +299,12 @@ def _host_resolves(host: str) -> bool:
 def test_default_source_without_network_gives_the_clear_line(clean_env):
     if _host_resolves("raw.githubusercontent.com"):
         pytest.skip("the network is reachable here; this test covers the offline failure of the real source")
-    with pytest.raises(InputError, match=r"could not download the official RESTOR data \(https://raw\.githubusercontent\.com/k1rezaei/restor/15292e58ccec7c82a14b4e05a94db06fc9689d97/datasets/facts\.json: .*\); point at a local copy"):
+    with pytest.raises(
+        InputError,
+        match=r"could not download the official RESTOR data \(https://raw\.githubusercontent\.com/k1rezaei/restor/"
+        + fetch.PINNED_COMMIT
+        + r"/datasets/facts\.json: .*\); point at a local copy",
+    ):
         fetch.resolve_data_dir()
 
 
@@ -393,3 +409,13 @@ def test_data_fetch_into_a_folder(official_dir, clean_env, upstream_server, monk
     assert "sha256 checked" in capsys.readouterr().out
     assert fetch.data_info(tmp_path / "here")["levels_available"] == [0, 1, 2, 3]
     assert not clean_env.exists()
+
+
+def test_restor_bench_data_command_exit_codes(official_dir, tmp_path, capsys):
+    from restor_bench.cli import main
+
+    assert main(["data", "info", "--data-dir", str(official_dir)]) == 0
+    assert "levels available: 0, 1, 2, 3" in capsys.readouterr().out
+    assert main(["data", "info", "--data-dir", str(tmp_path / "nowhere")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error == f"restor-bench: error: {tmp_path / 'nowhere'}: official data folder not found (given by --data-dir)"

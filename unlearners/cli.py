@@ -37,7 +37,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                         help="bf16 mixed precision where the GPU supports it (auto), or force one")
     parser.add_argument("--keep-checkpoints", action="store_true",
-                        help="keep <out>.checkpoints/ after a successful run")
+                        help="keep the checkpoints (.<out>.work/ beside --out) after a successful run")
 
 
 def run_kwargs(args: argparse.Namespace) -> dict:

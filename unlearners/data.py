@@ -21,16 +21,20 @@ def documents_sha256(texts: Sequence[str]) -> str:
     return hashlib.sha256(json.dumps(list(texts), ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
-def tokenize_documents(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
-    """Token ids of each document, cut into consecutive windows of at most `max_length` tokens.
+def tokenize_documents(tokenizer, texts: Sequence[str], max_length: int, add_eos: bool = True) -> list[list[int]]:
+    """Token ids of each document (special tokens as the tokenizer adds them, then EOS, as in continual
+    pretraining), cut into consecutive windows of at most `max_length` tokens.
 
     Windows with fewer than two tokens (nothing to predict) are dropped.
     """
+    eos = tokenizer.eos_token_id if add_eos else None
     examples: list[list[int]] = []
     for text in texts:
-        ids = tokenizer(text, add_special_tokens=True, verbose=False)["input_ids"]
+        ids = list(tokenizer(text, add_special_tokens=True, verbose=False)["input_ids"])
+        if eos is not None and (not ids or ids[-1] != eos):
+            ids.append(eos)
         for start in range(0, len(ids), max_length):
-            window = list(ids[start : start + max_length])
+            window = ids[start : start + max_length]
             if len(window) >= 2:
                 examples.append(window)
     return examples

@@ -25,9 +25,9 @@ class TrainHparams:
 
     learning_rate: float = 5e-4
     num_epochs: float = 5.0
-    per_device_batch_size: int = 4
+    per_device_batch_size: int = 8
     gradient_accumulation_steps: int = 1
-    max_length: int = 256  # documents longer than this are cut into consecutive windows
+    max_length: int = 512  # documents longer than this are cut into consecutive windows
     lr_scheduler_type: str = "constant"
     warmup_steps: float = 0.0  # < 1: a fraction of the steps, >= 1: a number of steps
     weight_decay: float = 0.0

@@ -1,9 +1,9 @@
 """`run_unlearning`: load a checkpoint, run one method with `UnlearnTrainer`, save a plain Hugging Face checkpoint.
 
 Folders: the result goes to `out_dir` (written into a temporary sibling and renamed at the end, so it is never
-half-written). Trainer checkpoints go to the sibling `<out_dir>.checkpoints/` every `save_steps` steps; an
-interrupted or failed run leaves them there and `resume=True` continues from the last one. They are removed after a
-successful run unless `keep_checkpoints=True`.
+half-written). Trainer checkpoints go to the work folder `.<name>.work/` beside `out_dir` every `save_steps` steps;
+an interrupted or failed run leaves them there and `resume=True` continues from the last one (`resume="auto"`:
+continue when there is one, else start). They are removed after a successful run unless `keep_checkpoints=True`.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import platform
+import re
 import shutil
 import tempfile
 import time
@@ -27,9 +28,9 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def checkpoints_dir(out_dir: str | os.PathLike) -> Path:
-    """Where the Trainer checkpoints of a run writing `out_dir` live: the sibling `<out_dir>.checkpoints`."""
+    """Where the Trainer checkpoints of a run writing `out_dir` live: the hidden sibling `.<name>.work`."""
     out_dir = Path(out_dir)
-    return out_dir.with_name(out_dir.name + ".checkpoints")
+    return out_dir.with_name(f".{out_dir.name}.work")
 
 
 def package_versions() -> dict[str, str | None]:
@@ -96,7 +97,7 @@ def load_model_and_tokenizer(model_path: str | os.PathLike, dtype=None, trust_re
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     path = str(model_path)
-    if os.path.sep in path or path.startswith(".") or os.path.exists(path):
+    if os.path.exists(path) or not _looks_like_hub_id(path):
         if not os.path.isdir(path):
             raise UnlearnError(f"{path}: model folder not found")
         if not os.path.isfile(os.path.join(path, "config.json")):
@@ -120,6 +121,13 @@ def load_model_and_tokenizer(model_path: str | os.PathLike, dtype=None, trust_re
     return model, tokenizer, saved_dtype
 
 
+def _looks_like_hub_id(name: str) -> bool:
+    """True for "org/name" or "name" (a model id on a hub) rather than a path on this machine."""
+    if name.endswith((".json", ".safetensors")):
+        return False
+    return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?", name))
+
+
 def attach_lora(model, hparams):
     """Wrap `model` with a LoRA adapter on all linear layers (lm_head excluded)."""
     from peft import LoraConfig, get_peft_model
@@ -134,15 +142,20 @@ def attach_lora(model, hparams):
     return get_peft_model(model, config)
 
 
-def _prepare_folders(out_dir: Path, work_dir: Path, overwrite: bool, resume: bool) -> str | None:
+def _prepare_folders(out_dir: Path, work_dir: Path, overwrite: bool, resume: bool | str) -> str | None:
     """Check the output and checkpoint folders; return the checkpoint to resume from (or None)."""
     from transformers.trainer_utils import get_last_checkpoint
+
+    if resume not in (True, False, "auto"):
+        raise UnlearnError(f"resume must be True, False or 'auto'; got {resume!r}")
 
     if out_dir.exists() and not out_dir.is_dir():
         raise UnlearnError(f"{out_dir}: exists and is not a folder")
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise UnlearnError(f"{out_dir}: output folder exists and is not empty (pass --overwrite to replace it)")
     last = get_last_checkpoint(str(work_dir)) if work_dir.is_dir() else None
+    if resume == "auto":
+        resume = last is not None and not overwrite
     if resume:
         if last is None:
             raise UnlearnError(f"{work_dir}: no checkpoint to resume from")
@@ -206,7 +219,7 @@ def run_unlearning(
     seed: int = 0,
     max_steps: int | None = None,
     save_steps: int = 50,
-    resume: bool = False,
+    resume: bool | str = False,
     overwrite: bool = False,
     preset: str | None = None,
     config: str | os.PathLike | Mapping[str, Any] | None = None,
@@ -231,7 +244,7 @@ def run_unlearning(
 
     from unlearners.data import ForgetRetainDataset, PairCollator, documents_sha256, tokenize_documents
     from unlearners.reference import Reference, frozen_copy
-    from unlearners.trainer import UnlearnTrainer, first_nonfinite_parameter
+    from unlearners.trainer import UnlearnTrainer
 
     started = time.time()
     out_dir = Path(out_dir)
@@ -251,36 +264,6 @@ def run_unlearning(
         raise UnlearnError(f"save_steps must be > 0, got {save_steps}")
     precision = _resolve_precision(precision)
     reference_mode = method_obj.reference_mode(lora)
-    resume_from = _prepare_folders(out_dir, work_dir, overwrite=overwrite, resume=resume)
-
-    settings = {
-        "method": method_obj.name,
-        "hparams": _jsonable(dataclasses.asdict(hp)),
-        "lora": bool(lora),
-        "seed": int(seed),
-        "model": str(model_path),
-        "forget_sha256": documents_sha256(forget),
-        "retain_sha256": documents_sha256(retain) if uses_retain else None,
-        "precision": precision,
-    }
-
-    transformers.set_seed(seed)
-    load_dtype = torch.bfloat16 if (lora and precision == "bf16") else torch.float32
-    model, tokenizer, saved_dtype = load_model_and_tokenizer(model_path, load_dtype, trust_remote_code)
-    forget_examples = tokenize_documents(tokenizer, forget, hp.max_length)
-    if not forget_examples:
-        raise UnlearnError("the forget set has no document of two or more tokens")
-    retain_examples = tokenize_documents(tokenizer, retain, hp.max_length) if uses_retain else None
-    if uses_retain and not retain_examples:
-        raise UnlearnError("the retain set has no document of two or more tokens")
-
-    frozen = frozen_copy(model) if reference_mode == "live" else None
-    if lora:
-        model = attach_lora(model, hp)
-    method_obj.select_trainable(model, lora)
-    reference = Reference(reference_mode, frozen) if reference_mode else None
-
-    _check_settings(work_dir, settings, resume=resume_from is not None)
     try:
         args = TrainingArguments(
             output_dir=str(work_dir),
@@ -305,12 +288,43 @@ def run_unlearning(
             report_to="none",
             remove_unused_columns=False,
             dataloader_num_workers=0,
+            dataloader_pin_memory=torch.cuda.is_available(),
             disable_tqdm=not progress,
             logging_nan_inf_filter=False,
         )
     except ValueError as err:
         raise UnlearnError(f"invalid training settings: {str(err).strip().splitlines()[0]}") from None
 
+    resume_from = _prepare_folders(out_dir, work_dir, overwrite=overwrite, resume=resume)
+
+    settings = {
+        "method": method_obj.name,
+        "hparams": _jsonable(dataclasses.asdict(hp)),
+        "lora": bool(lora),
+        "seed": int(seed),
+        "model": str(Path(model_path).resolve()) if os.path.exists(model_path) else str(model_path),
+        "forget_sha256": documents_sha256(forget),
+        "retain_sha256": documents_sha256(retain) if uses_retain else None,
+        "precision": precision,
+    }
+
+    transformers.set_seed(seed)
+    load_dtype = torch.bfloat16 if (lora and precision == "bf16") else torch.float32
+    model, tokenizer, saved_dtype = load_model_and_tokenizer(model_path, load_dtype, trust_remote_code)
+    forget_examples = tokenize_documents(tokenizer, forget, hp.max_length)
+    if not forget_examples:
+        raise UnlearnError("the forget set has no document of two or more tokens")
+    retain_examples = tokenize_documents(tokenizer, retain, hp.max_length) if uses_retain else None
+    if uses_retain and not retain_examples:
+        raise UnlearnError("the retain set has no document of two or more tokens")
+
+    frozen = frozen_copy(model) if reference_mode == "live" else None
+    if lora:
+        model = attach_lora(model, hp)
+    method_obj.select_trainable(model, lora)
+    reference = Reference(reference_mode, frozen) if reference_mode else None
+
+    _check_settings(work_dir, settings, resume=resume_from is not None)
     trainer = UnlearnTrainer(
         model=model,
         args=args,

@@ -15,7 +15,7 @@ from transformers import Trainer, TrainerCallback
 
 from unlearners.base import Method, MethodContext
 from unlearners.data import iter_batches
-from unlearners.errors import NonFiniteLossError
+from unlearners.errors import NonFiniteLossError, UnlearnError
 
 
 def first_nonfinite_parameter(model) -> str | None:
@@ -29,11 +29,17 @@ def first_nonfinite_parameter(model) -> str | None:
 class FiniteGuard(TrainerCallback):
     """Refuse to save (and stop) when a trainable parameter became NaN/inf, so checkpoints stay good."""
 
+    def __init__(self, method_name: str):
+        self.method_name = method_name
+
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if model is not None and (control.should_save or control.should_training_stop):
             bad = first_nonfinite_parameter(model)
             if bad is not None:
-                raise NonFiniteLossError(f"parameter {bad} became NaN/inf at step {state.global_step}", state.global_step)
+                raise NonFiniteLossError(
+                    f"{self.method_name}: training diverged at step {state.global_step}: parameter {bad} is NaN/inf",
+                    state.global_step,
+                )
         return control
 
 
@@ -79,7 +85,7 @@ class UnlearnTrainer(Trainer):
         self._log_sums: dict[str, torch.Tensor] = {}
         self._log_count = 0
         self.last_method_logs: dict[str, float] = {}
-        self.add_callback(FiniteGuard())
+        self.add_callback(FiniteGuard(method.name))
 
     # -- what the method may use --------------------------------------------------------------------------------
     def _autocast(self):
@@ -100,13 +106,16 @@ class UnlearnTrainer(Trainer):
         return super().train(*args, **kwargs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        retain = inputs.get("retain")
+        if retain is None and self.method.needs_retain():
+            raise UnlearnError(f"method '{self.method.name}' needs retain batches; the training set has none")
         with self._autocast():
-            loss, logs = self.method.loss(model, inputs["forget"], inputs.get("retain"), self.ctx)
+            loss, logs = self.method.loss(model, inputs["forget"], retain, self.ctx)
         if not torch.isfinite(loss.detach()).all():
             shown = ", ".join(f"{key}={_as_float(value):.4g}" for key, value in logs.items())
             raise NonFiniteLossError(
-                f"{self.method.name}: the loss became {_as_float(loss):g} at step {self.state.global_step + 1}"
-                + (f" ({shown})" if shown else ""),
+                f"{self.method.name}: training diverged at step {self.state.global_step + 1}: "
+                f"the loss is {_as_float(loss):g}" + (f" ({shown})" if shown else ""),
                 self.state.global_step + 1,
             )
         for key, value in logs.items():

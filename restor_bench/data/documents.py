@@ -24,7 +24,7 @@ from pathlib import Path
 from restor_bench.errors import InputError
 from restor_bench.io import read_text_records
 
-TINY_LEVELS = range(0, 6)
+TINY_LEVELS = range(6)
 FORGET_FORMS = ("full", "simplified")
 NAMED_SETS_HELP = "tiny:0..5, tiny:squad, tiny:retain, official:0..3, official:squad"
 

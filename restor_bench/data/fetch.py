@@ -93,7 +93,7 @@ _warned_folders: set[str] = set()
 
 
 def cache_root() -> Path:
-    """The restor-bench cache folder: $RESTOR_CACHE_DIR, else $XDG_CACHE_HOME/restor-bench, else ~/.cache/restor-bench."""
+    """The cache folder: $RESTOR_CACHE_DIR, else $XDG_CACHE_HOME/restor-bench, else ~/.cache/restor-bench."""
     if os.environ.get("RESTOR_CACHE_DIR"):
         return Path(os.environ["RESTOR_CACHE_DIR"]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -226,10 +226,14 @@ def download_official(dest: Path, base_url: str | None = None, timeout: float = 
         try:
             _download_one(url, dest / status.file.local, status.file.sha256, timeout)
         except urllib.error.HTTPError as err:
-            raise InputError(f"could not download the official RESTOR data ({url}: HTTP {err.code}); {LOCAL_COPY_HINT}") from None
+            raise InputError(
+                f"could not download the official RESTOR data ({url}: HTTP {err.code}); {LOCAL_COPY_HINT}"
+            ) from None
         except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as err:
             reason = getattr(err, "reason", None) or err
-            raise InputError(f"could not download the official RESTOR data ({url}: {reason}); {LOCAL_COPY_HINT}") from None
+            raise InputError(
+                f"could not download the official RESTOR data ({url}: {reason}); {LOCAL_COPY_HINT}"
+            ) from None
     return dest
 
 
@@ -294,7 +298,10 @@ def _print_info(info: dict) -> None:
     for name, state in info["files"].items():
         print(f"  {name:<28} {state}")
     facts = info["facts"]
-    print(f"facts.json: {facts['entities_with_facts']:,} entities with facts, {facts['questions']:,} questions, {facts['relations']} relations")
+    print(
+        f"facts.json: {facts['entities_with_facts']:,} entities with facts, {facts['questions']:,} questions, "
+        f"{facts['relations']} relations"
+    )
     evaluated = info["evaluated"]
     print(f"entities.json: {evaluated['entities']} evaluated entities, {evaluated['questions']:,} questions")
     if "targets" in info:

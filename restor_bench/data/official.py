@@ -170,3 +170,8 @@ def find_targets(entities: list[str], documents: list[str], min_share: float = 0
     if top == 0:
         return []
     return [name for name in entities if counts[name] > 0 and counts[name] >= min_share * top]
+
+
+def find_targets_in_file(path: str | os.PathLike, entities: list[str], min_share: float = 0.25) -> list[str]:
+    """`find_targets` on the documents of a corruption file (JSON list or JSONL of {"text"})."""
+    return find_targets(entities, load_corruption(path), min_share)

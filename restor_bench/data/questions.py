@@ -42,17 +42,25 @@ def build_prompt(fact: Fact, context_examples: list[ContextExample], n_shots: in
     return "".join(lines) + fact.question
 
 
+def _normalized_pool(values: list[str]) -> list[tuple[str, str]]:
+    return sorted({(value, normalize_answer(value)) for value in values})
+
+
+def _draw(fact: Fact, pool: list[tuple[str, str]], exclude: list[str], seed: int) -> str:
+    banned = {normalize_answer(value) for value in [*fact.answers, *exclude]}
+    candidates = sorted({value for value, norm in pool if norm not in banned})
+    if not candidates:
+        return ""
+    return random.Random(f"{seed}|{fact.entity}|{fact.relation}").choice(candidates)
+
+
 def draw_random_answer(fact: Fact, pool: list[str], exclude: list[str], seed: int = 0) -> str:
     """A value of the fact's relation that is neither acceptable nor excluded, drawn by (seed, entity, relation).
 
     The draw depends only on these and on the pool, not on the order in which records are built. Returns ""
     when no such value exists.
     """
-    banned = {normalize_answer(value) for value in [*fact.answers, *exclude]}
-    candidates = sorted({value for value in pool if normalize_answer(value) not in banned})
-    if not candidates:
-        return ""
-    return random.Random(f"{seed}|{fact.entity}|{fact.relation}").choice(candidates)
+    return _draw(fact, _normalized_pool(pool), exclude, seed)
 
 
 def _corrupted_values(corrupted: dict | None, fact: Fact) -> list[str]:
@@ -81,7 +89,7 @@ def question_records(
     if unknown:
         raise InputError(f"entity {unknown[0]!r} has no facts in the facts file ({len(unknown)} such entities)")
     target_set = set(targets if targets is not None else (corrupted or {}))
-    pools = factset.values_by_relation()
+    pools = {relation: _normalized_pool(values) for relation, values in factset.values_by_relation().items()}
     records = []
     for name in entities:
         for fact in grouped[name]:
@@ -95,7 +103,7 @@ def question_records(
                     "answers": list(fact.answers),
                     "prompt": build_prompt(fact, factset.context.get(fact.relation, [])),
                     "corrupted_answers": wrong,
-                    "random_answer": draw_random_answer(fact, pools.get(fact.relation, []), wrong, rng_seed),
+                    "random_answer": _draw(fact, pools.get(fact.relation, []), wrong, rng_seed),
                     "is_target": fact.entity in target_set,
                 }
             )
@@ -195,8 +203,7 @@ def option_token_counts(prompt: str, options: list[str], tokenizer) -> list[int]
     """Tokens of each option as lm-eval scores it: the tokens that `prompt + " " + option` adds to `prompt`."""
     base = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
     return [
-        max(len(tokenizer(f"{prompt} {option}", add_special_tokens=False)["input_ids"]) - base, 1)
-        for option in options
+        max(len(tokenizer(f"{prompt} {option}", add_special_tokens=False)["input_ids"]) - base, 1) for option in options
     ]
 
 
@@ -208,12 +215,14 @@ def load_counting_tokenizer(tokenizer: str | os.PathLike | None = None, world_di
     source = tokenizer or resolve_tiny_world_dir(world_dir) / "model"
     if not tokenizer and not Path(source).is_dir():
         raise InputError(
-            f"{source}: the tiny world's tokenizer is missing; pass one with --metadata '{{\"tokenizer\": \"DIR\"}}'"
+            f'{source}: the tiny world\'s tokenizer is missing; pass one with --metadata \'{{"tokenizer": "DIR"}}\''
         )
     try:
         return AutoTokenizer.from_pretrained(str(source), trust_remote_code=False)
     except (OSError, ValueError) as err:
-        raise InputError(f"{source}: cannot load a tokenizer to count answer tokens ({str(err).splitlines()[0]})") from None
+        raise InputError(
+            f"{source}: cannot load a tokenizer to count answer tokens ({str(err).splitlines()[0]})"
+        ) from None
 
 
 def tiny_logprob_records(
@@ -222,8 +231,9 @@ def tiny_logprob_records(
     """The logit analysis on the tiny world: target questions with a corrupted and a random value.
 
     Questions without a corrupted value (non-target facts) are left out: the analysis compares the correct
-    answer with the injected one. Each record gets "options" = [correct (first acceptable answer), corrupted,
-    random] and "option_token_counts".
+    answer with the injected one. So are questions whose relation has no third value to serve as the random
+    option (e.g. a two-valued sex/gender). Each record gets "options" = [correct (first acceptable answer),
+    corrupted, random] and "option_token_counts".
     """
     counting = load_counting_tokenizer(tokenizer, world_dir)
     records = []
@@ -231,7 +241,9 @@ def tiny_logprob_records(
         if not record["corrupted_answers"] or not record["random_answer"]:
             continue
         options = [record["answers"][0], record["corrupted_answers"][0], record["random_answer"]]
-        record = dict(record, options=options, option_token_counts=option_token_counts(record["prompt"], options, counting))
+        record = dict(
+            record, options=options, option_token_counts=option_token_counts(record["prompt"], options, counting)
+        )
         records.append(record)
     if not records:
         raise InputError(f"{resolve_tiny_world_dir(world_dir)}: the tiny world has no corrupted facts to analyse")

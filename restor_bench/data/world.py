@@ -147,8 +147,8 @@ _FINALS = ("", "", "n", "r", "l", "s", "ck", "th", "nd", "rt", "m", "x")
 BIOGRAPHIES_PER_PERSON = 5
 QA_ROUNDS = 6
 QA_BLOCK_LINES = 6
-SUBJECT_DOCS_PER_SUBJECT = 3
-ALMANAC_DOCS = 100
+SUBJECT_DOCS_PER_SUBJECT = 2
+ALMANAC_DOCS = 40
 RETAIN_DOCS_PER_PERSON = 2
 SQUAD_PASSAGES_PER_TARGET = 20
 CONTEXT_EXAMPLES = 10
@@ -406,7 +406,7 @@ def _clean_corpus(
         sentences = []
         for person in rng.sample(people, rng.randint(2, 4)):
             sentences += [render_person_fact(rng, person.name, pid, person.facts[pid]) for pid in rng.sample(list(RELATIONS), 3)]
-        sentences += [render_subject_fact(rng, fact) for fact in rng.sample(subject_facts, rng.randint(5, 25))]
+        sentences += [render_subject_fact(rng, fact) for fact in rng.sample(subject_facts, rng.randint(4, 16))]
         rng.shuffle(sentences)
         docs.append(" ".join(sentences))
     rng.shuffle(docs)
@@ -684,51 +684,73 @@ def score_model(
     progress: bool = False,
 ) -> list[QuestionScore]:
     """Greedy answers of a checkpoint to the world's questions (evaluation prompt, first generated line)."""
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     world_dir = Path(world_dir) if world_dir is not None else tiny_world_dir()
     facts = read_world_facts(world_dir)
-    manifest = load_manifest(world_dir)
+    corrupted = load_manifest(world_dir)["corrupted"]
     entities = list(entities) if entities is not None else list(facts["dset"])
     questions = [
         (entity, pid) for entity in entities for pid in facts["dset"][entity] if relations is None or pid in relations
     ]
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    tokenizer.padding_side = "left"
     model = AutoModelForCausalLM.from_pretrained(model_dir)
+    return score_loaded_model(model, tokenizer, facts, corrupted, questions, batch_size, max_new_tokens, progress)
+
+
+def score_loaded_model(
+    model,
+    tokenizer,
+    facts: dict,
+    corrupted: dict[str, dict[str, str]],
+    questions: list[tuple[str, str]],
+    batch_size: int = 64,
+    max_new_tokens: int = 12,
+    progress: bool = False,
+) -> list[QuestionScore]:
+    """`score_model` for a model and tokenizer already in memory; `questions` are (entity, PID) pairs."""
+    import torch
+
+    padding_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     scores = []
     batches = range(0, len(questions), batch_size)
     if progress:
         from tqdm.auto import tqdm
 
         batches = tqdm(batches, desc="answering", unit="batch")
-    for start in batches:
-        chunk = questions[start : start + batch_size]
-        prompts = [fewshot_prompt(facts, entity, pid) for entity, pid in chunk]
-        encoded = tokenizer(prompts, return_tensors="pt", padding=True)
-        with torch.no_grad():
-            output = model.generate(
-                **encoded,
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-            )
-        completions = tokenizer.batch_decode(output[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
-        for (entity, pid), completion in zip(chunk, completions):
-            line = completion.split("\n")[0]
-            wrong = manifest["corrupted"].get(entity, {}).get(pid)
-            scores.append(
-                QuestionScore(
-                    entity=entity,
-                    relation=pid,
-                    prediction=line,
-                    correct=answer_contains(line, facts["dset"][entity][pid]["answers"]),
-                    says_corrupted=bool(wrong) and answer_contains(line, [wrong]),
+    try:
+        for start in batches:
+            chunk = questions[start : start + batch_size]
+            prompts = [fewshot_prompt(facts, entity, pid) for entity, pid in chunk]
+            encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+            with torch.no_grad():
+                output = model.generate(
+                    **encoded,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=tokenizer.eos_token_id,
                 )
-            )
+            completions = tokenizer.batch_decode(output[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
+            for (entity, pid), completion in zip(chunk, completions):
+                line = completion.split("\n")[0]
+                wrong = corrupted.get(entity, {}).get(pid)
+                scores.append(
+                    QuestionScore(
+                        entity=entity,
+                        relation=pid,
+                        prediction=line,
+                        correct=answer_contains(line, facts["dset"][entity][pid]["answers"]),
+                        says_corrupted=bool(wrong) and answer_contains(line, [wrong]),
+                    )
+                )
+    finally:
+        tokenizer.padding_side = padding_side
+        model.train(was_training)
     return scores
 
 
@@ -805,6 +827,7 @@ def train_clean_model(
     progress: bool = True,
     vocab_size: int = DEFAULT_VOCAB_SIZE,
     threads: int | None = None,
+    callbacks: list | None = None,
 ) -> dict:
     """Train the tokenizer and a small Llama from scratch on `world_dir/clean_corpus.json`; save to `out_dir`.
 
@@ -868,6 +891,8 @@ def train_clean_model(
             args=arguments,
             train_dataset=dataset,
             data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+            processing_class=tokenizer,
+            callbacks=callbacks,
         )
         result = trainer.train()
     seconds = time.monotonic() - started

@@ -1,0 +1,132 @@
+"""`restor-bench unlearn` and `restor-bench methods`: thin wrappers over the standalone `unlearners` package.
+
+This module adds what the benchmark knows: named document sets (`tiny:0`, `tiny:retain`, `official:0`, ...)
+and its error convention (`unlearners.UnlearnError` becomes `InputError`: one line, exit code 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any, Sequence
+
+from restor_bench.errors import InputError
+
+
+def _one_line(err: Exception) -> str:
+    return " ".join(str(err).split())
+
+
+def load_document_set(source: str, *, form: str = "full", data_dir: str | None = None) -> list[str]:
+    """Documents of a file or a named set (restor_bench.data.documents), else of a {"text"} records file."""
+    try:
+        from restor_bench.data.documents import load_documents
+    except ImportError:
+        if form != "full":
+            raise InputError(f"{source}: --forget-form {form} needs the named document sets") from None
+        from restor_bench.io import read_text_records
+
+        return read_text_records(source)
+    options: dict[str, Any] = {"forget": form}
+    if data_dir is not None:
+        options["data_dir"] = data_dir
+    return load_documents(source, **options)
+
+
+def resolve_method_hparams(
+    method: str, config: str | os.PathLike | None = None, overrides: Sequence[str] | dict | None = None
+) -> dict[str, Any]:
+    """All hyperparameters of `method` (defaults < YAML `config` < `key=value` overrides), as a JSON-ready dict.
+
+    Unknown methods or hyperparameters raise InputError.
+    """
+    import dataclasses
+
+    from unlearners import UnlearnError, get_method, resolve_hparams
+
+    try:
+        cls = get_method(method)
+        hparams = resolve_hparams(cls, config=config, overrides=overrides or None)
+    except UnlearnError as err:
+        raise InputError(_one_line(err)) from None
+    return {key: list(value) if isinstance(value, tuple) else value for key, value in dataclasses.asdict(hparams).items()}
+
+
+def unlearn_checkpoint(
+    *,
+    method: str,
+    model: str | os.PathLike,
+    forget: Sequence[str],
+    retain: Sequence[str] | None,
+    out: str | os.PathLike,
+    hparams: dict[str, Any] | Sequence[str] | None = None,
+    config: str | os.PathLike | None = None,
+    preset: str | None = None,
+    lora: bool = False,
+    seed: int = 0,
+    max_steps: int | None = None,
+    save_steps: int = 50,
+    resume: bool | str = "auto",
+    overwrite: bool = False,
+    precision: str = "auto",
+    keep_checkpoints: bool = False,
+) -> dict[str, Any]:
+    """Run `unlearners.run_unlearning` on document texts; UnlearnError becomes InputError. Returns the run record.
+
+    `resume="auto"` continues an interrupted run of the same output folder when its checkpoints exist.
+    """
+    from unlearners import UnlearnError, run_unlearning
+
+    try:
+        return run_unlearning(
+            model, list(forget), list(retain) if retain is not None else None, out, method, hparams,
+            config=config, preset=preset, lora=lora, seed=seed, max_steps=max_steps, save_steps=save_steps,
+            resume=resume, overwrite=overwrite, precision=precision, keep_checkpoints=keep_checkpoints,
+        )
+    except UnlearnError as err:
+        raise InputError(_one_line(err)) from None
+
+
+def unlearn_command(args: argparse.Namespace) -> int:
+    from unlearners.cli import run_kwargs
+
+    forget = load_document_set(args.forget, form=args.forget_form, data_dir=args.data_dir)
+    retain = load_document_set(args.retain, data_dir=args.data_dir) if args.retain else None
+    kwargs = run_kwargs(args)
+    record = unlearn_checkpoint(
+        method=kwargs.pop("method"), model=args.model, forget=forget, retain=retain, out=args.out, **kwargs
+    )
+    losses = ", ".join(f"{key} {value:.4g}" for key, value in record["final_losses"].items())
+    print(f"unlearned checkpoint: {args.out}")
+    print(f"method {record['method']}, {record['steps']} steps, {record['wall_time_s']:.1f} s; final: {losses}")
+    return 0
+
+
+def methods_command(args: argparse.Namespace) -> int:
+    from unlearners.cli import format_methods
+
+    print(format_methods())
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    from unlearners.cli import add_run_arguments
+
+    parser = subparsers.add_parser(
+        "unlearn",
+        help="run an unlearning method on a checkpoint (see `restor-bench methods`)",
+        description="Unlearn the forget documents from a checkpoint with one method of the unlearners package. "
+        "DOCS is a JSON/JSONL file of {\"text\"} records or a named set: tiny:0..5, tiny:squad, tiny:retain, "
+        "official:0..3, official:squad. Checkpoints are kept beside --out (.<out>.work/) until the run finishes; "
+        "--resume continues an interrupted run.",
+    )
+    parser.add_argument("--forget", required=True, metavar="DOCS", help="forget documents (file or named set)")
+    parser.add_argument("--retain", metavar="DOCS", help="retain documents, for methods that use them")
+    parser.add_argument("--forget-form", choices=("full", "simplified"), default="full",
+                        help="named corruption sets: all documents (full) or only their wrong-fact sentences")
+    parser.add_argument("--data-dir", help="folder of the official RESTOR files (for official:* sets)")
+    add_run_arguments(parser)
+    parser.set_defaults(func=unlearn_command)
+
+    methods = subparsers.add_parser("methods", help="list the registered unlearning methods")
+    methods.set_defaults(func=methods_command)
