@@ -3,10 +3,12 @@
     python benchmarks/bench_eval_corrupt.py [--limit 200] [--steps 40] [--level 1] [--json results.json]
 
 Evaluation: `restor-bench eval` (lm-eval in a subprocess) on the tiny world's clean model, once per task;
-reports questions per second, both over the whole command (start-up included) and over lm-eval's own
-evaluation time. Corruption: `restor-bench corrupt` on the tiny world's documents for a fixed number of
-optimizer steps, full fine-tuning and LoRA; reports training tokens per second. Prints a Markdown table.
-A default run takes a few minutes on two CPU cores.
+reports questions per second over the whole command, and over lm-eval's own timer (which starts after its
+imports and covers task and model loading and the requests). Corruption: `restor-bench corrupt` on the tiny
+world's documents for a fixed number of optimizer steps, full fine-tuning and LoRA; reports training tokens per
+second over the whole call (model loading and saving included) and over the Trainer's training loop.
+Prints a Markdown table. A default run takes a few minutes on two CPU cores; other load on the machine (see
+the load average printed with the table) slows it down.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ def bench_corrupt(model: str, documents: list[str], source: str, steps: int, lor
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| step | amount | wall (s) | rate, whole command | rate, core loop | unit |",
+        "| step | amount | wall (s) | rate, whole call | rate, lm-eval timer / training loop | unit |",
         "|---|---|---:|---:|---:|---|",
     ]
     for row in rows:
@@ -119,8 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     print()
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads "
-          f"{torch.get_num_threads()}, device {args.device}")
+          f"{torch.get_num_threads()}, device {args.device}, load average {load}")
     print(table(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")

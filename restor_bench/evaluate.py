@@ -184,6 +184,25 @@ def last_error_line(stderr_tail: str) -> str:
     return lines[-1] if lines else "no error output"
 
 
+def lm_eval_environment(
+    data_dir: str | os.PathLike | None = None, world_dir: str | os.PathLike | None = None
+) -> dict[str, str]:
+    """The environment of the lm-eval subprocess: this one, with this copy of restor_bench importable (the task
+    hooks in tasks/utils.py import it) and RESTOR_DATA_DIR / RESTOR_TINY_WORLD set when given."""
+    env = dict(os.environ)
+    package_parent = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
+    for variable, folder, what in (
+        ("RESTOR_TINY_WORLD", world_dir, "tiny world folder"),
+        ("RESTOR_DATA_DIR", data_dir, "data folder"),
+    ):
+        if folder is not None:
+            if not Path(folder).is_dir():
+                raise InputError(f"{folder}: {what} not found")
+            env[variable] = str(Path(folder).resolve())
+    return env
+
+
 def default_dtype(device: str) -> str:
     """float32 on the CPU (half precision is slow there), else the checkpoint's own dtype."""
     return "float32" if device.startswith("cpu") else "auto"
@@ -212,7 +231,7 @@ def evaluate(
     float32 on the CPU, else the checkpoint's own. `out` is written atomically; an existing non-empty `out` needs
     `overwrite`.
     """
-    from restor_bench.training import check_checkpoint
+    from restor_bench.training import check_checkpoint, package_versions
 
     task_names = parse_tasks(tasks)
     out = Path(out)
@@ -220,6 +239,7 @@ def evaluate(
     checkpoint = check_checkpoint(checkpoint, "checkpoint")
     if limit is not None and not limit > 0:
         raise InputError(f"--limit must be positive, got {limit}")
+    env = lm_eval_environment(data_dir=data_dir, world_dir=world_dir)
     if include_path is not None:
         include_path = Path(include_path)
         if not include_path.is_dir():
@@ -227,19 +247,6 @@ def evaluate(
     else:
         include_path = include_path_for(restor_tasks_dir())
     check_task_names(task_names, include_path)
-
-    env = dict(os.environ)
-    # The task hooks (tasks/utils.py) import restor_bench: make this copy importable in the subprocess.
-    package_parent = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
-    if world_dir is not None:
-        if not Path(world_dir).is_dir():
-            raise InputError(f"{world_dir}: tiny world folder not found")
-        env["RESTOR_TINY_WORLD"] = str(Path(world_dir).resolve())
-    if data_dir is not None:
-        if not Path(data_dir).is_dir():
-            raise InputError(f"{data_dir}: data folder not found")
-        env["RESTOR_DATA_DIR"] = str(Path(data_dir).resolve())
     dtype = dtype or default_dtype(device)
 
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
@@ -267,12 +274,12 @@ def evaluate(
             "batch_size": batch_size,
             "device": device,
             "dtype": dtype,
-            "data_dir": env.get("RESTOR_DATA_DIR") if data_dir is not None else None,
-            "world_dir": env.get("RESTOR_TINY_WORLD") if world_dir is not None else None,
+            "data_dir": env["RESTOR_DATA_DIR"] if data_dir is not None else None,
+            "world_dir": env["RESTOR_TINY_WORLD"] if world_dir is not None else None,
             "lm_eval_args": [str(out) if arg == str(tmp) else arg for arg in command[3:]],
             "wall_time_s": round(wall_time, 3),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "versions": _versions(),
+            "versions": package_versions(),
         })
     return out
 
@@ -285,12 +292,6 @@ def _leaf_tasks(folder: Path, requested: list[str]) -> list[str]:
         if data is not None:
             leaves.extend(name for name in data.get("configs", {}) if name not in leaves)
     return leaves or requested
-
-
-def _versions() -> dict[str, str]:
-    from restor_bench.training import package_versions
-
-    return package_versions()
 
 
 # ---------------------------------------------------------------- finding lm-eval's files

@@ -218,9 +218,10 @@ def data_hash(spec: RunSpec) -> str | None:
         from restor_bench.data.world import load_manifest
 
         return load_manifest().get("data_hash")
+    from restor_bench.data import official
     from restor_bench.data.fetch import OFFICIAL_FILES
 
-    return OFFICIAL_FILES["facts.json"]["sha256"] if isinstance(OFFICIAL_FILES.get("facts.json"), dict) else None
+    return next(item.sha256 for item in OFFICIAL_FILES if item.local == official.FACTS_FILE)
 
 
 def summarize(per_seed: list[dict[str, Any]], label: str) -> dict[str, Any]:

@@ -327,3 +327,11 @@ def test_a_non_finite_loss_stops_the_run_before_the_step(trained_model, tmp_path
                                                  r"\(forget_nll=[0-9.]+\); .*no checkpoint was saved"):
         _run(trained_model, tmp_path / "out", ExplodingLoss())
     assert not (tmp_path / "out").exists()
+
+
+def test_checkpoints_every_save_steps_and_none_extra_at_the_end(trained_model, tmp_path):
+    _run(trained_model, tmp_path / "out", "ga", max_steps=3, save_steps=2, keep_checkpoints=True)
+    work = tmp_path / ".out.work"
+    assert sorted(p.name for p in work.glob("checkpoint-*")) == ["checkpoint-2"]
+    assert (work / "unlearn_settings.json").is_file()
+    assert (tmp_path / "out" / "model.safetensors").is_file()

@@ -15,7 +15,12 @@ from __future__ import annotations
 
 from unlearners.errors import NonFiniteLossError, UnlearnError
 from unlearners.hparams import TrainHparams, resolve_hparams
-from unlearners.registry import available_methods, create_method, describe_methods, get_method
+from unlearners.registry import (
+    available_methods,
+    create_method,
+    describe_methods,
+    get_method,
+)
 
 __all__ = [
     "Method",

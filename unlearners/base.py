@@ -9,8 +9,9 @@ which parameters train, `finalize()` edits the weights after training (e.g. task
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, ContextManager, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from unlearners.errors import UnlearnError
 from unlearners.hparams import TrainHparams, check_reference_mode
@@ -34,7 +35,7 @@ class MethodContext:
     lora: bool
     device: Any
     seed: int = 0
-    autocast: Callable[[], ContextManager] = contextlib.nullcontext
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
     forget_batches: Callable[[], Iterator[dict]] = lambda: iter(())
     trainer: Any = None
     state: dict = field(default_factory=dict)
@@ -99,7 +100,7 @@ class Method:
 
     def loss(
         self, model: Any, forget: dict, retain: dict | None, ctx: MethodContext
-    ) -> tuple["torch.Tensor", dict[str, Any]]:
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
         """Return (scalar loss to minimise, logs: name -> number or 0-d tensor) for one forget (+ retain) batch."""
         raise NotImplementedError
 

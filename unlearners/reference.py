@@ -45,7 +45,7 @@ class Reference:
         self.mode = mode
         self.model = frozen_model
 
-    def to(self, device) -> "Reference":
+    def to(self, device) -> Reference:
         if self.model is not None:
             self.model.to(device)
         return self

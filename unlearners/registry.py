@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import importlib
 import warnings
+from collections.abc import Mapping, Sequence
 from importlib import metadata
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from unlearners.errors import UnlearnError
 
@@ -37,14 +38,13 @@ def method_targets() -> dict[str, str]:
     targets = dict(BUILTIN_METHODS)
     for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
         name = normalize_name(entry_point.name)
-        if name in targets and targets[name] != entry_point.value:
-            if name in BUILTIN_METHODS:
-                warnings.warn(
-                    f"unlearners: entry point '{entry_point.name} = {entry_point.value}' conflicts with the "
-                    f"built-in method '{name}' and is ignored",
-                    stacklevel=2,
-                )
-                continue
+        if name in BUILTIN_METHODS and targets[name] != entry_point.value:
+            warnings.warn(
+                f"unlearners: entry point '{entry_point.name} = {entry_point.value}' conflicts with the "
+                f"built-in method '{name}' and is ignored",
+                stacklevel=2,
+            )
+            continue
         targets[name] = entry_point.value
     return targets
 

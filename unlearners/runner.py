@@ -16,9 +16,10 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from unlearners.errors import NonFiniteLossError, UnlearnError
 
@@ -207,6 +208,54 @@ def _save_atomically(out_dir: Path, overwrite: bool, write) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def training_arguments(
+    hp,
+    output_dir: str | os.PathLike,
+    *,
+    seed: int = 0,
+    max_steps: int | None = None,
+    save_steps: int = 50,
+    save_total_limit: int | None = 2,
+    logging_steps: int = 10,
+    precision: str = "fp32",
+    progress: bool = True,
+):
+    """`TrainingArguments` of an unlearning run from the method's hyperparameters (UnlearnError if invalid)."""
+    import torch
+    from transformers import TrainingArguments
+
+    try:
+        return TrainingArguments(
+            output_dir=str(output_dir),
+            per_device_train_batch_size=hp.per_device_batch_size,
+            per_device_eval_batch_size=hp.per_device_batch_size,
+            gradient_accumulation_steps=hp.gradient_accumulation_steps,
+            learning_rate=hp.learning_rate,
+            num_train_epochs=hp.num_epochs,
+            max_steps=max_steps if max_steps is not None else -1,
+            lr_scheduler_type=hp.lr_scheduler_type,
+            warmup_steps=hp.warmup_steps,
+            weight_decay=hp.weight_decay,
+            max_grad_norm=hp.max_grad_norm,
+            optim=hp.optim,
+            logging_steps=logging_steps,
+            save_strategy="steps",
+            save_steps=save_steps,
+            save_total_limit=save_total_limit,
+            seed=seed,
+            data_seed=seed,
+            bf16=precision == "bf16",
+            report_to="none",
+            remove_unused_columns=False,  # batches are {"forget": ..., "retain": ...}
+            dataloader_num_workers=0,
+            dataloader_pin_memory=torch.cuda.is_available(),
+            disable_tqdm=not progress,
+            logging_nan_inf_filter=False,  # a NaN loss stops the run instead
+        )
+    except ValueError as err:
+        raise UnlearnError(f"invalid training settings: {str(err).strip().splitlines()[0]}") from None
+
+
 def run_unlearning(
     model_path: str | os.PathLike,
     forget_texts: Sequence[str],
@@ -240,11 +289,15 @@ def run_unlearning(
     """
     import torch
     import transformers
-    from transformers import TrainingArguments
 
-    from unlearners.data import ForgetRetainDataset, PairCollator, documents_sha256, tokenize_documents
+    from unlearners.data import (
+        ForgetRetainDataset,
+        PairCollator,
+        documents_sha256,
+        tokenize_documents,
+    )
     from unlearners.reference import Reference, frozen_copy
-    from unlearners.trainer import UnlearnTrainer
+    from unlearners.trainer import SkipFinalCheckpoint, UnlearnTrainer
 
     started = time.time()
     out_dir = Path(out_dir)
@@ -264,36 +317,10 @@ def run_unlearning(
         raise UnlearnError(f"save_steps must be > 0, got {save_steps}")
     precision = _resolve_precision(precision)
     reference_mode = method_obj.reference_mode(lora)
-    try:
-        args = TrainingArguments(
-            output_dir=str(work_dir),
-            per_device_train_batch_size=hp.per_device_batch_size,
-            per_device_eval_batch_size=hp.per_device_batch_size,
-            gradient_accumulation_steps=hp.gradient_accumulation_steps,
-            learning_rate=hp.learning_rate,
-            num_train_epochs=hp.num_epochs,
-            max_steps=max_steps if max_steps is not None else -1,
-            lr_scheduler_type=hp.lr_scheduler_type,
-            warmup_steps=hp.warmup_steps,
-            weight_decay=hp.weight_decay,
-            max_grad_norm=hp.max_grad_norm,
-            optim=hp.optim,
-            logging_steps=logging_steps,
-            save_strategy="steps",
-            save_steps=save_steps,
-            save_total_limit=save_total_limit,
-            seed=seed,
-            data_seed=seed,
-            bf16=precision == "bf16",
-            report_to="none",
-            remove_unused_columns=False,
-            dataloader_num_workers=0,
-            dataloader_pin_memory=torch.cuda.is_available(),
-            disable_tqdm=not progress,
-            logging_nan_inf_filter=False,
-        )
-    except ValueError as err:
-        raise UnlearnError(f"invalid training settings: {str(err).strip().splitlines()[0]}") from None
+    args = training_arguments(
+        hp, work_dir, seed=seed, max_steps=max_steps, save_steps=save_steps, save_total_limit=save_total_limit,
+        logging_steps=logging_steps, precision=precision, progress=progress,
+    )
 
     resume_from = _prepare_folders(out_dir, work_dir, overwrite=overwrite, resume=resume)
 
@@ -331,7 +358,7 @@ def run_unlearning(
         train_dataset=ForgetRetainDataset(forget_examples, retain_examples, seed=seed),
         data_collator=PairCollator(tokenizer.pad_token_id),
         processing_class=tokenizer,
-        callbacks=list(callbacks or []),
+        callbacks=[SkipFinalCheckpoint(), *(callbacks or [])],
         method=method_obj,
         reference=reference,
         forget_examples=forget_examples,

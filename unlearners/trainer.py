@@ -43,6 +43,16 @@ class FiniteGuard(TrainerCallback):
         return control
 
 
+class SkipFinalCheckpoint(TrainerCallback):
+    """Skip the Trainer's checkpoint at the last step (unless it falls on `save_steps`): the runner saves the final
+    model itself right after, and a full checkpoint of a large model (optimizer state included) is costly."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if control.should_training_stop and state.save_steps and state.global_step % state.save_steps != 0:
+            control.should_save = False
+        return control
+
+
 class UnlearnTrainer(Trainer):
     """A Trainer whose loss is `method.loss(model, forget_batch, retain_batch, ctx)`.
 

@@ -11,7 +11,8 @@ Named sets:
 | `official:squad` | the official `squad/squad_v7_dset.json` |
 
 `forget="simplified"` selects the simplified form of a corruption level (only the sentences that state
-the wrong facts).
+the wrong facts): the tiny world ships it (`simplified/mix_aK.json`); for the official levels it is derived by the
+rule of `restor_bench.data.simplify` (the sentences that mention a target entity).
 """
 
 from __future__ import annotations
@@ -74,6 +75,10 @@ def load_documents(
     texts = read_text_records(folder / relative)
     if max_docs_per_entity is not None:
         texts = keep_first_per_entity(texts, _document_targets(folder, texts), max_docs_per_entity)
+    if world == "official" and forget == "simplified":
+        from restor_bench.data.simplify import simplify_documents  # the rule: restor_bench/data/simplify.py
+
+        texts = simplify_documents(texts, _document_targets(folder, texts))
     return texts
 
 
@@ -101,8 +106,6 @@ def _official_file(name: str, forget: str, source: str) -> str:
             level = official.check_level(int(name))
         except InputError as err:
             raise InputError(f"{source}: {err}") from None
-        if forget != "full":
-            raise InputError(f"{source}: forget={forget!r} is not yet supported for the official documents")
         return official.corruption_file(level)
     if name == "squad":
         if forget != "full":

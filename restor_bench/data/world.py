@@ -828,6 +828,7 @@ def train_clean_model(
     vocab_size: int = DEFAULT_VOCAB_SIZE,
     threads: int | None = None,
     callbacks: list | None = None,
+    max_steps: int | None = None,
 ) -> dict:
     """Train the tokenizer and a small Llama from scratch on `world_dir/clean_corpus.json`; save to `out_dir`.
 
@@ -872,6 +873,7 @@ def train_clean_model(
         arguments = TrainingArguments(
             output_dir=scratch,
             num_train_epochs=epochs,
+            max_steps=max_steps or -1,
             per_device_train_batch_size=CLEAN_TRAINING["per_device_train_batch_size"],
             learning_rate=CLEAN_TRAINING["learning_rate"],
             weight_decay=CLEAN_TRAINING["weight_decay"],
