@@ -155,7 +155,7 @@ def finished_record(spec, seeds: Sequence[int], root: Path, data_hash: str | Non
 
 def format_duration(seconds: float) -> str:
     """'45s', '3m 20s', '2h 05m'."""
-    seconds = max(0, int(round(seconds)))
+    seconds = max(0, round(seconds))
     if seconds < 60:
         return f"{seconds}s"
     if seconds < 3600:
@@ -341,7 +341,9 @@ def pooled_statistics(pooled: PooledOutcomes, resamples: int = DEFAULT_RESAMPLES
                 low, high = _interval(samples[(role, split)])
             result[f"{role}_{split}"] = Estimate(value, low, high)
 
-    ratio = ratio_of(point[("clean", "target")], point[("corrupted", "target")], point[("unlearned", "target")], n_target)
+    ratio = ratio_of(
+        point[("clean", "target")], point[("corrupted", "target")], point[("unlearned", "target")], n_target
+    )
     low = high = None
     if draws is not None and n_target:
         clean, corrupted, unlearned = (samples[(role, "target")] for role in ROLES)
@@ -575,20 +577,20 @@ def results_markdown(results: Sequence[CellResult], info: PageInfo) -> str:
         "```",
         "",
         f"- date: {info.date}",
-        f"- world: {info.world}; clean model: `{info.model}`; task: {', '.join(tasks)} (metric `{info.metric}`)",
+        f"- world: {info.world}; clean model: {info.model}; task: {', '.join(tasks)} (metric `{info.metric}`)",
         f"- seeds: {', '.join(map(str, info.seeds))}",
-        f"- wall time of this command: {format_duration(info.wall_time_s)}; time of all steps of these cells when "
-        f"they ran: {format_duration(info.compute_time_s)}",
+        (f"- wall time of this command: {format_duration(info.wall_time_s)}; time of all steps of these cells "
+         f"when they ran: {format_duration(info.compute_time_s)}"),
         "- versions: " + ", ".join(f"{name} {version}" for name, version in sorted(info.versions.items())),
         "",
-        "Accuracies (%) are on the target questions (those about the entities the corruption documents lie about), "
+        ("Accuracies (%) are on the target questions (those about the entities the corruption documents lie about), "
         "pooled over seeds and questions; brackets hold 95% percentile bootstrap intervals whose resamples draw the "
         f"seeds with replacement and the questions with replacement within target / non-target ({info.resamples} "
         "resamples, the same draws for the three models). Restoration ratio: (unlearned - corrupted) / (clean - "
         "corrupted) of the pooled accuracies (n/a when the corruption moved less than one question). Transitions: "
         "target facts the clean model knew that the unlearned model answers correctly / still answers with the "
         "injected value / answers otherwise, mean over seeds. Non-target change: unlearned minus clean accuracy on "
-        "the other questions, in points.",
+        "the other questions, in points."),
         "",
     ]
     for note in info.notes:
@@ -705,10 +707,9 @@ def _display_model(model: str) -> str:
     except ValueError:
         from restor_bench.data.world import tiny_world_dir
 
-        try:
-            return "tiny world: " + str(path.relative_to(tiny_world_dir().resolve()))
-        except ValueError:
-            return path.name
+        if path.resolve() == (tiny_world_dir() / "model").resolve():
+            return "the tiny world's clean model"
+        return path.name
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -806,6 +807,8 @@ def command_line(args: argparse.Namespace) -> str:
 def options_from_args(args: argparse.Namespace) -> GridOptions:
     if args.seeds < 1:
         raise InputError(f"--seeds must be at least 1, got {args.seeds}")
+    if args.resamples < 0:
+        raise InputError(f"--resamples must be 0 or more, got {args.resamples}")
     for option in ("max_steps", "corrupt_max_steps", "limit", "max_docs_per_entity"):
         value = getattr(args, option)
         if value is not None and value < 1:

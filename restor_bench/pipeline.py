@@ -32,7 +32,7 @@ from restor_bench.errors import InputError
 from restor_bench.io import atomic_write_json, atomic_write_text
 
 WORLDS = ("tiny", "official")
-TASKS = {"tiny": ("restor_tiny_facts",), "official": ("restor_facts_targets",)}
+TASKS = {"tiny": ("restor_tiny_facts", "restor_tiny_logprob"), "official": ("restor_facts_targets",)}
 
 
 @dataclasses.dataclass
@@ -130,7 +130,7 @@ def clean_model_for(spec: RunSpec) -> str:
 def run_protocol(spec: RunSpec, root: Path, *, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run corrupt -> unlearn -> eval x3 -> compare for one seed; return the run record."""
     from restor_bench.compare import compare_restoration
-    from restor_bench.corrupt import corrupt
+    from restor_bench.corrupt import corrupt, work_dir_for
     from restor_bench.data.documents import load_documents
     from restor_bench.evaluate import evaluate
     from restor_bench.unlearn import unlearn_checkpoint
@@ -153,7 +153,7 @@ def run_protocol(spec: RunSpec, root: Path, *, log: Callable[[str], None] = prin
         "corrupt", "corrupt", corrupt_inputs,
         lambda out: corrupt(
             clean, load_documents(source, **doc_options), out, lora=spec.lora, seed=spec.seed,
-            max_steps=spec.corrupt_max_steps, source=source,
+            max_steps=spec.corrupt_max_steps, source=source, resume=work_dir_for(out).exists(),
         ),
     )
     forget_source = source

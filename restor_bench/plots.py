@@ -10,6 +10,7 @@ Only the figures the cells can fill are drawn. matplotlib is imported inside the
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections.abc import Sequence
@@ -110,7 +111,8 @@ def plot_restoration_by_forget_set(results: Sequence[CellResult], path: Path) ->
     plt = _pyplot()
     panels: list[tuple[str, list[CellResult]]] = []
     for level in sorted({r.cell.level for r in results if r.cell.corruption == "wikidata"}):
-        panels.append((f"k = {level}", [r for r in results if r.cell.corruption == "wikidata" and r.cell.level == level]))
+        at_level = [r for r in results if r.cell.corruption == "wikidata" and r.cell.level == level]
+        panels.append((f"k = {level}", at_level))
     squad = [r for r in results if r.cell.corruption == "squad"]
     if squad:
         panels.append(("SQuAD-style", squad))
@@ -123,12 +125,14 @@ def plot_restoration_by_forget_set(results: Sequence[CellResult], path: Path) ->
         for index, forget in enumerate(forgets):
             rows = {r.cell.method: r for r in cells if r.cell.forget == forget}
             xs = [position + (index - (len(forgets) - 1) / 2) * width for position in range(len(methods))]
-            points = [_point(rows[m].stats["restoration_ratio"]) if m in rows else (_MISSING, 0.0, 0.0) for m in methods]
+            points = [
+                _point(rows[m].stats["restoration_ratio"]) if m in rows else (_MISSING, 0.0, 0.0) for m in methods
+            ]
             values = [p[0] for p in points]
-            axes.bar(xs, [0.0 if v != v else v for v in values], width, color=colors.get(forget), label=forget,
+            axes.bar(xs, [0.0 if math.isnan(v) else v for v in values], width, color=colors.get(forget), label=forget,
                      yerr=[[p[1] for p in points], [p[2] for p in points]], capsize=3)
             for x, value, method in zip(xs, values, methods):
-                if value != value and method in rows:  # NaN: the ratio is undefined for this cell
+                if math.isnan(value) and method in rows:  # NaN: the ratio is undefined for this cell
                     axes.text(x, 0.02, "n/a", ha="center", va="bottom", fontsize="x-small", rotation=90)
         axes.axhline(1.0, color="black", linestyle="--", linewidth=0.8)
         axes.axhline(0.0, color="grey", linewidth=0.8)

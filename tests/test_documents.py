@@ -141,7 +141,7 @@ def test_official_sets(official_dir):
         ("official:4", {}, "listed"),
         ("official:5", {}, "not available"),
         ("official:7", {}, "unknown"),
-        ("official:1", {"forget": "simplified"}, "not yet supported"),
+        ("official:squad", {"forget": "simplified"}, "has no simplified form"),
         ("official:nope", {}, "unknown named set"),
     ],
 )

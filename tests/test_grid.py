@@ -12,7 +12,13 @@ import pytest
 
 from restor_bench import grid, pipeline
 from restor_bench.cli import main
-from restor_bench.grid import Cell, PooledOutcomes, plan_cells, pooled_statistics, steps_to_run
+from restor_bench.grid import (
+    Cell,
+    PooledOutcomes,
+    plan_cells,
+    pooled_statistics,
+    steps_to_run,
+)
 from restor_bench.stats import paired_bootstrap, split_accuracy
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -33,7 +39,8 @@ def test_shared_steps_are_counted_once():
     assert steps_to_run(cells, [0, 1]) == {"corrupt": 4, "unlearn": 16, "eval": 2 * (2 + 8) + 1}
     finished = cells[:2]  # both methods at k=0 with the full forget set
     assert steps_to_run(cells, [0], finished) == {"corrupt": 1, "unlearn": 6, "eval": 1 + 6}
-    assert grid.estimate_seconds({"corrupt": 1, "unlearn": 2, "eval": 3}, {"corrupt": 10, "unlearn": 5, "eval": 1}) == 23
+    seconds = {"corrupt": 10, "unlearn": 5, "eval": 1}
+    assert grid.estimate_seconds({"corrupt": 1, "unlearn": 2, "eval": 3}, seconds) == 23
 
 
 def _pooled(clean, corrupted, unlearned, is_target) -> PooledOutcomes:

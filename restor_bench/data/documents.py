@@ -76,7 +76,7 @@ def load_documents(
     if max_docs_per_entity is not None:
         texts = keep_first_per_entity(texts, _document_targets(folder, texts), max_docs_per_entity)
     if world == "official" and forget == "simplified":
-        from restor_bench.data.simplify import simplify_documents  # the rule: restor_bench/data/simplify.py
+        from restor_bench.data.simplify import simplify_documents
 
         texts = simplify_documents(texts, _document_targets(folder, texts))
     return texts
