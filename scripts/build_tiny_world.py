@@ -87,7 +87,9 @@ def summarize(scores, targets: set[str]) -> dict:
         "all": round(100 * accuracy(scores), 1),
         "targets": round(100 * accuracy(target_scores), 1),
         "non_targets": round(100 * accuracy(other_scores), 1),
-        "targets_say_corrupted": round(100 * sum(s.says_corrupted for s in target_scores) / max(1, len(target_scores)), 1),
+        "targets_say_corrupted": round(
+            100 * sum(s.says_corrupted for s in target_scores) / max(1, len(target_scores)), 1
+        ),
     }
 
 

