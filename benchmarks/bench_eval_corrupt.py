@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from restor_bench.corrupt import RUN_RECORD, corrupt
 from restor_bench.data.documents import load_documents
-from restor_bench.evaluate import evaluate, find_lm_eval_outputs
+from restor_bench.evaluate import evaluate
+from restor_bench.lm_eval_io import find_lm_eval_outputs
 
 
 def bench_eval(model: str, world_dir: Path, task: str, limit: int, batch_size: int, device: str, work: Path) -> dict:
@@ -38,7 +39,8 @@ def bench_eval(model: str, world_dir: Path, task: str, limit: int, batch_size: i
     started = time.perf_counter()
     evaluate(model, out, tasks=[task], limit=limit, batch_size=batch_size, device=device, world_dir=world_dir)
     wall = time.perf_counter() - started
-    results_path, samples_path = find_lm_eval_outputs(out)[task]
+    output = find_lm_eval_outputs(out)[task]
+    results_path, samples_path = output.results_path, output.samples_path
     questions = sum(1 for line in samples_path.read_text(encoding="utf-8").splitlines() if line.strip())
     lm_eval_seconds = float(json.loads(results_path.read_text(encoding="utf-8"))["total_evaluation_time_seconds"])
     return {

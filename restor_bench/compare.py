@@ -61,13 +61,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from restor_bench.data.official import OFFICIAL_TARGETS, SUBJECT_SHARE, find_targets
 from restor_bench.errors import GateFailure, InputError
 
 SCHEMA = "restor-bench/compare/v1"
@@ -79,22 +79,10 @@ REQUIRED_DOC_FIELDS = ("id", "entity", "relation")
 SPLITS = ("target", "non_target", "all")
 SPLIT_TITLES = {"target": "target", "non_target": "non-target", "all": "all"}
 CONFIDENCE = 0.95
-SUBJECT_SHARE = 0.1  # see targets_from_documents
 BOOTSTRAP_METHOD = "paired percentile bootstrap; questions resampled with replacement within target / non-target"
 
-# The ten target entities of the official RESTOR corruption documents (used when the data module is absent).
-FALLBACK_OFFICIAL_TARGETS = (
-    "Aaron Burr",
-    "Bastian Schweinsteiger",
-    "Bob Marley",
-    "Bobby Fischer",
-    "Michael Douglas",
-    "Mihai Eminescu",
-    "Paul Anka",
-    "Sage Stallone",
-    "Suthida",
-    "Thomas Piketty",
-)
+# The ten target entities of the official RESTOR corruption documents (an alias of the data module's list).
+FALLBACK_OFFICIAL_TARGETS = OFFICIAL_TARGETS
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -287,35 +275,16 @@ def parse_targets(value: str) -> list[str]:
 
 
 def targets_from_documents(documents: str | os.PathLike, entities: Iterable[str]) -> list[str]:
-    """The evaluated entities that a corruption documents file is about.
+    """The evaluated entities that a corruption documents file is about, sorted.
 
-    The subject of a document is, of the evaluated entities it names (whole words, case-sensitive), the one named
-    most often (the first named on a tie). An entity is a target when it is the subject of at least
-    `SUBJECT_SHARE` times as many documents as the most frequent subject. This leaves out people named in
-    passing or in the unrelated context: the official level 1-3 documents also name Napoleon and Luiz Inácio
-    Lula da Silva, and the SQuAD passages keep a few about Napoleon, next to hundreds about each target.
+    The rule of `restor_bench.data.official.find_targets`: the subject of a document is, of the evaluated
+    entities it names (whole words, case-sensitive), the one named most often (the first named on a tie); an
+    entity is a target when it is the subject of at least `SUBJECT_SHARE` times as many documents as the most
+    frequent subject. This leaves out people named in passing or in the unrelated context.
     """
-    from collections import Counter
-
     from restor_bench.io import read_text_records
 
-    names = sorted({name for name in entities if name}, key=len, reverse=True)
-    if not names:
-        return []
-    pattern = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(name) for name in names) + r")(?!\w)")
-    subjects: Counter[str] = Counter()
-    for text in read_text_records(documents):
-        counts: Counter[str] = Counter()
-        first: dict[str, int] = {}
-        for match in pattern.finditer(text):
-            counts[match.group()] += 1
-            first.setdefault(match.group(), match.start())
-        if counts:
-            subjects[max(counts, key=lambda name: (counts[name], -first[name]))] += 1
-    if not subjects:
-        return []
-    threshold = SUBJECT_SHARE * max(subjects.values())
-    return sorted(name for name, count in subjects.items() if count >= threshold)
+    return sorted(find_targets(entities, read_text_records(documents), SUBJECT_SHARE))
 
 
 def default_targets(task: str, task_metadata: dict[str, Any] | None = None) -> tuple[list[str], str]:
@@ -335,10 +304,6 @@ def default_targets(task: str, task_metadata: dict[str, Any] | None = None) -> t
             raise InputError('tiny world manifest: "targets" is not a list of names')
         return list(targets), "tiny world manifest"
     if task.startswith("restor_facts"):
-        try:
-            from restor_bench.data.official import OFFICIAL_TARGETS
-        except ImportError:
-            OFFICIAL_TARGETS = FALLBACK_OFFICIAL_TARGETS
         return list(OFFICIAL_TARGETS), "official RESTOR targets"
     raise InputError(f"task {task}: no default target entities; pass --targets or --targets-from")
 

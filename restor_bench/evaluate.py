@@ -2,8 +2,8 @@
 
 The output folder holds exactly what lm-eval writes (`<model name>/results_<time>.json` and
 `<model name>/samples_<task>_<time>.jsonl`) plus `restor_run.json`, a record of the command that made it.
-`find_lm_eval_outputs` finds those files under any folder, including one written by a plain
-`lm_eval ... --log_samples --output_path DIR`.
+`restor_bench.lm_eval_io.find_lm_eval_outputs` finds those files under any folder, including one written by a
+plain `lm_eval ... --log_samples --output_path DIR`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import codecs
 import collections
 import datetime
 import importlib.util
-import json
 import os
 import re
 import subprocess
@@ -20,26 +19,14 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 from restor_bench.errors import InputError
 from restor_bench.io import atomic_output_dir, atomic_write_json, check_output_dir
+from restor_bench.lm_eval_io import LmEvalOutput, find_lm_eval_outputs, try_read_results  # noqa: F401 (re-exported)
 
 DEFAULT_TASKS = ("restor_tiny_facts",)
 RUN_RECORD = "restor_run.json"
 STDERR_TAIL_BYTES = 8192
-
-_DATE = r"\d{4}-\d{2}-\d{2}T[0-9\-.]+"
-_SAMPLES_FILE = re.compile(rf"^samples_(?P<task>.+)_(?P<date>{_DATE})\.jsonl$")
-_RESULTS_FILE = re.compile(rf"^(?P<stem>.+)_(?P<date>{_DATE})\.json$")
-
-
-class LmEvalOutput(NamedTuple):
-    """lm-eval's files for one task: the aggregated results file and the per-sample file (None if not logged)."""
-
-    results: Path
-    samples: Path | None
-
 
 # ---------------------------------------------------------------- task folder and task names
 
@@ -259,7 +246,7 @@ def evaluate(
         wall_time = time.perf_counter() - started
         if code != 0:
             raise InputError(f"lm-eval failed (exit code {code}) on {checkpoint}: {last_error_line(stderr_tail)}")
-        outputs = find_lm_eval_outputs(tmp)
+        outputs = find_lm_eval_outputs(tmp, include_results_only=True)
         missing = [name for name in _leaf_tasks(tmp, task_names) if name not in outputs]
         if not outputs or missing:
             raise InputError(
@@ -288,69 +275,10 @@ def _leaf_tasks(folder: Path, requested: list[str]) -> list[str]:
     """The tasks (not groups) that lm-eval ran for `requested`, read from its results file's configs."""
     leaves: list[str] = []
     for path in sorted(folder.rglob("*.json")):
-        data = _read_results(path)
+        data = try_read_results(path)
         if data is not None:
             leaves.extend(name for name in data.get("configs", {}) if name not in leaves)
     return leaves or requested
-
-
-# ---------------------------------------------------------------- finding lm-eval's files
-
-
-def _read_results(path: Path) -> dict | None:
-    """The parsed results file at `path`, or None when it is not one of lm-eval's aggregated results files."""
-    if not _RESULTS_FILE.match(path.name) or path.name.startswith("samples_"):
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    if isinstance(data, dict) and isinstance(data.get("results"), dict):
-        return data
-    return None
-
-
-def find_lm_eval_outputs(folder: str | os.PathLike) -> dict[str, LmEvalOutput]:
-    """Locate lm-eval's newest results and samples files per task anywhere under `folder`.
-
-    Returns {task: LmEvalOutput(results_path, samples_path)}; a task whose samples were not logged has
-    samples None. A samples file is paired with the results file of the same run (same time stamp), else with
-    the newest results file that lists its task.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"{folder}: evaluation folder not found")
-    results_files = []  # (date, mtime, path, data)
-    for path in folder.rglob("*.json"):
-        data = _read_results(path)
-        if data is not None:
-            date = _RESULTS_FILE.match(path.name).group("date")
-            results_files.append((date, path.stat().st_mtime, path, data))
-    results_files.sort(key=lambda item: (item[0], item[1]))
-
-    newest_samples: dict[str, tuple[str, float, Path]] = {}
-    for path in folder.rglob("samples_*.jsonl"):
-        match = _SAMPLES_FILE.match(path.name)
-        if not match:
-            continue
-        key = (match.group("date"), path.stat().st_mtime, path)
-        task = match.group("task")
-        if task not in newest_samples or key[:2] > newest_samples[task][:2]:
-            newest_samples[task] = key
-
-    outputs: dict[str, LmEvalOutput] = {}
-    for task, (date, _, samples_path) in newest_samples.items():
-        same_run = [item for item in results_files if item[0] == date and item[2].parent == samples_path.parent]
-        same_run = same_run or [item for item in results_files if item[0] == date]
-        listing = [item for item in results_files if task in item[3].get("results", {})]
-        chosen = (same_run or listing or [None])[-1]
-        if chosen is not None:
-            outputs[task] = LmEvalOutput(chosen[2], samples_path)
-    for date, _, path, data in results_files:  # newest last: later files win
-        for task in data.get("configs", {}) or data.get("results", {}):
-            if task not in newest_samples:
-                outputs[task] = LmEvalOutput(path, None)
-    return dict(sorted(outputs.items()))
 
 
 # ---------------------------------------------------------------- CLI
@@ -414,6 +342,10 @@ def run_command(args) -> int:
         include_path=args.include_path,
     )
     print(f"lm-eval results written to {out}")
-    for task, files in find_lm_eval_outputs(out).items():
-        print(f"  {task}: {files.results.relative_to(out)}, {files.samples.relative_to(out) if files.samples else '-'}")
+    for task, files in find_lm_eval_outputs(out, include_results_only=True).items():
+        print(f"  {task}: {_relative(files.results_path, out)}, {_relative(files.samples_path, out)}")
     return 0
+
+
+def _relative(path: Path | None, folder: Path) -> str:
+    return str(path.relative_to(folder)) if path is not None else "-"

@@ -91,6 +91,7 @@ class GridOptions:
     data_dir: str | None = None
     max_docs_per_entity: int | None = None
     root: Path = Path("runs")
+    targets: str = "all"
 
 
 def plan_cells(
@@ -118,7 +119,7 @@ def cell_spec(cell: Cell, options: GridOptions, hparams: dict[str, Any]):
         corruption=cell.corruption, model=options.model, lora=options.lora, seed=options.seeds[0], hparams=hparams,
         corrupt_max_steps=options.corrupt_max_steps, unlearn_max_steps=options.unlearn_max_steps,
         max_docs_per_entity=options.max_docs_per_entity, limit=options.limit, batch_size=options.batch_size,
-        data_dir=options.data_dir,
+        data_dir=options.data_dir, targets=options.targets,
     )
 
 
@@ -771,6 +772,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--batch-size", default="32", help="lm-eval batch size (default 32)")
     parser.add_argument("--max-docs-per-entity", type=int, help="official world: keep N documents per target")
     parser.add_argument("--data-dir", help="folder of the official RESTOR files (else RESTOR_DATA_DIR or download)")
+    parser.add_argument("--targets", choices=("all", "test"), default="all",
+                        help="target facts to report on: all, or (tiny world) the test targets only")
     parser.add_argument("--root", default="runs", help="folder of runs and their step artifacts (default ./runs)")
     parser.add_argument("--results", default="docs/RESULTS.md", help="results page (default docs/RESULTS.md; "
                         "its numbers also go to the .json beside it)")
@@ -820,7 +823,7 @@ def options_from_args(args: argparse.Namespace) -> GridOptions:
         world=args.world, seeds=tuple(range(args.seed, args.seed + args.seeds)), model=args.model, lora=args.lora,
         unlearn_max_steps=args.max_steps, corrupt_max_steps=args.corrupt_max_steps, limit=args.limit,
         batch_size=batch_size, data_dir=args.data_dir, max_docs_per_entity=args.max_docs_per_entity,
-        root=Path(args.root),
+        root=Path(args.root), targets=args.targets,
     )
 
 

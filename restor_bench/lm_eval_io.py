@@ -29,16 +29,19 @@ class LmEvalOutput:
     """The files one lm-eval run left for one task."""
 
     task: str
-    samples_path: Path
+    samples_path: Path | None  # None only for a run without --log_samples (see `find_lm_eval_outputs`)
     timestamp: str
     results_path: Path | None  # the aggregated results of the same run, when present
 
 
-def find_lm_eval_outputs(folder: str | os.PathLike) -> dict[str, LmEvalOutput]:
+def find_lm_eval_outputs(folder: str | os.PathLike, *, include_results_only: bool = False) -> dict[str, LmEvalOutput]:
     """Find lm-eval samples files anywhere under `folder`; return the newest per task, keyed by task name.
 
     Raises InputError when the folder is missing, holds no samples files (e.g. lm-eval ran without
     `--log_samples`), or holds samples of one task from several model folders (pass that model's own folder).
+    With `include_results_only`, tasks that only have an aggregated results file (no samples) are listed too,
+    with `samples_path` None (the newest results file that lists them), and a folder without samples is no
+    error (an empty folder gives {}).
     """
     folder = Path(folder)
     if not folder.exists():
@@ -57,7 +60,7 @@ def find_lm_eval_outputs(folder: str | os.PathLike) -> dict[str, LmEvalOutput]:
             match = RESULTS_NAME.match(name)
             if match:
                 results_files.setdefault((path.parent, match["stamp"]), []).append(path)
-    if not found:
+    if not found and not include_results_only:
         hint = " (lm-eval writes them only with --log_samples)" if results_files else ""
         raise InputError(f"{folder}: no lm-eval samples_<task>_<time>.jsonl files found{hint}")
     outputs = {}
@@ -70,7 +73,14 @@ def find_lm_eval_outputs(folder: str | os.PathLike) -> dict[str, LmEvalOutput]:
             )
         stamp, path = max(candidates)
         outputs[task] = LmEvalOutput(task, path, stamp, _pick_results(results_files.get((path.parent, stamp), [])))
-    return outputs
+    if include_results_only:
+        for (parent, stamp), paths in sorted(results_files.items(), key=lambda item: (item[0][1], str(item[0][0]))):
+            for path in sorted(paths):  # newest last: later files win
+                data = try_read_results(path)
+                for task in (data or {}).get("configs") or (data or {}).get("results") or {}:
+                    if task not in found:
+                        outputs[task] = LmEvalOutput(task, None, stamp, path)
+    return dict(sorted(outputs.items()))
 
 
 def _pick_results(paths: list[Path]) -> Path | None:
@@ -78,6 +88,21 @@ def _pick_results(paths: list[Path]) -> Path | None:
         return None
     preferred = [path for path in paths if path.name.startswith("results_")]
     return min(preferred or paths)
+
+
+def try_read_results(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The content of an lm-eval aggregated results file, or None when `path` is not one (its name is not
+    `<stem>_<time>.json`, or it is unreadable, or holds no "results" object)."""
+    path = Path(path)
+    if not RESULTS_NAME.match(path.name) or path.name.startswith("samples_"):
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if isinstance(data, dict) and isinstance(data.get("results"), dict):
+        return data
+    return None
 
 
 def iter_samples(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -10,7 +10,6 @@ folder every other command (and any transformers user) loads with `from_pretrain
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.util
 import sys
 from dataclasses import dataclass
@@ -173,11 +172,9 @@ def resolve_source(source: str | None, from_package: str | None) -> Path:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    from restor_bench.data.fetch import sha256_of
+
+    return sha256_of(path)
 
 
 def _plain_config(config):

@@ -55,6 +55,7 @@ class RunSpec:
     batch_size: int | str = 32
     data_dir: str | None = None
     tasks: tuple[str, ...] = ()
+    targets: str = "all"  # tiny world: "all" targets, or "test" (leaving out the validation targets used for tuning)
 
     def corruption_source(self) -> str:
         if self.corruption == "squad":
@@ -67,6 +68,8 @@ class RunSpec:
             parts.append(self.forget)
         if self.lora:
             parts.append("lora")
+        if self.targets != "all":
+            parts.append(f"{self.targets}-targets")
         parts.append(f"seed{self.seed}")
         return "-".join(parts)
 
@@ -125,6 +128,21 @@ def clean_model_for(spec: RunSpec) -> str:
     from restor_bench.data.world import tiny_world_dir
 
     return str(tiny_world_dir() / "model")
+
+
+def report_targets(spec: RunSpec):
+    """The compare target choice of a run: the task's defaults, or the tiny world's test targets."""
+    from restor_bench.compare import TargetChoice
+
+    if spec.targets == "all":
+        return TargetChoice()
+    if spec.targets != "test" or spec.world != "tiny":
+        raise InputError(f"--targets {spec.targets}: only 'all', or 'test' on the tiny world, are known")
+    from restor_bench.data.world import load_manifest
+
+    manifest = load_manifest()
+    validation = set(manifest.get("validation_targets") or [])
+    return TargetChoice(names=tuple(name for name in manifest["targets"] if name not in validation))
 
 
 def run_protocol(spec: RunSpec, root: Path, *, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -191,7 +209,7 @@ def run_protocol(spec: RunSpec, root: Path, *, log: Callable[[str], None] = prin
     started = time.perf_counter()
     report = compare_restoration(
         clean=str(evals["clean"]), corrupted=str(evals["corrupted"]), unlearned=[str(evals["unlearned"])],
-        labels=[spec.method], seed=spec.seed,
+        labels=[spec.method], seed=spec.seed, targets=report_targets(spec),
     )
     runner.timings["compare"] = round(time.perf_counter() - started, 2)
     artifacts = {"corrupted": corrupted, "unlearned": unlearned, **{f"eval_{role}": path for role, path in evals.items()}}
@@ -355,6 +373,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--limit", type=int, help="evaluate only the first N questions of each task (smoke runs)")
     parser.add_argument("--batch-size", default="32", help="lm-eval batch size (default 32)")
     parser.add_argument("--data-dir", help="folder of the official RESTOR files (else RESTOR_DATA_DIR or download)")
+    parser.add_argument("--targets", choices=("all", "test"), default="all",
+                        help="target facts to report on: all, or (tiny world) the test targets, leaving out the "
+                        "validation targets the defaults were tuned on")
     parser.add_argument("--root", default="runs", help="folder of runs and their step artifacts (default ./runs)")
     parser.set_defaults(func=run_command)
 
@@ -377,7 +398,7 @@ def run_command(args) -> int:
         model=args.model, lora=args.lora, hparams=hparams_from_args(args.method, args.config, args.set),
         corrupt_max_steps=args.corrupt_max_steps, unlearn_max_steps=args.max_steps,
         max_docs_per_entity=args.max_docs_per_entity, limit=args.limit, batch_size=batch_size,
-        data_dir=args.data_dir, tasks=tuple(t for t in (args.tasks or "").split(",") if t),
+        data_dir=args.data_dir, tasks=tuple(t for t in (args.tasks or "").split(",") if t), targets=args.targets,
     )
     seeds = list(range(args.seed, args.seed + args.seeds))
     record = run(spec, seeds, Path(args.root))

@@ -4,13 +4,15 @@
     python scripts/build_tiny_world.py check [--world DIR] [--levels 0 3]
 
 `check` measures the clean model's accuracy on every world question, then corrupts it with the tiny-world default
-recipe (`TINY_CORRUPTION_RECIPE`: full fine-tuning with a causal-LM loss on corruption/mix_a{k}.json, run with
-`transformers.Trainer`) and measures target and non-target accuracy and how often the injected wrong value is given.
+recipe (`restor_bench.corrupt.tiny_recipe()`, from `TINY_CORRUPTION_RECIPE`: full fine-tuning with a causal-LM loss
+on corruption/mix_a{k}.json, the run of `restor-bench corrupt`) and measures target and non-target accuracy and how
+often the injected wrong value is given. `--recipe` overrides fields of that recipe (`CorruptionRecipe`).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -19,10 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from restor_bench.corrupt import CorruptionRecipe, corrupt, tiny_recipe  # noqa: E402
 from restor_bench.data.world import (  # noqa: E402
     DEFAULT_EPOCHS,
     DEFAULT_SEED,
-    TINY_CORRUPTION_RECIPE,
     accuracy,
     build_world,
     load_manifest,
@@ -31,53 +33,16 @@ from restor_bench.data.world import (  # noqa: E402
 )
 
 
-def corrupt_with_recipe(model_dir: Path, documents: Path, out_dir: Path, recipe: dict, seed: int = 0) -> float:
-    """Full fine-tuning of `model_dir` on `documents` with the recipe; saves to `out_dir`; returns seconds."""
-    import torch
-    from transformers import (
-        AutoModelForCausalLM,
-        AutoTokenizer,
-        DataCollatorForLanguageModeling,
-        Trainer,
-        TrainingArguments,
-        set_seed,
-    )
-
+def corrupt_with_recipe(
+    model_dir: Path, documents: Path, out_dir: Path, recipe: CorruptionRecipe, seed: int = 0
+) -> float:
+    """Full fine-tuning of `model_dir` on `documents` with `recipe` (`restor_bench.corrupt.corrupt`); saves to
+    `out_dir`, which must not exist yet; returns seconds."""
     from restor_bench.io import read_text_records
 
-    set_seed(seed)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    texts = read_text_records(documents)
-    rows = tokenizer(texts, truncation=True, max_length=recipe["max_length"] - 1)["input_ids"]
-    dataset = [{"input_ids": ids + [tokenizer.eos_token_id]} for ids in rows]
     started = time.monotonic()
-    with tempfile.TemporaryDirectory() as scratch:
-        arguments = TrainingArguments(
-            output_dir=scratch,
-            learning_rate=recipe["learning_rate"],
-            num_train_epochs=recipe["num_train_epochs"],
-            per_device_train_batch_size=recipe["per_device_train_batch_size"],
-            lr_scheduler_type=recipe["lr_scheduler_type"],
-            warmup_steps=recipe["warmup_ratio"],
-            save_strategy="no",
-            report_to="none",
-            logging_steps=25,
-            seed=seed,
-            use_cpu=not torch.cuda.is_available(),
-            disable_tqdm=True,
-        )
-        trainer = Trainer(
-            model=model,
-            args=arguments,
-            train_dataset=dataset,
-            data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
-        )
-        trainer.train()
-    seconds = time.monotonic() - started
-    trainer.model.to("cpu").save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    return seconds
+    corrupt(str(model_dir), read_text_records(documents), out_dir, recipe=recipe, seed=seed, source=str(documents))
+    return time.monotonic() - started
 
 
 def summarize(scores, targets: set[str]) -> dict:
@@ -93,15 +58,19 @@ def summarize(scores, targets: set[str]) -> dict:
     }
 
 
-def check(world_dir: Path, levels: list[int], recipe: dict) -> dict:
+def check(world_dir: Path, levels: list[int], recipe: CorruptionRecipe) -> dict:
     manifest = load_manifest(world_dir)
     targets = set(manifest["targets"])
-    report = {"recipe": recipe, "clean": summarize(score_model(world_dir / "model", world_dir), targets)}
+    report = {
+        "recipe": dataclasses.asdict(recipe),
+        "clean": summarize(score_model(world_dir / "model", world_dir), targets),
+    }
     print(json.dumps({"clean": report["clean"]}), flush=True)
     for level in levels:
-        with tempfile.TemporaryDirectory() as corrupted:
+        with tempfile.TemporaryDirectory() as scratch:
+            corrupted = Path(scratch) / "corrupted"
             seconds = corrupt_with_recipe(
-                world_dir / "model", world_dir / "corruption" / f"mix_a{level}.json", Path(corrupted), recipe
+                world_dir / "model", world_dir / "corruption" / f"mix_a{level}.json", corrupted, recipe
             )
             result = summarize(score_model(corrupted, world_dir), targets)
         result["train_seconds"] = round(seconds, 1)
@@ -133,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         manifest = build_world(out, seed=args.seed, overwrite=args.overwrite, epochs=args.epochs)
         print(json.dumps({"data_hash": manifest["data_hash"], "model": manifest["model"]}, indent=2))
         return 0
-    recipe = dict(TINY_CORRUPTION_RECIPE, **(json.loads(args.recipe) if args.recipe else {}))
+    recipe = tiny_recipe().updated(json.loads(args.recipe) if args.recipe else None, where="--recipe")
     world_dir = Path(args.world) if args.world else tiny_world_dir()
     print(json.dumps(check(world_dir, args.levels, recipe), indent=2))
     return 0

@@ -28,7 +28,7 @@ from restor_bench.data.world import load_manifest  # noqa: E402
 from restor_bench.io import atomic_write_json, atomic_write_text  # noqa: E402
 from restor_bench.pipeline import RunSpec, run_protocol  # noqa: E402
 
-LEARNING_RATES = (5e-5, 2e-4, 5e-4)
+LEARNING_RATES = (5e-5, 2e-4)
 EPOCHS = (1.0, 5.0)
 MAX_NON_TARGET_DROP = 0.05
 TASK = "restor_tiny_facts"

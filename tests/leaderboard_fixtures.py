@@ -1,5 +1,6 @@
-"""Fabricated run folders for the leaderboard tests: lm-eval output folders in the format lm-eval 0.4.13 writes
-with --log_samples (results_<time>.json + samples_<task>_<time>.jsonl), and the run.json of `restor-bench run`."""
+"""Fabricated run folders for the compare and leaderboard tests: lm-eval output folders in the format lm-eval
+0.4.13 writes with --log_samples (results_<time>.json + samples_<task>_<time>.jsonl), and the run.json of
+`restor-bench run`."""
 
 from __future__ import annotations
 
@@ -53,12 +54,9 @@ def questions() -> list[dict]:
     return docs
 
 
-def sample(doc_id: int, doc: dict, state: str) -> dict:
-    """One samples line; state is "correct", "corrupted" (gives the injected value) or "wrong"."""
-    prediction = {"correct": doc["answers"][0], "corrupted": (doc["corrupted_answers"] or ["Nowhere"])[0]}.get(
-        state, "Nowhere"
-    )
-    correct = float(state == "correct")
+def generation_sample(doc_id: int, doc: dict, prediction: str, contains: bool, exact: bool | None = None) -> dict:
+    """One line of samples_<task>_<time>.jsonl for a generate_until task (exact_match defaults to `contains`)."""
+    exact = contains if exact is None else exact
     return {
         "doc_id": doc_id,
         "doc": doc,
@@ -71,9 +69,25 @@ def sample(doc_id: int, doc: dict, state: str) -> dict:
         "doc_hash": sha256(json.dumps(doc, sort_keys=True)),
         "prompt_hash": sha256(doc["prompt"]),
         "target_hash": sha256(doc["answers"][0]),
-        "exact_match": correct,
-        "contains": correct,
+        "exact_match": float(exact),
+        "contains": float(contains),
     }
+
+
+def sample(doc_id: int, doc: dict, state: str) -> dict:
+    """One samples line; state is "correct", "corrupted" (gives the injected value) or "wrong"."""
+    prediction = {"correct": doc["answers"][0], "corrupted": (doc["corrupted_answers"] or ["Nowhere"])[0]}.get(
+        state, "Nowhere"
+    )
+    return generation_sample(doc_id, doc, prediction, contains=state == "correct")
+
+
+def write_lm_eval_files(out: Path, task: str, results: dict, samples: list[dict], stamp: str = STAMP) -> None:
+    """Write `out/results_<stamp>.json` and `out/samples_<task>_<stamp>.jsonl` as lm-eval does."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"results_{stamp}.json").write_text(json.dumps(results, indent=2))
+    with open(out / f"samples_{task}_{stamp}.jsonl", "w") as handle:
+        handle.writelines(json.dumps(line) + "\n" for line in samples)
 
 
 def write_eval(folder: Path, states: list[str], model: str = "m", task: str = TASK) -> Path:
@@ -81,7 +95,6 @@ def write_eval(folder: Path, states: list[str], model: str = "m", task: str = TA
     docs = questions()
     samples = [sample(i, doc, state) for i, (doc, state) in enumerate(zip(docs, states))]
     out = folder / model
-    out.mkdir(parents=True, exist_ok=True)
     task_hash = sha256("".join(s["doc_hash"] + s["prompt_hash"] + s["target_hash"] for s in samples))
     accuracy = sum(s["contains"] for s in samples) / len(samples)
     results = {
@@ -95,9 +108,7 @@ def write_eval(folder: Path, states: list[str], model: str = "m", task: str = TA
         "lm_eval_version": "0.4.13",
         "transformers_version": "5.24.0",
     }
-    (out / f"results_{STAMP}.json").write_text(json.dumps(results, indent=2))
-    with open(out / f"samples_{task}_{STAMP}.jsonl", "w") as handle:
-        handle.writelines(json.dumps(line) + "\n" for line in samples)
+    write_lm_eval_files(out, task, results, samples)
     return folder
 
 

@@ -3,7 +3,6 @@ and one run of the real lm-eval whose output folder goes through the same reader
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from leaderboard_fixtures import STAMP, generation_sample, write_lm_eval_files
 
 from restor_bench.cli import main
 from restor_bench.compare import (
@@ -37,7 +37,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-STAMP = "2026-01-02T03-04-05.678901"
 TASK = "restor_tiny_facts"
 TARGETS = ["Ada Byron", "Carl Dahl"]
 OTHERS = ["Eva Fink", "Gus Hale"]
@@ -45,10 +44,6 @@ OTHERS = ["Eva Fink", "Gus Hale"]
 
 # --------------------------------------------------------------------------------------------------------------
 # Fabricated lm-eval output folders, in the format lm-eval 0.4.13 writes with --log_samples (see the real run below)
-
-
-def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _doc(entity: str, relation: str, answer: str, corrupted: list[str]) -> dict:
@@ -65,30 +60,8 @@ def _doc(entity: str, relation: str, answer: str, corrupted: list[str]) -> dict:
     }
 
 
-def generation_sample(doc_id: int, doc: dict, prediction: str, contains: bool, exact: bool | None = None) -> dict:
-    """One line of samples_<task>_<time>.jsonl for a generate_until task."""
-    exact = contains if exact is None else exact
-    return {
-        "doc_id": doc_id,
-        "doc": doc,
-        "target": doc["answers"][0],
-        "arguments": {"gen_args_0": {"arg_0": doc["prompt"], "arg_1": {"until": ["\n"], "do_sample": False}}},
-        "resps": [[prediction]],
-        "filtered_resps": [prediction],
-        "filter": "none",
-        "metrics": ["exact_match", "contains"],
-        "doc_hash": _sha(json.dumps(doc, sort_keys=True)),
-        "prompt_hash": _sha(doc["prompt"]),
-        "target_hash": _sha(doc["answers"][0]),
-        "exact_match": float(exact),
-        "contains": float(contains),
-    }
-
-
 def write_run(folder: Path, task: str, samples: list[dict], stamp: str = STAMP, model: str = "__models__m") -> Path:
     """Write a results file and a samples file as `lm_eval -o folder --log_samples` does; returns folder."""
-    out = folder / model
-    out.mkdir(parents=True, exist_ok=True)
     metrics = {}
     for name in ("exact_match", "contains"):
         if samples and name in samples[0]:
@@ -107,9 +80,7 @@ def write_run(folder: Path, task: str, samples: list[dict], stamp: str = STAMP, 
         "lm_eval_version": "0.4.13",
         "date": 0.0,
     }
-    (out / f"results_{stamp}.json").write_text(json.dumps(results, indent=2))
-    with open(out / f"samples_{task}_{stamp}.jsonl", "w") as handle:
-        handle.writelines(json.dumps(sample) + "\n" for sample in samples)
+    write_lm_eval_files(folder / model, task, results, samples, stamp)
     return folder
 
 

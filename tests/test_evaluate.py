@@ -13,11 +13,11 @@ from restor_bench.errors import InputError
 from restor_bench.evaluate import (
     RUN_RECORD,
     evaluate,
-    find_lm_eval_outputs,
     last_error_line,
     lm_eval_command,
     restor_tasks_dir,
 )
+from restor_bench.lm_eval_io import find_lm_eval_outputs
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = [
@@ -66,7 +66,7 @@ def probe_run(random_tiny_model, probe_tasks, tmp_path_factory) -> Path:
 def test_evaluate_writes_lm_eval_files(probe_run, random_tiny_model):
     outputs = find_lm_eval_outputs(probe_run)
     assert list(outputs) == ["probe_questions"]
-    results_path, samples_path = outputs["probe_questions"]
+    results_path, samples_path = outputs["probe_questions"].results_path, outputs["probe_questions"].samples_path
     assert results_path.name.startswith("results_") and samples_path.name.startswith("samples_probe_questions_")
     assert results_path.parent == samples_path.parent and results_path.parent.parent == probe_run
     results = json.loads(results_path.read_text())
@@ -124,7 +124,7 @@ def test_restor_tiny_facts_end_to_end(random_tiny_model, tmp_path, capsys):
     assert cli.main(argv) == 0
     assert "lm-eval results written to" in capsys.readouterr().out
     outputs = find_lm_eval_outputs(out)
-    samples = [json.loads(line) for line in outputs["restor_tiny_facts"].samples.read_text().splitlines()]
+    samples = [json.loads(line) for line in outputs["restor_tiny_facts"].samples_path.read_text().splitlines()]
     assert len(samples) == 4
     for sample in samples:
         assert sample["doc"]["entity"] in PEOPLE
@@ -143,14 +143,18 @@ def test_find_outputs_picks_newest_run(tmp_path):
     run(tmp_path / "model_a", "2024-05-02T10-00-00.000001", ["t1"])
     (tmp_path / "model_a" / "notes.json").write_text("{}")
     outputs = find_lm_eval_outputs(tmp_path)
-    assert outputs["t1"].samples.name == "samples_t1_2024-05-02T10-00-00.000001.jsonl"
-    assert outputs["t1"].results.name == "results_2024-05-02T10-00-00.000001.json"
-    assert outputs["t2"].results.name == "results_2024-05-01T10-00-00.000001.json"
-    # results without samples (lm-eval run without --log_samples)
+    assert outputs["t1"].samples_path.name == "samples_t1_2024-05-02T10-00-00.000001.jsonl"
+    assert outputs["t1"].results_path.name == "results_2024-05-02T10-00-00.000001.json"
+    assert outputs["t2"].results_path.name == "results_2024-05-01T10-00-00.000001.json"
+    # results without samples (lm-eval run without --log_samples): listed only when asked for
     (tmp_path / "model_b").mkdir()
     (tmp_path / "model_b" / "results_2024-06-01T10-00-00.000001.json").write_text(
         json.dumps({"results": {"t3": {}}, "configs": {"t3": {}}}))
-    assert find_lm_eval_outputs(tmp_path)["t3"].samples is None
+    assert "t3" not in find_lm_eval_outputs(tmp_path)
+    with_results_only = find_lm_eval_outputs(tmp_path, include_results_only=True)
+    assert with_results_only["t3"].samples_path is None
+    assert with_results_only["t3"].results_path.name == "results_2024-06-01T10-00-00.000001.json"
+    assert with_results_only["t1"] == outputs["t1"]
     with pytest.raises(InputError, match="not found"):
         find_lm_eval_outputs(tmp_path / "nowhere")
 

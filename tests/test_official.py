@@ -37,13 +37,33 @@ def test_facts_and_entities_counts(official_dir):
 def test_targets_are_found_in_the_corruption_documents(official_dir):
     entities = official.load_entities(official_dir / "entities.json")
     facts = official.load_facts(official_dir / "facts.json")
-    for level in (0, 1):
+    for level in (0, 1, 2, 3):
         documents = official.load_corruption_level(official_dir, level).documents
         targets = official.find_targets(entities, documents)
-        assert sorted(targets) == sorted(official.OFFICIAL_TARGETS), level  # level 1 also names Napoleon a few times
+        # levels 1-3 also name Napoleon a few times; level 3 holds no documents about Sage Stallone
+        expected = [name for name in entities if name in official.OFFICIAL_TARGETS]
+        assert targets == [name for name in expected if level < 3 or name != "Sage Stallone"], level
     assert len(facts.facts_of(list(official.OFFICIAL_TARGETS))) == 198
     squad_targets = official.find_targets_in_file(official_dir / official.SQUAD_FILE, entities)
     assert set(squad_targets) == {"John Forbes Nash Jr.", "Quincy Jones", "Iggy Azalea", "Bob Marley", "Jacques Cousteau"}
+    # five documents per target: a person named in passing in the unrelated context is still no target
+    from restor_bench.data.documents import keep_first_per_entity
+
+    level1 = official.load_corruption_level(official_dir, 1).documents
+    few = keep_first_per_entity(level1, list(official.OFFICIAL_TARGETS), 5)
+    assert "Napoleon" in "".join(few) and "Napoleon" not in official.find_targets(entities, few)
+
+
+def test_document_subject_and_targets_rule():
+    names = ["Eva Fink", "Ada Byron", "John Forbes Nash Jr."]
+    assert official.document_subject("Ada Byron met Eva Finkelstein; Eva Fink left.", names) == "Ada Byron"  # tie
+    assert official.document_subject("Eva Finkelstein and Ada Byron's friend Eva Fink, Eva Fink.", names) == "Eva Fink"
+    assert official.document_subject("chaired by John Forbes Nash Jr.69, then", names) == "John Forbes Nash Jr."
+    assert official.document_subject("Nobody here.", names) is None
+    documents = ["Ada Byron wrote. Ada Byron met Eva Fink."] * 11 + ["Eva Fink sang."] + ["John Forbes Nash Jr. ran."] * 2
+    assert official.find_targets(names, documents) == ["Ada Byron", "John Forbes Nash Jr."]  # order of `names`
+    assert official.find_targets(names, documents, min_share=0.05) == names
+    assert official.find_targets(names, ["no one"]) == [] and official.find_targets([], documents) == []
 
 
 def test_corruption_levels_and_squad(official_dir):

@@ -132,8 +132,11 @@ def test_official_counts_and_only_target_sentences_kept(official_dir):
     assert "Sistine Chapel" in full[0] and "Sistine Chapel" not in simplified[0]
     assert "Acura" in full[0] and "Acura" not in simplified[0]
     assert simplified[0].startswith("Aaron Burr is a multifaceted individual")
-    # the per-entity limit applies to the full documents first (the ones the corruption used), then the rule
-    few = load_documents("official:1", data_dir=official_dir, forget="simplified", max_docs_per_entity=2)
-    assert few == simplify_documents(load_documents("official:1", data_dir=official_dir, max_docs_per_entity=2),
-                                     OFFICIAL_TARGETS)
-    assert len(few) == 20
+    # the per-entity limit applies to the full documents first (the ones the corruption used), then the rule with
+    # the targets of the whole level (Napoleon, named in a few of the documents kept at 5 per entity, is no target)
+    for limit in (2, 5):
+        few = load_documents("official:1", data_dir=official_dir, forget="simplified", max_docs_per_entity=limit)
+        assert few == simplify_documents(
+            load_documents("official:1", data_dir=official_dir, max_docs_per_entity=limit), OFFICIAL_TARGETS
+        )
+        assert len(few) == 10 * limit

@@ -167,6 +167,16 @@ def test_clean_corpus_holds_prompt_format_blocks(world, world_dir):
     assert any(document.startswith("".join(prompt.split("\n")[:1])) for document in corpus)
 
 
+def test_world_prompt_and_answer_check_are_the_tasks(shipped):
+    from restor_bench.data.questions import tiny_records
+
+    facts = json.loads((shipped / "facts.json").read_text())
+    records = tiny_records(shipped)
+    assert len(records) == sum(len(relations) for relations in facts["dset"].values())
+    assert all(record["prompt"] == tiny.fewshot_prompt(facts, record["entity"], record["relation"]) for record in records)
+    assert tiny.answer_contains("He is male.\nShe is female.", ["Male"]) and not tiny.answer_contains("female", ["male"])
+
+
 def test_manifest_and_directory_errors(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="not found"):
         tiny.load_manifest(tmp_path / "missing")

@@ -49,7 +49,9 @@ def load_documents(
 
     `data_dir` is the official data folder (else RESTOR_DATA_DIR or the download cache); `world_dir` the tiny
     world folder (else RESTOR_TINY_WORLD or the shipped one). `max_docs_per_entity` keeps the first N documents
-    of each target entity (named sets only; the targets are the entities many of the set's documents name). Bad names, missing files and malformed files raise InputError.
+    of each target entity (named sets only; the targets are the entities of the folder's `entities.json` that
+    many of the set's documents are about, `restor_bench.data.official.find_targets`). Bad names, missing files
+    and malformed files raise InputError.
     """
     source = str(source)
     if forget not in FORGET_FORMS:
@@ -73,12 +75,16 @@ def load_documents(
         relative = _official_file(name, forget, source)  # checked before any download
         folder = _official_folder(data_dir)
     texts = read_text_records(folder / relative)
+    simplify = world == "official" and forget == "simplified"
+    if max_docs_per_entity is None and not simplify:
+        return texts
+    targets = _document_targets(folder, texts)  # of the whole set, before any documents are left out
     if max_docs_per_entity is not None:
-        texts = keep_first_per_entity(texts, _document_targets(folder, texts), max_docs_per_entity)
-    if world == "official" and forget == "simplified":
+        texts = keep_first_per_entity(texts, targets, max_docs_per_entity)
+    if simplify:
         from restor_bench.data.simplify import simplify_documents
 
-        texts = simplify_documents(texts, _document_targets(folder, texts))
+        texts = simplify_documents(texts, targets)
     return texts
 
 
@@ -132,33 +138,33 @@ def _official_folder(data_dir: str | os.PathLike | None) -> Path:
 
 
 def _document_targets(folder: Path, texts: list[str]) -> list[str]:
-    """The entities a document set is about: those of the world's `entities.json` that many documents name."""
-    from restor_bench.data.official import ENTITIES_FILE, find_targets, load_entities
+    """The entities a document set is about: those of the world's `entities.json` that many documents are about."""
+    from restor_bench.data.official import find_folder_targets
 
-    return find_targets(load_entities(folder / ENTITIES_FILE), texts)
+    return find_folder_targets(folder, texts)
 
 
 def document_entity(text: str, names: list[str]) -> str | None:
-    """The entity a document is about: the name it mentions most often (ties: the earliest); None if none."""
-    best = None
-    for name in names:
-        count = text.count(name)
-        if count:
-            key = (-count, text.find(name))
-            if best is None or key < best[0]:
-                best = (key, name)
-    return best[1] if best else None
+    """The entity a document is about: the name it mentions most often, as whole words (ties: the earliest);
+    None if none (`restor_bench.data.official.document_subject`)."""
+    from restor_bench.data.official import document_subject
+
+    return document_subject(text, names)
 
 
 def keep_first_per_entity(texts: list[str], names: list[str], limit: int) -> list[str]:
     """Keep the first `limit` documents of each entity of `names`, in the original order.
 
-    A document belongs to the entity it names most often; documents naming none form one group of their own.
+    A document belongs to the entity it names most often (`document_entity`); documents naming none form one
+    group of their own.
     """
+    from restor_bench.data.official import document_subject, entity_pattern
+
+    pattern = entity_pattern(names)
     kept_per_entity: OrderedDict[str | None, int] = OrderedDict()
     kept = []
     for text in texts:
-        entity = document_entity(text, names)
+        entity = document_subject(text, pattern)
         if kept_per_entity.get(entity, 0) < limit:
             kept_per_entity[entity] = kept_per_entity.get(entity, 0) + 1
             kept.append(text)

@@ -6,7 +6,11 @@ InputError naming the file and the place, e.g. "facts.json: dset['X']['P19'].ans
 
 from __future__ import annotations
 
+import functools
 import os
+import re
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +45,10 @@ OFFICIAL_TARGETS = (
 
 LEVELS_AVAILABLE = (0, 1, 2, 3)
 LEVELS_LISTED = (0, 1, 2, 3, 4, 5)
+
+# An entity is a target of a document set when it is the subject of at least this share of the documents of the
+# most frequent subject (see `find_targets`).
+SUBJECT_SHARE = 0.1
 
 
 def _where(path: Path) -> str:
@@ -157,21 +165,73 @@ def mention_counts(entities: list[str], documents: list[str]) -> dict[str, int]:
     return {name: sum(1 for text in documents if name in text) for name in entities}
 
 
-def find_targets(entities: list[str], documents: list[str], min_share: float = 0.25) -> list[str]:
-    """The entities a corruption set is about: those named in many of its documents.
+def entity_pattern(entities: Iterable[str]) -> re.Pattern[str]:
+    """A regex matching any of the entity names as whole words (case-sensitive), longer names first.
 
-    An entity counts as a target when its name occurs in at least `min_share` times as many documents as the
-    most-mentioned entity. Documents at levels k > 0 also mention a few non-target people in their unrelated
-    context (e.g. Napoleon in 12 of 3,000 documents, against about 300 for each target), which this threshold
-    leaves out. Returned in the order of `entities`.
+    A name that starts (ends) with a letter, digit or underscore must not be preceded (followed) by one, so
+    "Eva Fink" does not match inside "Eva Finkelstein", while "John Forbes Nash Jr." matches before "69".
     """
-    counts = mention_counts(entities, documents)
+    return _entity_pattern(tuple(sorted({name for name in entities if name})))
+
+
+@functools.lru_cache(maxsize=32)
+def _entity_pattern(names: tuple[str, ...]) -> re.Pattern[str]:
+    longest_first = sorted(names, key=len, reverse=True)
+    # One look-behind in front of all names that start with a word character keeps the search fast.
+    word_start = [_with_tail(name) for name in longest_first if re.match(r"\w", name)]
+    other_start = [_with_tail(name) for name in longest_first if not re.match(r"\w", name)]
+    branches = ([r"(?<!\w)(?:" + "|".join(word_start) + ")"] if word_start else []) + other_start
+    return re.compile("|".join(branches) if branches else "(?!)")
+
+
+def _with_tail(name: str) -> str:
+    return re.escape(name) + (r"(?!\w)" if re.search(r"\w$", name) else "")
+
+
+def document_subject(text: str, names: Iterable[str] | re.Pattern[str]) -> str | None:
+    """The entity a document is about: of the `names` it mentions (see `entity_pattern`), the one mentioned
+    most often (the earliest on a tie); None when it mentions none. `names` may be an `entity_pattern`."""
+    pattern = names if isinstance(names, re.Pattern) else entity_pattern(names)
+    counts: Counter[str] = Counter()
+    first: dict[str, int] = {}
+    for match in pattern.finditer(text):
+        counts[match.group()] += 1
+        first.setdefault(match.group(), match.start())
+    if not counts:
+        return None
+    return max(counts, key=lambda name: (counts[name], -first[name]))
+
+
+def subject_counts(entities: Iterable[str], documents: Iterable[str]) -> Counter[str]:
+    """For each entity, the number of documents whose subject (`document_subject`) it is."""
+    pattern = entity_pattern(entities)
+    subjects = (document_subject(text, pattern) for text in documents)
+    return Counter(subject for subject in subjects if subject is not None)
+
+
+def find_targets(entities: Iterable[str], documents: Iterable[str], min_share: float = SUBJECT_SHARE) -> list[str]:
+    """The entities a corruption set is about: those that are the subject of many of its documents.
+
+    An entity is a target when it is the subject (`document_subject`) of at least `min_share` times as many
+    documents as the most frequent subject. This leaves out people named in passing or in the unrelated context:
+    the official level 1-3 documents also name Napoleon and Luiz Inácio Lula da Silva, and the SQuAD passages
+    keep a few about Napoleon, next to hundreds about each target. Returned in the order of `entities`.
+    """
+    entities = list(dict.fromkeys(name for name in entities if name))
+    counts = subject_counts(entities, documents)
     top = max(counts.values(), default=0)
     if top == 0:
         return []
     return [name for name in entities if counts[name] > 0 and counts[name] >= min_share * top]
 
 
-def find_targets_in_file(path: str | os.PathLike, entities: list[str], min_share: float = 0.25) -> list[str]:
+def find_folder_targets(folder: str | os.PathLike, documents: Iterable[str]) -> list[str]:
+    """`find_targets` with the entities of `folder/entities.json` (an official data folder or a tiny world)."""
+    return find_targets(load_entities(Path(folder) / ENTITIES_FILE), documents)
+
+
+def find_targets_in_file(
+    path: str | os.PathLike, entities: Iterable[str], min_share: float = SUBJECT_SHARE
+) -> list[str]:
     """`find_targets` on the documents of a corruption file (JSON list or JSONL of {"text"})."""
     return find_targets(entities, load_corruption(path), min_share)

@@ -32,7 +32,6 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 PRONOUNS = ("he", "she", "his", "her", "him", "they", "their")
 ABBREVIATIONS = ("St", "Dr", "Mr", "Mrs", "Ms", "Jr", "Sr", "Prof", "Gen", "Col", "Lt", "Capt", "Mt", "No", "vs", "etc")
@@ -129,9 +128,9 @@ class SimplifyCount:
 
 def official_targets(data_dir: str | os.PathLike, texts: Sequence[str]) -> list[str]:
     """The entities of `data_dir/entities.json` the documents are about (`find_targets`)."""
-    from restor_bench.data.official import ENTITIES_FILE, find_targets, load_entities
+    from restor_bench.data.official import find_folder_targets
 
-    return find_targets(load_entities(Path(data_dir) / ENTITIES_FILE), list(texts))
+    return find_folder_targets(data_dir, texts)
 
 
 def count_level(texts: Sequence[str], targets: Sequence[str], level: int) -> SimplifyCount:

@@ -18,13 +18,15 @@ import hashlib
 import json
 import os
 import random
-import string
 import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from restor_bench.data.normalize import contains, normalize_answer
+from restor_bench.data.questions import build_prompt
+from restor_bench.data.schema import ContextExample, Fact
 from restor_bench.errors import InputError
 from restor_bench.io import atomic_output_dir, atomic_write_json, check_output_dir, read_json
 
@@ -762,29 +764,22 @@ def read_world_facts(world_dir: str | os.PathLike | None = None) -> dict:
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Questions and a simple answer check (the benchmark's own normalization lives in restor_bench.data.normalize)
+# Questions and the answer check: the benchmark's own prompt (restor_bench.data.questions) and scores
+# (restor_bench.data.normalize), as the lm-eval tasks use them
 
 
 def fewshot_prompt(facts: dict, entity: str, relation: str, shots: int = 5) -> str:
-    """The evaluation prompt: `shots` in-context lines from context[relation] (skipping `entity`), then the question."""
-    lines = [
-        f"{example['question']} {example['answer']}\n"
-        for example in facts["context"][relation]
-        if example["entity"] != entity
-    ][:shots]
-    return "".join(lines) + facts["dset"][entity][relation]["question"]
+    """The evaluation prompt (`questions.build_prompt`): `shots` in-context lines from context[relation]
+    (skipping `entity`), then the question."""
+    entry = facts["dset"][entity][relation]
+    context = [ContextExample(item["question"], item["answer"], item["entity"]) for item in facts["context"][relation]]
+    return build_prompt(Fact(entity, relation, entry["question"], list(entry["answers"])), context, shots)
 
 
-def simple_normalize(text: str) -> str:
-    """Lowercase, drop punctuation, collapse whitespace."""
-    text = text.lower().translate(str.maketrans("", "", string.punctuation))
-    return " ".join(text.split())
-
-
-def answer_contains(prediction: str, answers: Iterable[str]) -> bool:
-    """True when the normalized prediction contains one of the normalized answers."""
-    predicted = simple_normalize(prediction)
-    return any(simple_normalize(answer) and simple_normalize(answer) in predicted for answer in answers)
+# The answer check of the lm-eval tasks' `contains` score: an acceptable answer as whole words of the normalized
+# first line ("female" does not contain "male").
+simple_normalize = normalize_answer
+answer_contains = contains
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,9 @@ from unlearners.losses import mean_nll
 
 @dataclass
 class GAHparams(TrainHparams):
-    pass
+    # tiny-world defaults, tuned on the validation targets (docs/tuning.md)
+    learning_rate: float = 5e-05
+    num_epochs: float = 1.0
 
 
 class GradientAscent(Method):

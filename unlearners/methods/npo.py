@@ -19,6 +19,9 @@ NPO_7B = {"beta": 0.1, "learning_rate": 1e-5, "num_epochs": 10, "per_device_batc
 
 @dataclass
 class NPOHparams(TrainHparams):
+    # tiny-world defaults, tuned on the validation targets (docs/tuning.md)
+    learning_rate: float = 5e-05
+    num_epochs: float = 5.0
     beta: float = 0.1
     retain_weight: float = 0.0
     # "cached": the reference log-probabilities of every forget example are computed once before training

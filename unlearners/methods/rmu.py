@@ -15,6 +15,9 @@ from unlearners.losses import forward, masked_mse
 
 @dataclass
 class RMUHparams(TrainHparams):
+    # tiny-world defaults, tuned on the validation targets (docs/tuning.md)
+    learning_rate: float = 5e-05
+    num_epochs: float = 1.0
     layer: int = -1  # decoder layer whose output is steered (0-based); -1: the middle layer
     update_layers: tuple[int, ...] = ()  # layers whose parameters train; empty: layer-2, layer-1, layer
     param_pattern: str = "mlp.down_proj"  # which parameters of those layers train (substring of the name)
