@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Seed the leaderboard with the project's own tiny-world runs of every built-in method at levels 0 and 3
+# (3 seeds each, reported on the test targets). Finished steps under the run root are reused, so after
+# `restor-bench grid` has produced docs/RESULTS.md this only submits and builds.
+#
+#   bash scripts/seed_leaderboard.sh [RUN_ROOT]      (default: runs)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root="${1:-runs}"
+methods="ga graddiff kl npo npo_rt simnpo task_vector rmu"
+
+for level in 0 3; do
+    for method in $methods; do
+        restor-bench run --method "$method" --level "$level" --seeds 3 --targets test --root "$root" > /dev/null
+        restor-bench leaderboard submit "$root/tiny-$method-k$level-test-targets" \
+            --name "tiny-$method-k$level" --overwrite
+    done
+done
+restor-bench leaderboard validate
+restor-bench leaderboard build --overwrite

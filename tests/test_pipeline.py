@@ -1,0 +1,79 @@
+"""`restor-bench run` end to end on the shipped tiny world: real corruption, real unlearning, real lm-eval.
+
+Also checks the tiny world's targets: the clean model knows its world, and the default corruption at k=0 drops
+target accuracy by at least 50 points while non-target accuracy stays within 15 points.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from restor_bench import cli
+from restor_bench.data.world import tiny_world_dir
+
+pytestmark = pytest.mark.skipif(
+    not (tiny_world_dir() / "model" / "model.safetensors").exists(), reason="the shipped tiny world is not built"
+)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    argv = ["run", "--method", "ga", "--level", "0", "--max-steps", "3", "--tasks", "restor_tiny_facts",
+            "--root", str(root)]
+    assert cli.main(argv) == 0
+    return root, argv
+
+
+def test_run_writes_the_record_and_the_report(finished_run, capsys):
+    root, _ = finished_run
+    record = json.loads((root / "tiny-ga-k0" / "run.json").read_text())
+    assert record["schema"] == "restor-bench/run/v1"
+    assert (record["world"], record["method"], record["level"], record["seeds"]) == ("tiny", "ga", 0, [0])
+    assert record["hparams"]["learning_rate"] > 0 and record["data_hash"]
+    artifacts = record["per_seed"][0]["artifacts"]
+    assert (root / artifacts["corrupted"] / "model.safetensors").exists()
+    assert (root / artifacts["unlearned"] / "unlearn_run.json").exists()
+    for role in ("clean", "corrupted", "unlearned"):
+        assert list((root / artifacts[f"eval_{role}"]).rglob("samples_restor_tiny_facts_*.jsonl"))
+    assert set(record["per_seed"][0]["wall_time_s"]) >= {"corrupt", "unlearn", "eval clean", "compare"}
+    report = json.loads((root / "tiny-ga-k0" / "compare-seed0.json").read_text())
+    assert report["tasks"]["restor_tiny_facts"]["n_questions"]["target"] == 70
+    assert "restoration ratio" in (root / "tiny-ga-k0" / "report.md").read_text()
+
+
+def test_tiny_world_clean_and_corrupted_accuracies(finished_run):
+    root, _ = finished_run
+    summary = json.loads((root / "tiny-ga-k0" / "run.json").read_text())["summary"]["restor_tiny_facts"]
+    clean_target, clean_other = summary["clean_target"]["mean"], summary["clean_non_target"]["mean"]
+    corrupted_target, corrupted_other = summary["corrupted_target"]["mean"], summary["corrupted_non_target"]["mean"]
+    assert clean_target >= 0.95 and clean_other >= 0.95
+    assert clean_target - corrupted_target >= 0.50
+    assert clean_other - corrupted_other <= 0.15
+
+
+def test_rerun_reuses_every_step(finished_run, capsys):
+    root, argv = finished_run
+    capsys.readouterr()
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    record = json.loads((root / "tiny-ga-k0" / "run.json").read_text())
+    assert all(record["per_seed"][0]["reused"].values())
+    assert out.count("reusing") == 5
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--method", "no_such_method"], "no_such_method"),
+        (["--world", "official"], "needs --model"),
+        (["--seeds", "0"], "--seeds"),
+        (["--method", "npo", "--set", "no_such_field=1"], "no_such_field"),
+    ],
+)
+def test_bad_run_input_is_one_line_exit_2(extra, message, tmp_path, capsys):
+    assert cli.main(["run", "--root", str(tmp_path), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
