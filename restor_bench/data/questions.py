@@ -132,13 +132,28 @@ def official_records(data_dir: str | os.PathLike | None = None) -> list[dict]:
 def official_target_records(
     data_dir: str | os.PathLike | None = None, n_other: int = DEFAULT_N_OTHER, seed: int = 0
 ) -> list[dict]:
-    """The target questions (198) plus a fixed, seeded sample of `n_other` questions about other entities."""
+    """The target questions (198) plus a fixed, seeded sample of `n_other` questions about other entities.
+
+    Target and other questions are interleaved evenly, so that any prefix (lm-eval's `--limit N`) holds both
+    in about the same proportion as the whole task.
+    """
     records = official_records(data_dir)
     if not any(record["is_target"] for record in records):
         raise InputError("the evaluated entities include none of the official RESTOR targets")
     others = [index for index, record in enumerate(records) if not record["is_target"]]
     keep = set(random.Random(seed).sample(others, min(max(int(n_other), 0), len(others))))
-    return [record for index, record in enumerate(records) if record["is_target"] or index in keep]
+    targets = [record for record in records if record["is_target"]]
+    sampled = [record for index, record in enumerate(records) if index in keep]
+    return interleave(targets, sampled)
+
+
+def interleave(first: list[dict], second: list[dict]) -> list[dict]:
+    """Merge two lists so that each is spread evenly over the result (each keeps its own order)."""
+    def positions(items: list[dict], group: int) -> list[tuple[float, int, int]]:
+        return [((rank + 0.5) / len(items), group, rank) for rank in range(len(items))]
+
+    order = sorted(positions(first, 0) + positions(second, 1))
+    return [(first, second)[group][rank] for _, group, rank in order]
 
 
 # ---------------------------------------------------------------- tiny world
