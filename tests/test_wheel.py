@@ -96,7 +96,8 @@ def venv(wheel, tmp_path_factory) -> Path:
         pytest.skip(
             f"lm-eval=={LM_EVAL_VERSION} is not installable here (no package index?): {got.stderr.strip()[-300:]}"
         )
-    installed = _run([*pip, wheel], cwd=root.parent)
+    # --ignore-installed: the project may already be installed outside the venv (e.g. `pip install ".[test]"`)
+    installed = _run([*pip, "--ignore-installed", wheel], cwd=root.parent)
     assert installed.returncode == 0, installed.stderr
     return root
 
