@@ -81,18 +81,27 @@ def step_key(kind: str, inputs: dict[str, Any]) -> str:
 
 
 def checkpoint_identity(path: str) -> str:
-    """Identify a checkpoint: a local folder by the hash of its weight files' sizes/names and config; else its id."""
+    """Identify a checkpoint by content, so the same model reached by another path (an installed copy, a moved
+    folder) reuses the same steps: a local folder by the hash of its config, tokenizer and weight files (large
+    weight files by their size and their first and last 16 MiB); anything else (a hub id) by its name."""
     folder = Path(path)
     if not folder.is_dir():
         return str(path)
     digest = hashlib.sha256()
     for item in sorted(folder.iterdir()):
-        if item.is_file() and (item.suffix in {".safetensors", ".json"}):
-            digest.update(item.name.encode())
-            digest.update(str(item.stat().st_size).encode())
-            if item.name == "config.json" or item.stat().st_size < 1_000_000:
-                digest.update(item.read_bytes())
-    return f"{folder.resolve()}#{digest.hexdigest()[:16]}"
+        if not (item.is_file() and item.suffix in {".safetensors", ".json"}):
+            continue
+        digest.update(item.name.encode())
+        size = item.stat().st_size
+        digest.update(str(size).encode())
+        with open(item, "rb") as handle:
+            if size <= 64 * 2**20:
+                digest.update(handle.read())
+            else:
+                digest.update(handle.read(16 * 2**20))
+                handle.seek(-16 * 2**20, os.SEEK_END)
+                digest.update(handle.read())
+    return f"checkpoint#{digest.hexdigest()[:16]}"
 
 
 class StepRunner:

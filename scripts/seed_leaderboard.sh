@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Seed the leaderboard with the project's own tiny-world runs of every built-in method at levels 0 and 3
-# (3 seeds each, reported on the test targets). Finished steps under the run root are reused, so after
-# `restor-bench grid` has produced docs/RESULTS.md this only submits and builds.
+# (3 seeds each, reported on the test targets). Runs that `restor-bench grid` (see docs/RESULTS.md) already
+# finished under the run root are submitted as they are; missing ones are run first.
 #
 #   bash scripts/seed_leaderboard.sh [RUN_ROOT]      (default: runs)
 set -euo pipefail
@@ -11,9 +11,11 @@ methods="ga graddiff kl npo npo_rt simnpo task_vector rmu"
 
 for level in 0 3; do
     for method in $methods; do
-        restor-bench run --method "$method" --level "$level" --seeds 3 --targets test --root "$root" > /dev/null
-        restor-bench leaderboard submit "$root/tiny-$method-k$level-test-targets" \
-            --name "tiny-$method-k$level" --overwrite
+        run_dir="$root/tiny-$method-k$level-test-targets"
+        if [ ! -f "$run_dir/run.json" ]; then
+            restor-bench run --method "$method" --level "$level" --seeds 3 --targets test --root "$root"
+        fi
+        restor-bench leaderboard submit "$run_dir" --name "tiny-$method-k$level" --overwrite
     done
 done
 restor-bench leaderboard validate
