@@ -137,7 +137,7 @@ def plot_restoration_by_forget_set(results: Sequence[CellResult], path: Path) ->
         axes.axhline(1.0, color="black", linestyle="--", linewidth=0.8)
         axes.axhline(0.0, color="grey", linewidth=0.8)
         axes.set_xticks(range(len(methods)))
-        axes.set_xticklabels([method.upper() for method in methods])
+        axes.set_xticklabels([method.upper() for method in methods], rotation=45, ha="right")
         axes.set_title(title)
         axes.grid(axis="y", alpha=0.3)
     axes_list[0][0].set_ylabel("restoration ratio (1 = clean accuracy back)")
