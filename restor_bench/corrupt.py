@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from restor_bench.data.documents import NAMED_SETS_HELP
 from restor_bench.errors import InputError
 from restor_bench.io import atomic_output_dir, atomic_write_json, check_output_dir
 
@@ -83,6 +84,32 @@ def tiny_recipe() -> CorruptionRecipe:
 
     base = dataclasses.replace(PAPER_RECIPE, gradient_accumulation_steps=1, save_steps=100)
     return base.updated(TINY_CORRUPTION_RECIPE, where="TINY_CORRUPTION_RECIPE")
+
+
+def recipe_settings(settings: Iterable[str], where: str = "--corrupt-set") -> dict[str, Any]:
+    """Parse `KEY=VALUE` settings of the corruption recipe (fields of CorruptionRecipe), typed like the fields."""
+    types = {field.name: type(getattr(PAPER_RECIPE, field.name)) for field in dataclasses.fields(CorruptionRecipe)}
+    parsed: dict[str, Any] = {}
+    for setting in settings:
+        key, separator, value = setting.partition("=")
+        key = key.strip()
+        if not separator or not key:
+            raise InputError(f"{where} {setting!r}: expected KEY=VALUE, e.g. learning_rate=3e-4")
+        if key not in types:
+            raise InputError(f"{where} {setting!r}: unknown setting {key!r} (known: {', '.join(sorted(types))})")
+        try:
+            number = float(value) if types[key] in (int, float) else None
+        except ValueError:
+            raise InputError(f"{where} {setting!r}: {key} expects a number, got {value!r}") from None
+        if types[key] is int:
+            if number is None or not number.is_integer():
+                raise InputError(f"{where} {setting!r}: {key} expects an integer, got {value!r}")
+            parsed[key] = int(number)
+        else:
+            parsed[key] = number if types[key] is float else value.strip()
+    if parsed:
+        PAPER_RECIPE.updated(parsed, where=where)  # range checks, one clear line
+    return parsed
 
 
 def is_tiny_world_model(model: str) -> bool:
@@ -384,8 +411,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--model", required=True, help="clean checkpoint folder (or hub id when online)")
     parser.add_argument(
         "--docs", required=True, metavar="SOURCE",
-        help="JSON/JSONL file of {\"text\"} records, or a named set: tiny:0..5, tiny:squad, tiny:retain, "
-        "official:0..3, official:squad",
+        help="JSON/JSONL file of {\"text\"} records, or a named set: " + NAMED_SETS_HELP,
     )
     parser.add_argument("--out", required=True, help="output checkpoint folder")
     parser.add_argument("--lora", action="store_true", help="train a LoRA adapter on all linear layers, then merge it")

@@ -86,6 +86,7 @@ class GridOptions:
     lora: bool = False
     unlearn_max_steps: int | None = None
     corrupt_max_steps: int | None = None
+    corrupt_recipe: dict = dataclasses.field(default_factory=dict)
     limit: int | None = None
     batch_size: int | str = 32
     data_dir: str | None = None
@@ -118,6 +119,7 @@ def cell_spec(cell: Cell, options: GridOptions, hparams: dict[str, Any]):
         world=options.world, method=cell.method, level=cell.level or 0, forget=cell.forget,
         corruption=cell.corruption, model=options.model, lora=options.lora, seed=options.seeds[0], hparams=hparams,
         corrupt_max_steps=options.corrupt_max_steps, unlearn_max_steps=options.unlearn_max_steps,
+        corrupt_recipe=dict(options.corrupt_recipe),
         max_docs_per_entity=options.max_docs_per_entity, limit=options.limit, batch_size=options.batch_size,
         data_dir=options.data_dir, targets=options.targets,
     )
@@ -382,13 +384,16 @@ class CellResult:
     stats: dict[str, Estimate]
     transitions: dict[str, float]  # mean over seeds: target_known, restored, still_corrupted, forgotten
     wall_time_s: float
+    step_seconds: dict[str, float | None] = dataclasses.field(default_factory=dict)  # as each step ran, seed mean
+    hparams: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "cell": dataclasses.asdict(self.cell), "name": self.name, "task": self.task, "seeds": self.seeds,
             "n_target": self.n_target, "n_non_target": self.n_non_target,
             "stats": {key: value.to_dict() for key, value in self.stats.items()},
-            "transitions": self.transitions, "wall_time_s": self.wall_time_s,
+            "transitions": self.transitions, "wall_time_s": self.wall_time_s, "step_seconds": self.step_seconds,
+            "hparams": self.hparams,
         }
 
 
@@ -456,7 +461,31 @@ def cell_result(cell: Cell, record: dict[str, Any], root: Path, task: str, cache
         cell=cell, name=record["name"], task=task, seeds=list(record["seeds"]), n_target=target,
         n_non_target=len(pooled.ids) - target, stats=pooled_statistics(pooled, resamples),
         transitions=transitions, wall_time_s=float(record.get("wall_time_s") or 0.0),
+        step_seconds=cell_step_seconds(record, root), hparams=dict(record.get("hparams") or {}),
     )
+
+
+# The steps of a cell: (label on the page, artifact key in a run record).
+CELL_STEPS = (("corrupt", "corrupted"), ("unlearn", "unlearned"), ("eval clean", "eval_clean"),
+              ("eval corrupted", "eval_corrupted"), ("eval unlearned", "eval_unlearned"))
+
+
+def _step_wall_time(folder: Path) -> float | None:
+    try:
+        return float(json.loads((folder / "step.json").read_text(encoding="utf-8"))["wall_time_s"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def cell_step_seconds(record: dict[str, Any], root: Path) -> dict[str, float | None]:
+    """Seconds each step of the cell took when it ran (reused steps: when they first ran), mean over seeds."""
+    seconds: dict[str, float | None] = {}
+    for label, key in CELL_STEPS:
+        values = [_step_wall_time(Path(root) / entry["artifacts"][key])
+                  for entry in record["per_seed"] if key in entry.get("artifacts", {})]
+        values = [value for value in values if value is not None]
+        seconds[label] = round(statistics.fmean(values), 1) if values else None
+    return seconds
 
 
 def compute_seconds(records: Iterable[dict[str, Any]], root: Path) -> float:
@@ -469,10 +498,7 @@ def compute_seconds(records: Iterable[dict[str, Any]], root: Path) -> float:
                 if folder in seen:
                     continue
                 seen.add(folder)
-                try:
-                    total += float(json.loads((folder / "step.json").read_text(encoding="utf-8"))["wall_time_s"])
-                except (OSError, ValueError, KeyError, TypeError):
-                    continue
+                total += _step_wall_time(folder) or 0.0
     return total
 
 
@@ -545,6 +571,55 @@ def _level_pivot(results: Sequence[CellResult], forget: str) -> list[str]:
     return [f"### Target accuracy (%) by level k, {forget} forget set", "", *_table(header, rows), ""]
 
 
+# Hyperparameters every method has that the page always shows (besides those that differ from the defaults).
+SHOWN_HPARAMS = ("learning_rate", "num_epochs", "per_device_batch_size")
+
+
+def _hparams_section(results: Sequence[CellResult]) -> list[str]:
+    """Each method's main hyperparameters and every one that differs from the method's defaults."""
+    from restor_bench.unlearn import resolve_method_hparams
+
+    rows, seen = [], set()
+    for result in results:
+        method = result.cell.method
+        if method in seen or not result.hparams:
+            continue
+        seen.add(method)
+        try:
+            defaults = resolve_method_hparams(method)
+        except InputError:
+            defaults = {}
+        shown = [key for key in SHOWN_HPARAMS if key in result.hparams]
+        shown += sorted(key for key, value in result.hparams.items()
+                        if key not in SHOWN_HPARAMS and key in defaults and defaults[key] != value)
+        rows.append([method, ", ".join(f"{key}={result.hparams[key]}" for key in shown)])
+    if not rows:
+        return []
+    return ["## Hyperparameters", "", *_table(["method", "settings (defaults unless listed)"], rows), ""]
+
+
+def _timing_section(results: Sequence[CellResult]) -> list[str]:
+    """Wall time of each step of each cell, as the step ran (mean over seeds)."""
+    rows = []
+    for result in results:
+        if not result.step_seconds:
+            continue
+        row = [result.cell.method, result.cell.forget, str(result.cell.level) if result.cell.corruption == "wikidata"
+               else "squad"]
+        row += [format_duration(value) if value is not None else "" for value in
+                (result.step_seconds.get(label) for label, _ in CELL_STEPS)]
+        rows.append(row)
+    if not rows:
+        return []
+    return [
+        "## Wall time by step", "",
+        ("Seconds each step took when it ran (mean over seeds). The corruption and the clean and corrupted "
+         "evaluations are shared by the cells of one level and seed and ran once; the clean evaluation is shared by "
+         "every cell."), "",
+        *_table(["method", "forget", "k", *(label for label, _ in CELL_STEPS)], rows), "",
+    ]
+
+
 @dataclasses.dataclass
 class PageInfo:
     """What the page says about how it was made."""
@@ -608,6 +683,8 @@ def results_markdown(results: Sequence[CellResult], info: PageInfo) -> str:
     if squad:
         lines += ["## Extreme corruption (SQuAD-style passages)", "",
                   *_table(["method", "forget", *header_cells], _cell_rows(squad, False)), ""]
+    lines += _hparams_section(results)
+    lines += _timing_section(results)
     if info.plots:
         lines += ["## Plots", ""]
         for title, path in info.plots.items():
@@ -766,8 +843,12 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--world", choices=tuple(WORLD_LEVELS), default="tiny", help="tiny (default) or official")
     parser.add_argument("--model", help="clean checkpoint (default: the tiny world's model; needed for official)")
     parser.add_argument("--lora", action="store_true", help="LoRA for corruption and unlearning (merged after)")
+    parser.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE",
+                        help="override one hyperparameter of one method, e.g. ga.learning_rate=1e-4 (repeatable)")
     parser.add_argument("--max-steps", type=int, help="cap the unlearning's optimizer steps")
     parser.add_argument("--corrupt-max-steps", type=int, help="cap the corruption's optimizer steps")
+    parser.add_argument("--corrupt-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one setting of the corruption recipe, e.g. learning_rate=3e-4 (repeatable)")
     parser.add_argument("--limit", type=int, help="evaluate only the first N questions (smoke runs)")
     parser.add_argument("--batch-size", default="32", help="lm-eval batch size (default 32)")
     parser.add_argument("--max-docs-per-entity", type=int, help="official world: keep N documents per target")
@@ -798,6 +879,10 @@ def command_line(args: argparse.Namespace) -> str:
             parts += ["--" + option.replace("_", "-"), str(value)]
     if args.lora:
         parts.append("--lora")
+    for override in args.set:
+        parts += ["--set", override]
+    for setting in args.corrupt_set:
+        parts += ["--corrupt-set", setting]
     if str(args.batch_size) != "32":
         parts += ["--batch-size", str(args.batch_size)]
     if args.resamples != DEFAULT_RESAMPLES:
@@ -805,6 +890,20 @@ def command_line(args: argparse.Namespace) -> str:
     parts += ["--root", args.root, "--results", args.results]
     parts += ["--no-plots"] if args.no_plots else ["--plots", args.plots]
     return shlex.join(parts)
+
+
+def method_overrides(settings: Sequence[str], methods: Sequence[str]) -> dict[str, list[str]]:
+    """Split `--set METHOD.KEY=VALUE` options into `KEY=VALUE` lists per method of the grid."""
+    overrides: dict[str, list[str]] = {method: [] for method in methods}
+    for setting in settings:
+        target, separator, value = setting.partition("=")
+        method, dot, key = target.strip().partition(".")
+        if not separator or not dot or not method or not key.strip():
+            raise InputError(f"--set {setting!r}: expected METHOD.KEY=VALUE, e.g. ga.learning_rate=1e-4")
+        if method not in overrides:
+            raise InputError(f"--set {setting!r}: method {method!r} is not in --methods ({', '.join(methods)})")
+        overrides[method].append(f"{key.strip()}={value}")
+    return overrides
 
 
 def options_from_args(args: argparse.Namespace) -> GridOptions:
@@ -819,9 +918,12 @@ def options_from_args(args: argparse.Namespace) -> GridOptions:
     if args.world == "official" and not args.model:
         raise InputError("--world official needs --model (a local checkpoint folder or a hub id)")
     batch_size: int | str = int(args.batch_size) if str(args.batch_size).isdigit() else args.batch_size
+    from restor_bench.corrupt import recipe_settings
+
     return GridOptions(
         world=args.world, seeds=tuple(range(args.seed, args.seed + args.seeds)), model=args.model, lora=args.lora,
-        unlearn_max_steps=args.max_steps, corrupt_max_steps=args.corrupt_max_steps, limit=args.limit,
+        unlearn_max_steps=args.max_steps, corrupt_max_steps=args.corrupt_max_steps,
+        corrupt_recipe=recipe_settings(args.corrupt_set), limit=args.limit,
         batch_size=batch_size, data_dir=args.data_dir, max_docs_per_entity=args.max_docs_per_entity,
         root=Path(args.root), targets=args.targets,
     )
@@ -864,7 +966,8 @@ def grid_command(args: argparse.Namespace) -> int:
         raise InputError("the grid has no cells (check --corruption and --forget)")
     from restor_bench.unlearn import resolve_method_hparams
 
-    hparams = {method: resolve_method_hparams(method) for method in methods}
+    overrides = method_overrides(args.set, methods)
+    hparams = {method: resolve_method_hparams(method, overrides=overrides[method]) for method in methods}
     if args.dry_run:
         for note in notes:
             print(f"note: {note}")
@@ -873,6 +976,12 @@ def grid_command(args: argparse.Namespace) -> int:
     results_path = Path(args.results)
     plots_dir = None if args.no_plots else Path(args.plots)
     _check_outputs(results_path, plots_dir, args.overwrite)
+    if options.corrupt_recipe:
+        settings = ", ".join(f"{key}={value}" for key, value in sorted(options.corrupt_recipe.items()))
+        notes.append(f"the corruption recipe was changed: {settings} (see `restor-bench corrupt --help`)")
+    if options.max_docs_per_entity:
+        notes.append(f"corruption and forget sets keep the first {options.max_docs_per_entity} documents of each "
+                     "target entity")
     for note in notes:
         print(f"note: {note}")
     records = run_grid(cells, options, hparams)

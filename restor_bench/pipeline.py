@@ -49,6 +49,7 @@ class RunSpec:
     seed: int = 0
     hparams: dict = dataclasses.field(default_factory=dict)
     corrupt_max_steps: int | None = None
+    corrupt_recipe: dict = dataclasses.field(default_factory=dict)  # overrides of the corruption recipe
     unlearn_max_steps: int | None = None
     max_docs_per_entity: int | None = None
     limit: int | None = None
@@ -176,15 +177,18 @@ def run_protocol(spec: RunSpec, root: Path, *, log: Callable[[str], None] = prin
         "model": checkpoint_identity(clean), "docs": source, "lora": spec.lora, "seed": spec.seed,
         "max_steps": spec.corrupt_max_steps, "max_docs_per_entity": spec.max_docs_per_entity,
     }
+    if spec.corrupt_recipe:  # only when given, so steps of runs with the default recipe keep their identity
+        corrupt_inputs["recipe"] = dict(sorted(spec.corrupt_recipe.items()))
     corrupted = runner.run(
         "corrupt", "corrupt", corrupt_inputs,
         lambda out: corrupt(
             clean, load_documents(source, **doc_options), out, lora=spec.lora, seed=spec.seed,
             max_steps=spec.corrupt_max_steps, source=source, resume=work_dir_for(out).exists(),
+            recipe=spec.corrupt_recipe or None,
         ),
     )
     forget_source = source
-    retain_source = f"{spec.world}:retain" if spec.world == "tiny" else None
+    retain_source = f"{spec.world}:retain"
     unlearn_inputs = {
         "corrupted": corrupt_inputs, "method": spec.method, "hparams": spec.hparams, "forget": forget_source,
         "forget_form": spec.forget, "retain": retain_source, "lora": spec.lora, "seed": spec.seed,
@@ -193,7 +197,7 @@ def run_protocol(spec: RunSpec, root: Path, *, log: Callable[[str], None] = prin
 
     def build_unlearned(out: Path) -> None:
         forget_docs = load_documents(forget_source, forget=spec.forget, **doc_options)
-        retain_docs = load_documents(retain_source) if retain_source else None
+        retain_docs = load_documents(retain_source, data_dir=spec.data_dir)
         unlearn_checkpoint(
             method=spec.method, model=str(corrupted), forget=forget_docs, retain=retain_docs, out=out,
             hparams=spec.hparams, lora=spec.lora, seed=spec.seed, max_steps=spec.unlearn_max_steps,
@@ -375,6 +379,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one hyperparameter of the method (repeatable)")
     parser.add_argument("--corrupt-max-steps", type=int, help="cap the corruption's optimizer steps")
+    parser.add_argument("--corrupt-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one setting of the corruption recipe, e.g. learning_rate=3e-4 (repeatable)")
     parser.add_argument("--max-steps", type=int, help="cap the unlearning's optimizer steps")
     parser.add_argument("--max-docs-per-entity", type=int, help="official world: keep N documents per target entity")
     parser.add_argument("--tasks", help="comma-separated lm-eval tasks (default: restor_tiny_facts or "
@@ -397,6 +403,8 @@ def hparams_from_args(method: str, config: str | None, overrides: list[str]) -> 
 
 
 def run_command(args) -> int:
+    from restor_bench.corrupt import recipe_settings
+
     if args.seeds < 1:
         raise InputError(f"--seeds must be at least 1, got {args.seeds}")
     if args.level < 0 or args.level > 5:
@@ -406,6 +414,7 @@ def run_command(args) -> int:
         world=args.world, method=args.method, level=args.level, forget=args.forget, corruption=args.corruption,
         model=args.model, lora=args.lora, hparams=hparams_from_args(args.method, args.config, args.set),
         corrupt_max_steps=args.corrupt_max_steps, unlearn_max_steps=args.max_steps,
+        corrupt_recipe=recipe_settings(args.corrupt_set),
         max_docs_per_entity=args.max_docs_per_entity, limit=args.limit, batch_size=batch_size,
         data_dir=args.data_dir, tasks=tuple(t for t in (args.tasks or "").split(",") if t), targets=args.targets,
     )

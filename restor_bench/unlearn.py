@@ -11,6 +11,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from restor_bench.data.documents import NAMED_SETS_HELP
 from restor_bench.errors import InputError
 
 
@@ -117,8 +118,8 @@ def add_parser(subparsers) -> None:
         "unlearn",
         help="run an unlearning method on a checkpoint (see `restor-bench methods`)",
         description="Unlearn the forget documents from a checkpoint with one method of the unlearners package. "
-        "DOCS is a JSON/JSONL file of {\"text\"} records or a named set: tiny:0..5, tiny:squad, tiny:retain, "
-        "official:0..3, official:squad. Checkpoints are kept beside --out (.<out>.work/) until the run finishes; "
+        "DOCS is a JSON/JSONL file of {\"text\"} records or a named set: " + NAMED_SETS_HELP + ".\n"
+        "Checkpoints are kept beside --out (.<out>.work/) until the run finishes; "
         "--resume continues an interrupted run.",
     )
     parser.add_argument("--forget", required=True, metavar="DOCS", help="forget documents (file or named set)")

@@ -135,6 +135,20 @@ def test_official_sets(official_dir):
     assert counts == {name: 5 for name in OFFICIAL_TARGETS}
 
 
+def test_official_retain_set(official_dir):
+    """official:retain holds true facts about the people that are not evaluated, never about evaluated ones."""
+    import json
+
+    retain = load_documents("official:retain", data_dir=official_dir)
+    evaluated = json.loads((official_dir / "entities.json").read_text())
+    facts = json.loads((official_dir / "facts.json").read_text())["dset"]
+    others = [name for name, relations in facts.items() if name not in evaluated and relations]
+    assert len(retain) == len(others)
+    assert not any(name in text for text in retain for name in evaluated if len(name.split()) > 1)
+    first = facts[others[0]]
+    assert retain[0].splitlines() == [f"{entry['question']} {entry['answers'][0]}." for entry in first.values()]
+
+
 @pytest.mark.parametrize(
     "source, kwargs, expected",
     [
@@ -143,6 +157,7 @@ def test_official_sets(official_dir):
         ("official:7", {}, "unknown"),
         ("official:squad", {"forget": "simplified"}, "has no simplified form"),
         ("official:nope", {}, "unknown named set"),
+        ("official:retain", {"max_docs_per_entity": 3}, "no per-entity limit"),
     ],
 )
 def test_official_errors(official_dir, source, kwargs, expected):

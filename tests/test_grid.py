@@ -98,6 +98,12 @@ def test_bad_grid_options_are_one_line_errors(tmp_path, capsys):
         (["--forget", "partial"], "partial"),
         (["--world", "official"], "--model"),
         (["--seeds", "0"], "--seeds"),
+        (["--set", "simnpo.beta=0.2"], "not in --methods"),
+        (["--set", "ga.learning_rate"], "METHOD.KEY=VALUE"),
+        (["--set", "ga.no_such_field=1"], "no_such_field"),
+        (["--corrupt-set", "lr=1e-3"], "unknown setting 'lr'"),
+        (["--corrupt-set", "num_train_epochs=many"], "expects a number"),
+        (["--corrupt-set", "learning_rate=-1"], "must be positive"),
     ):
         assert main(["grid", "--dry-run", "--root", str(tmp_path), *argv]) == 2, argv
         err = capsys.readouterr().err.strip()
@@ -125,7 +131,8 @@ def test_grid_runs_is_interrupted_resumes_and_writes_the_page(small_world, tmp_p
     root, results, plots = tmp_path / "runs", tmp_path / "docs" / "RESULTS.md", tmp_path / "docs" / "plots"
     argv = ["grid", "--methods", "ga,kl", "--levels", "0,3", "--forget", "full", "--corruption", "wikidata",
             "--seeds", "1", "--max-steps", "1", "--corrupt-max-steps", "1", "--limit", "14", "--batch-size", "8",
-            "--resamples", "200", "--root", str(root), "--results", str(results), "--plots", str(plots)]
+            "--resamples", "200", "--set", "kl.learning_rate=0.003", "--corrupt-set", "learning_rate=0.002",
+            "--root", str(root), "--results", str(results), "--plots", str(plots)]
 
     assert main([*argv, "--dry-run"]) == 0
     listing = capsys.readouterr().out
@@ -177,6 +184,15 @@ def test_grid_runs_is_interrupted_resumes_and_writes_the_page(small_world, tmp_p
     for method, level in (("ga", 0), ("kl", 0), ("ga", 3), ("kl", 3)):
         assert f"| {method} | full | {level} |" in page
     assert "transformers" in page and "wall time" in page
+    assert "--set kl.learning_rate=0.003 --corrupt-set learning_rate=0.002" in page
+    assert re.search(r"\| kl \| learning_rate=0\.003, num_epochs=", page)
+    assert "the corruption recipe was changed: learning_rate=0.002" in page
+    timing = re.compile(r"\| (ga|kl) \| full \| [03] \| (\d+m )?\d+s \|")
+    timing_rows = [line for line in page.splitlines() if timing.match(line)]
+    assert len(timing_rows) == 4, page  # the wall-time table: one row per cell, every step timed
+    corrupted = root / json.loads((root / "tiny-ga-k0" / "run.json").read_text())["per_seed"][0]["artifacts"][
+        "corrupted"]
+    assert json.loads((corrupted / "step.json").read_text())["inputs"]["recipe"] == {"learning_rate": 0.002}
     numbers = json.loads(results.with_suffix(".json").read_text())
     assert [cell["name"] for cell in numbers["cells"]] == names
     assert all(cell["n_target"] > 0 and cell["n_target"] + cell["n_non_target"] == 14 for cell in numbers["cells"])

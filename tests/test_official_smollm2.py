@@ -28,12 +28,12 @@ def test_official_pipeline_on_smollm2_with_tiny_budgets(smollm2, official_dir, t
     monkeypatch.setenv("RESTOR_DATA_DIR", str(official_dir))
     root = tmp_path / "runs"
     argv = [
-        "run", "--world", "official", "--model", str(smollm2), "--lora", "--method", "npo", "--level", "0",
+        "run", "--world", "official", "--model", str(smollm2), "--lora", "--method", "kl", "--level", "0",
         "--max-docs-per-entity", "2", "--corrupt-max-steps", "2", "--max-steps", "2", "--limit", "12",
         "--batch-size", "4", "--root", str(root),
     ]
     assert cli.main(argv) == 0
-    record = json.loads((root / "official-npo-k0-lora" / "run.json").read_text())
+    record = json.loads((root / "official-kl-k0-lora" / "run.json").read_text())
     assert record["world"] == "official" and record["lora"] is True
     summary = record["summary"]["restor_facts_targets"]
     for role in ("clean", "corrupted", "unlearned"):
@@ -43,5 +43,5 @@ def test_official_pipeline_on_smollm2_with_tiny_budgets(smollm2, official_dir, t
         assert (root / artifacts[key] / "model.safetensors").exists()
     # a rerun reuses every finished step
     assert cli.main(argv) == 0
-    record = json.loads((root / "official-npo-k0-lora" / "run.json").read_text())
+    record = json.loads((root / "official-kl-k0-lora" / "run.json").read_text())
     assert all(record["per_seed"][0]["reused"].values())

@@ -77,3 +77,23 @@ def test_bad_run_input_is_one_line_exit_2(extra, message, tmp_path, capsys):
     assert cli.main(["run", "--root", str(tmp_path), *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_official_world_run_uses_the_official_retain_set(official_dir, tmp_path, monkeypatch):
+    """`run --world official` on a small checkpoint: official corruption documents, a retain-based method (KL) on
+    `official:retain`, and the `restor_facts_targets` task, end to end with tiny budgets."""
+    monkeypatch.setenv("RESTOR_DATA_DIR", str(official_dir))
+    root = tmp_path / "runs"
+    argv = [
+        "run", "--world", "official", "--model", str(tiny_world_dir() / "model"), "--lora", "--method", "kl",
+        "--max-docs-per-entity", "1", "--corrupt-max-steps", "1", "--max-steps", "2", "--limit", "6",
+        "--batch-size", "6", "--root", str(root),
+    ]
+    assert cli.main(argv) == 0
+    record = json.loads((root / "official-kl-k0-lora" / "run.json").read_text())
+    unlearned = root / record["per_seed"][0]["artifacts"]["unlearned"]
+    unlearn_run = json.loads((unlearned / "unlearn_run.json").read_text())
+    assert unlearn_run["retain_sha256"] and unlearn_run["max_steps"] == 2
+    report = json.loads((root / "official-kl-k0-lora" / "compare-seed0.json").read_text())
+    counts = report["tasks"]["restor_facts_targets"]["n_questions"]
+    assert counts["target"] > 0 and counts["non_target"] > 0 and counts["target"] + counts["non_target"] == 6

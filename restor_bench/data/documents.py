@@ -9,6 +9,7 @@ Named sets:
 | `tiny:retain` | the tiny world's true-fact documents about non-target entities |
 | `official:K` (K = 0..3) | the official `wikidata/mix_aK.json` |
 | `official:squad` | the official `squad/squad_v7_dset.json` |
+| `official:retain` | true facts from `facts.json` about the people that are not evaluated (not in `entities.json`) |
 
 `forget="simplified"` selects the simplified form of a corruption level (only the sentences that state
 the wrong facts): the tiny world ships it (`simplified/mix_aK.json`); for the official levels it is derived by the
@@ -27,7 +28,7 @@ from restor_bench.io import read_text_records
 
 TINY_LEVELS = range(6)
 FORGET_FORMS = ("full", "simplified")
-NAMED_SETS_HELP = "tiny:0..5, tiny:squad, tiny:retain, official:0..3, official:squad"
+NAMED_SETS_HELP = "tiny:0..5, tiny:squad, tiny:retain, official:0..3, official:squad, official:retain"
 
 _NAMED = re.compile(r"^(tiny|official):(.*)$")
 
@@ -71,6 +72,12 @@ def load_documents(
     if world == "tiny":
         relative = _tiny_file(name, forget, source)
         folder = _tiny_world_folder(world_dir)
+    elif name == "retain":
+        if forget != "full" or max_docs_per_entity is not None:
+            raise InputError(f"{source}: a retain set has no {forget} form and no per-entity limit")
+        from restor_bench.data.official import load_retain
+
+        return load_retain(_official_folder(data_dir))
     else:
         relative = _official_file(name, forget, source)  # checked before any download
         folder = _official_folder(data_dir)

@@ -160,6 +160,29 @@ def load_squad(data_dir: str | os.PathLike) -> CorruptionSet:
     return CorruptionSet(documents=load_corruption(path), source=str(path))
 
 
+def retain_documents(facts: FactSet, evaluated: Iterable[str]) -> list[str]:
+    """True-fact documents for methods that need a retain set: one per entity of the facts file that is not
+    evaluated (not in `entities.json`), in file order, each its facts as "question answer." lines (first
+    acceptable answer). The official release has no retain set; leaving out the evaluated people keeps the
+    non-target questions unseen by unlearning."""
+    skip = set(evaluated)
+    by_entity: dict[str, list[str]] = {}
+    for fact in facts.facts:
+        if fact.entity not in skip:
+            answer = fact.answers[0].strip().rstrip(".")
+            by_entity.setdefault(fact.entity, []).append(f"{fact.question.strip()} {answer}.")
+    return ["\n".join(lines) for lines in by_entity.values()]
+
+
+def load_retain(data_dir: str | os.PathLike) -> list[str]:
+    """`retain_documents` of an official data folder (facts.json minus the people of entities.json)."""
+    folder = Path(data_dir)
+    documents = retain_documents(load_facts(folder / FACTS_FILE), load_entities(folder / ENTITIES_FILE))
+    if not documents:
+        raise InputError(f"{folder / FACTS_FILE}: every entity is evaluated, so no retain documents are left")
+    return documents
+
+
 def mention_counts(entities: list[str], documents: list[str]) -> dict[str, int]:
     """For each entity, the number of documents whose text contains its name."""
     return {name: sum(1 for text in documents if name in text) for name in entities}
