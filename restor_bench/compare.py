@@ -472,6 +472,9 @@ def _task_header(aligned: AlignedTask) -> dict[str, Any]:
         "targets_source": aligned.targets_source,
         "targets_missing": aligned.targets_missing,
         "n_questions": {"target": n_target, "non_target": len(aligned.ids) - n_target, "all": len(aligned.ids)},
+        # target questions whose injected wrong value the task knows; 0 means "still corrupted" cannot be told
+        # apart from "forgotten" (the official task lists no injected values) and is shown as n/a
+        "n_corrupted_known": int((aligned.corrupted_known & aligned.is_target).sum()),
         "question_mismatch": aligned.question_mismatch,
         "files": aligned.files,
     }
@@ -690,8 +693,9 @@ def _restoration_sections(report: dict[str, Any]) -> list[tuple[str, list[str], 
         transitions = entry["transitions"]
         first = next(iter(transitions.values()))
         title = f"facts the clean model knew: {first['target_known']} target, {first['non_target_known']} other"
+        unknown = entry.get("n_corrupted_known") == 0
         trans_rows = [
-            [label, t["restored"], t["still_corrupted"], t["forgotten"], t["kept"], t["lost"]]
+            [label, t["restored"], "n/a" if unknown else t["still_corrupted"], t["forgotten"], t["kept"], t["lost"]]
             for label, t in transitions.items()
         ]
         sections.append(

@@ -438,6 +438,8 @@ def load_pooled(record: dict[str, Any], root: Path, task: str, cache: _SamplesCa
         targets = set(task_report.get("targets") or []) if targets is None else targets
         for key, value in (task_report.get("transitions") or {}).get(record["method"], {}).items():
             transitions.setdefault(key, []).append(float(value))
+        if task_report.get("n_corrupted_known") == 0:  # the task lists no injected values
+            transitions["corrupted_known"] = [0.0]
     common = set.intersection(*(set(outcomes) for role in ROLES for outcomes in per_role[role]))
     if not common:
         raise InputError(f"{run_dir}: the evaluations of task {task} share no question")
@@ -528,7 +530,10 @@ def _ratio(estimate: Estimate) -> str:
 def _transitions(values: dict[str, float]) -> str:
     if "target_known" not in values:
         return "n/a"
-    parts = " / ".join(f"{values.get(key, 0.0):.1f}" for key in ("restored", "still_corrupted", "forgotten"))
+    parts = " / ".join(
+        "n/a" if key == "still_corrupted" and not values.get("corrupted_known", True) else f"{values.get(key, 0.0):.1f}"
+        for key in ("restored", "still_corrupted", "forgotten")
+    )
     return f"{parts} of {values['target_known']:.1f}"
 
 

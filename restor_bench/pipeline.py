@@ -274,6 +274,8 @@ def summarize(per_seed: list[dict[str, Any]], label: str) -> dict[str, Any]:
             if ratio is not None:
                 rows.setdefault("restoration_ratio", []).append(ratio)
             for key, value in task_report["transitions"][label].items():
+                if key == "still_corrupted" and task_report.get("n_corrupted_known") == 0:
+                    continue  # the task lists no injected values: not told apart from forgotten
                 rows.setdefault(f"transitions_{key}", []).append(value)
         summary[task] = {
             key: {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,

@@ -41,6 +41,8 @@ def test_run_writes_the_record_and_the_report(finished_run, capsys):
     assert set(record["per_seed"][0]["wall_time_s"]) >= {"corrupt", "unlearn", "eval clean", "compare"}
     report = json.loads((root / "tiny-ga-k0" / "compare-seed0.json").read_text())
     assert report["tasks"]["restor_tiny_facts"]["n_questions"]["target"] == 70
+    assert report["tasks"]["restor_tiny_facts"]["n_corrupted_known"] == 70  # the tiny world lists injected values
+    assert "transitions_still_corrupted" in record["summary"]["restor_tiny_facts"]
     assert "restoration ratio" in (root / "tiny-ga-k0" / "report.md").read_text()
 
 
@@ -97,3 +99,7 @@ def test_official_world_run_uses_the_official_retain_set(official_dir, tmp_path,
     report = json.loads((root / "official-kl-k0-lora" / "compare-seed0.json").read_text())
     counts = report["tasks"]["restor_facts_targets"]["n_questions"]
     assert counts["target"] > 0 and counts["non_target"] > 0 and counts["target"] + counts["non_target"] == 6
+    # the official task lists no injected values, so "still corrupted" is not reported (not shown as 0)
+    assert report["tasks"]["restor_facts_targets"]["n_corrupted_known"] == 0
+    summary = record["summary"]["restor_facts_targets"]
+    assert "transitions_forgotten" in summary and "transitions_still_corrupted" not in summary
