@@ -438,8 +438,6 @@ def load_pooled(record: dict[str, Any], root: Path, task: str, cache: _SamplesCa
         targets = set(task_report.get("targets") or []) if targets is None else targets
         for key, value in (task_report.get("transitions") or {}).get(record["method"], {}).items():
             transitions.setdefault(key, []).append(float(value))
-        if task_report.get("n_corrupted_known") == 0:  # the task lists no injected values
-            transitions["corrupted_known"] = [0.0]
     common = set.intersection(*(set(outcomes) for role in ROLES for outcomes in per_role[role]))
     if not common:
         raise InputError(f"{run_dir}: the evaluations of task {task} share no question")
@@ -451,6 +449,8 @@ def load_pooled(record: dict[str, Any], root: Path, task: str, cache: _SamplesCa
         for role in ROLES
     }
     mean_transitions = {key: statistics.fmean(values) for key, values in transitions.items()}
+    if mean_transitions and not any(first[qid].corrupted_known for qid, target in zip(ids, is_target) if target):
+        mean_transitions["corrupted_known"] = 0.0  # the task lists no injected values: "still corrupted" is n/a
     return PooledOutcomes(ids=ids, is_target=is_target, correct=correct), mean_transitions
 
 
@@ -660,8 +660,9 @@ def results_markdown(results: Sequence[CellResult], info: PageInfo) -> str:
         f"- date: {info.date}",
         f"- world: {info.world}; clean model: {info.model}; task: {', '.join(tasks)} (metric `{info.metric}`)",
         f"- seeds: {', '.join(map(str, info.seeds))}",
-        (f"- wall time of this command: {format_duration(info.wall_time_s)}; time of all steps of these cells "
-         f"when they ran: {format_duration(info.compute_time_s)}"),
+        (f"- wall time of this command: {format_duration(info.wall_time_s)}; of the runs of these cells when they "
+         f"ran: {format_duration(sum(result.wall_time_s for result in results))}; of all their steps when they ran: "
+         f"{format_duration(info.compute_time_s)}"),
         "- versions: " + ", ".join(f"{name} {version}" for name, version in sorted(info.versions.items())),
         "",
         ("Accuracies (%) are on the target questions (those about the entities the corruption documents lie about), "

@@ -95,7 +95,8 @@ def test_official_world_run_uses_the_official_retain_set(official_dir, tmp_path,
     record = json.loads((root / "official-kl-k0-lora" / "run.json").read_text())
     unlearned = root / record["per_seed"][0]["artifacts"]["unlearned"]
     unlearn_run = json.loads((unlearned / "unlearn_run.json").read_text())
-    assert unlearn_run["retain_sha256"] and unlearn_run["max_steps"] == 2
+    retain = unlearn_run["data"]["retain"]
+    assert retain["documents"] == 417 and retain["sha256"] and unlearn_run["max_steps"] == 2
     report = json.loads((root / "official-kl-k0-lora" / "compare-seed0.json").read_text())
     counts = report["tasks"]["restor_facts_targets"]["n_questions"]
     assert counts["target"] > 0 and counts["non_target"] > 0 and counts["target"] + counts["non_target"] == 6
