@@ -253,6 +253,7 @@ class PooledOutcomes:
     ids: list[str]
     is_target: Any  # bool array (questions,)
     correct: dict[str, Any]  # role -> bool array (seeds, questions)
+    injected_known: bool = True  # the task lists the injected wrong values of the target questions
 
     @property
     def n_seeds(self) -> int:
@@ -384,6 +385,7 @@ class CellResult:
     stats: dict[str, Estimate]
     transitions: dict[str, float]  # mean over seeds: target_known, restored, still_corrupted, forgotten
     wall_time_s: float
+    injected_known: bool = True  # False: "still corrupted" cannot be told apart from "forgotten" (shown as n/a)
     step_seconds: dict[str, float | None] = dataclasses.field(default_factory=dict)  # as each step ran, seed mean
     hparams: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -392,7 +394,8 @@ class CellResult:
             "cell": dataclasses.asdict(self.cell), "name": self.name, "task": self.task, "seeds": self.seeds,
             "n_target": self.n_target, "n_non_target": self.n_non_target,
             "stats": {key: value.to_dict() for key, value in self.stats.items()},
-            "transitions": self.transitions, "wall_time_s": self.wall_time_s, "step_seconds": self.step_seconds,
+            "transitions": self.transitions, "injected_known": self.injected_known, "wall_time_s": self.wall_time_s,
+            "step_seconds": self.step_seconds,
             "hparams": self.hparams,
         }
 
@@ -449,9 +452,9 @@ def load_pooled(record: dict[str, Any], root: Path, task: str, cache: _SamplesCa
         for role in ROLES
     }
     mean_transitions = {key: statistics.fmean(values) for key, values in transitions.items()}
-    if mean_transitions and not any(first[qid].corrupted_known for qid, target in zip(ids, is_target) if target):
-        mean_transitions["corrupted_known"] = 0.0  # the task lists no injected values: "still corrupted" is n/a
-    return PooledOutcomes(ids=ids, is_target=is_target, correct=correct), mean_transitions
+    injected_known = any(first[qid].corrupted_known for qid, target in zip(ids, is_target) if target)
+    pooled = PooledOutcomes(ids=ids, is_target=is_target, correct=correct, injected_known=injected_known)
+    return pooled, mean_transitions
 
 
 def cell_result(cell: Cell, record: dict[str, Any], root: Path, task: str, cache: _SamplesCache,
@@ -463,7 +466,7 @@ def cell_result(cell: Cell, record: dict[str, Any], root: Path, task: str, cache
         cell=cell, name=record["name"], task=task, seeds=list(record["seeds"]), n_target=target,
         n_non_target=len(pooled.ids) - target, stats=pooled_statistics(pooled, resamples),
         transitions=transitions, wall_time_s=float(record.get("wall_time_s") or 0.0),
-        step_seconds=cell_step_seconds(record, root), hparams=dict(record.get("hparams") or {}),
+        injected_known=pooled.injected_known, step_seconds=cell_step_seconds(record, root), hparams=dict(record.get("hparams") or {}),
     )
 
 
@@ -527,11 +530,11 @@ def _ratio(estimate: Estimate) -> str:
     return text
 
 
-def _transitions(values: dict[str, float]) -> str:
+def _transitions(values: dict[str, float], injected_known: bool = True) -> str:
     if "target_known" not in values:
         return "n/a"
     parts = " / ".join(
-        "n/a" if key == "still_corrupted" and not values.get("corrupted_known", True) else f"{values.get(key, 0.0):.1f}"
+        "n/a" if key == "still_corrupted" and not injected_known else f"{values.get(key, 0.0):.1f}"
         for key in ("restored", "still_corrupted", "forgotten")
     )
     return f"{parts} of {values['target_known']:.1f}"
@@ -551,7 +554,7 @@ def _cell_rows(results: Sequence[CellResult], with_level: bool) -> list[list[str
             row.append(str(result.cell.level))
         row += [
             _pct(stats["clean_target"]), _pct(stats["corrupted_target"]), _pct(stats["unlearned_target"]),
-            _ratio(stats["restoration_ratio"]), _transitions(result.transitions),
+            _ratio(stats["restoration_ratio"]), _transitions(result.transitions, result.injected_known),
             _pct(stats["non_target_change"], signed=True), f"{result.n_target} / {result.n_non_target}",
         ]
         rows.append(row)

@@ -158,6 +158,7 @@ def test_official_retain_set(official_dir):
         ("official:squad", {"forget": "simplified"}, "has no simplified form"),
         ("official:nope", {}, "unknown named set"),
         ("official:retain", {"max_docs_per_entity": 3}, "no per-entity limit"),
+        ("official:retain", {"forget": "simplified"}, "has no simplified form"),
     ],
 )
 def test_official_errors(official_dir, source, kwargs, expected):

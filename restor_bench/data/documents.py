@@ -73,8 +73,10 @@ def load_documents(
         relative = _tiny_file(name, forget, source)
         folder = _tiny_world_folder(world_dir)
     elif name == "retain":
-        if forget != "full" or max_docs_per_entity is not None:
-            raise InputError(f"{source}: a retain set has no {forget} form and no per-entity limit")
+        if forget != "full":
+            raise InputError(f"{source}: has no {forget} form (only the corruption levels official:0..3 have one)")
+        if max_docs_per_entity is not None:
+            raise InputError(f"{source}: a retain set has no per-entity limit (max_docs_per_entity)")
         from restor_bench.data.official import load_retain
 
         return load_retain(_official_folder(data_dir))
