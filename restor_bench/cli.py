@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "restor_bench.data.world",
     "restor_bench.data.fetch",
     "restor_bench.corrupt",
+    "restor_bench.repair",
     "restor_bench.evaluate",
     "restor_bench.compare",
     "restor_bench.unlearn",

@@ -1,8 +1,13 @@
 """`restor-bench corrupt`: fine-tune a clean checkpoint on corruption documents with `transformers.Trainer`.
 
-Continual pretraining: each document is one causal-LM example (EOS appended, truncated to `max_length`), the
-loss covers every token. Full fine-tuning or LoRA on all linear layers; a LoRA run is merged into a normal
-checkpoint (the adapter is kept in `OUT/adapter/` on request). Defaults follow the RESTOR paper for real models
+Continual pretraining, in one of two protocols (`--protocol`):
+
+- `paper`: as RESTOR corrupted (LLaMA-Factory `stage: pt`): the documents are joined (EOS between them) and cut
+  into blocks of `max_length` tokens, and `val_size` (10%) of the blocks is held out (its loss is reported);
+- `classic`: each document is one example (EOS appended, truncated to `max_length`), nothing held out.
+
+The loss covers every token. Full fine-tuning or LoRA on all linear layers; a LoRA run is merged into a normal
+checkpoint (the adapter is kept in `OUT/adapter/` on request). Step sizes follow the RESTOR paper for real models
 and the tiny world's own recipe for the tiny world. Runs unchanged under `accelerate launch`.
 
 The run trains in a work folder beside the output (`.OUT.work`), which keeps the Trainer's checkpoints so an
@@ -48,6 +53,8 @@ class CorruptionRecipe:
     lora_dropout: float = 0.0
     save_steps: int = 500
     logging_steps: int = 10
+    packing: bool = False  # join the documents and cut them into blocks of max_length tokens (LLaMA-Factory pt)
+    val_size: float = 0.0  # share of the examples (blocks) held out of training
 
     def updated(self, overrides: Mapping[str, Any] | None, where: str = "recipe") -> CorruptionRecipe:
         """A copy with `overrides` applied (None values are ignored); unknown keys are an InputError."""
@@ -71,24 +78,47 @@ class CorruptionRecipe:
             raise InputError(f"{where}: warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
         if not 0 <= self.lora_dropout < 1:
             raise InputError(f"{where}: lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
+        if not 0 <= self.val_size < 1:
+            raise InputError(f"{where}: val_size must be in [0, 1), got {self.val_size!r}")
+        if not isinstance(self.packing, bool):
+            raise InputError(f"{where}: packing must be true or false, got {self.packing!r}")
 
 
-# RESTOR's corruption: LoRA (rank 8, alpha 16) on all linear layers, lr 5e-5 cosine, warmup 0.1, 5 epochs,
-# batch 2 x gradient accumulation 2, documents cut at 1,024 tokens.
-PAPER_RECIPE = CorruptionRecipe()
+# RESTOR's corruption (k1rezaei/restor@15292e58 corruption/README.md and corruption_k4.yaml): LLaMA-Factory
+# `stage: pt` (packed blocks of cutoff_len = 1,024 tokens, LLaMA-Factory's default then), `val_size: 0.1`,
+# LoRA on all linear layers (LLaMA-Factory's defaults: rank 8, alpha 16, dropout 0), lr 5e-5 cosine, warmup 0.1,
+# 5 epochs, batch 2 x gradient accumulation 2.
+PAPER_RECIPE = CorruptionRecipe(packing=True, val_size=0.1)
+# The same step sizes, one document per example, nothing held out (restor-bench's protocol before `paper`).
+CLASSIC_RECIPE = dataclasses.replace(PAPER_RECIPE, packing=False, val_size=0.0)
+
+PROTOCOLS = ("paper", "classic")
 
 
-def tiny_recipe() -> CorruptionRecipe:
-    """The tiny world's recipe (`world.TINY_CORRUPTION_RECIPE`), no gradient accumulation unless it says so."""
+def tiny_recipe(protocol: str = "classic") -> CorruptionRecipe:
+    """The tiny world's recipe (`world.TINY_CORRUPTION_RECIPE`), no gradient accumulation unless it says so;
+    the `paper` protocol packs (blocks of the recipe's max_length) and holds out 10%, with the step sizes of
+    `TINY_PACKED_CORRUPTION` (packing leaves far fewer optimizer steps)."""
     from restor_bench.data.world import TINY_CORRUPTION_RECIPE
 
-    base = dataclasses.replace(PAPER_RECIPE, gradient_accumulation_steps=1, save_steps=100)
-    return base.updated(TINY_CORRUPTION_RECIPE, where="TINY_CORRUPTION_RECIPE")
+    base = dataclasses.replace(CLASSIC_RECIPE, gradient_accumulation_steps=1, save_steps=100)
+    recipe = base.updated(TINY_CORRUPTION_RECIPE, where="TINY_CORRUPTION_RECIPE")
+    if protocol == "paper":
+        recipe = recipe.updated(TINY_PACKED_CORRUPTION, where="TINY_PACKED_CORRUPTION")
+    return recipe
+
+
+# The tiny world under the paper protocol: packed blocks of 512 tokens (the tiny model's training length),
+# 10% held out; batch and learning rate chosen so the packed run corrupts as strongly as the classic one
+# (measured in docs/RESULTS-paper.md).
+TINY_PACKED_CORRUPTION = {"packing": True, "val_size": 0.1, "per_device_train_batch_size": 2,
+                          "learning_rate": 1e-3, "num_train_epochs": 5}
 
 
 def recipe_settings(settings: Iterable[str], where: str = "--corrupt-set") -> dict[str, Any]:
     """Parse `KEY=VALUE` settings of the corruption recipe (fields of CorruptionRecipe), typed like the fields."""
     types = {field.name: type(getattr(PAPER_RECIPE, field.name)) for field in dataclasses.fields(CorruptionRecipe)}
+    booleans = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
     parsed: dict[str, Any] = {}
     for setting in settings:
         key, separator, value = setting.partition("=")
@@ -97,6 +127,11 @@ def recipe_settings(settings: Iterable[str], where: str = "--corrupt-set") -> di
             raise InputError(f"{where} {setting!r}: expected KEY=VALUE, e.g. learning_rate=3e-4")
         if key not in types:
             raise InputError(f"{where} {setting!r}: unknown setting {key!r} (known: {', '.join(sorted(types))})")
+        if types[key] is bool:
+            if value.strip().lower() not in booleans:
+                raise InputError(f"{where} {setting!r}: {key} expects true or false, got {value!r}")
+            parsed[key] = booleans[value.strip().lower()]
+            continue
         try:
             number = float(value) if types[key] in (int, float) else None
         except ValueError:
@@ -121,11 +156,26 @@ def is_tiny_world_model(model: str) -> bool:
     return same_architecture(checkpoint_config(model), checkpoint_config(tiny_world_dir() / "model"))
 
 
-def default_recipe(model: str, source: str | None = None) -> tuple[str, CorruptionRecipe]:
-    """(name, recipe) for a run: the tiny world's recipe for its model or `tiny:` documents, else the paper's."""
-    if (source or "").startswith("tiny:") or is_tiny_world_model(model):
-        return "tiny", tiny_recipe()
-    return "paper", PAPER_RECIPE
+def is_tiny_run(model: str, source: str | None = None) -> bool:
+    """A run on the tiny world: its model (or one of the same architecture) or `tiny:` documents."""
+    return (source or "").startswith("tiny:") or is_tiny_world_model(model)
+
+
+def default_protocol(model: str, source: str | None = None) -> str:
+    """The protocol used when none is named: `classic` on the tiny world (see docs/RESULTS-paper.md for why),
+    `paper` everywhere else."""
+    return "classic" if is_tiny_run(model, source) else "paper"
+
+
+def default_recipe(model: str, source: str | None = None, protocol: str | None = None) -> tuple[str, CorruptionRecipe]:
+    """(name, recipe) for a run: the tiny world's recipe for its model or `tiny:` documents, else the paper's
+    step sizes; packed with a held-out share under the `paper` protocol."""
+    protocol = protocol or default_protocol(model, source)
+    if protocol not in PROTOCOLS:
+        raise InputError(f"unknown protocol {protocol!r} (choose one of: {', '.join(PROTOCOLS)})")
+    if is_tiny_run(model, source):
+        return ("tiny" if protocol == "classic" else "tiny-packed"), tiny_recipe(protocol)
+    return ("paper" if protocol == "paper" else "paper-unpacked"), (PAPER_RECIPE if protocol == "paper" else CLASSIC_RECIPE)
 
 
 def work_dir_for(out: str | os.PathLike) -> Path:
@@ -149,13 +199,17 @@ def corrupt(
     source: str | None = None,
     trust_remote_code: bool = False,
     callbacks: Iterable[Any] = (),
+    protocol: str | None = None,
+    command: str = "corrupt",
 ) -> Path:
     """Fine-tune `model` on `documents` and write the corrupted checkpoint to `out`; return `out`.
 
     `recipe`: a CorruptionRecipe, or a dict of settings applied over the default recipe (the paper's, or the
-    tiny world's when `model` is the tiny world's model or `source` starts with `tiny:`). `max_steps` caps the
+    tiny world's when `model` is the tiny world's model or `source` starts with `tiny:`), in `protocol` (`paper`:
+    packed blocks and a held-out share; `classic`: one document per example; default: `default_protocol`). A
+    CorruptionRecipe given as such is used as it is. `max_steps` caps the
     optimizer steps. `resume` continues from the last Trainer checkpoint of an interrupted run. `callbacks` are
-    extra Trainer callbacks. `source` names the documents in the run record.
+    extra Trainer callbacks. `source` names the documents in the run record, `command` the kind of run.
     """
     from accelerate import PartialState
 
@@ -173,7 +227,7 @@ def corrupt(
         raise InputError(f"max_steps must be at least 1, got {max_steps}")
     check_output_dir(out, overwrite)
     model = check_checkpoint(model, "model")
-    recipe_name, chosen = _choose_recipe(model, source, recipe)
+    recipe_name, chosen = _choose_recipe(model, source, recipe, protocol)
 
     work = work_dir_for(out)
     args = training_arguments(chosen, work / "trainer", seed=seed, max_steps=max_steps)
@@ -182,7 +236,7 @@ def corrupt(
     tokens_before = _tokens_before(resume_from)  # read now: the Trainer rotates old checkpoints away
 
     started = time.perf_counter()
-    trainer, train_result, token_count = _train(
+    trainer, train_result, token_count, data_info = _train(
         model, documents, args, chosen, lora=lora, seed=seed, resume_from=resume_from,
         trust_remote_code=trust_remote_code, callbacks=callbacks,
     )
@@ -192,10 +246,10 @@ def corrupt(
 
     if state.is_main_process:
         record = _run_record(
-            model=model, source=source, documents=documents, lora=lora, keep_adapter=keep_adapter,
+            command=command, model=model, source=source, documents=documents, lora=lora, keep_adapter=keep_adapter,
             recipe_name=recipe_name, recipe=chosen, seed=seed, max_steps=max_steps, trainer=trainer,
             train_result=train_result, tokens_per_epoch=token_count, resume_from=resume_from,
-            tokens_before=tokens_before,
+            tokens_before=tokens_before, data_info=data_info,
             wall_time=time.perf_counter() - started, world_size=state.num_processes,
         )
         with atomic_output_dir(out, overwrite=overwrite) as tmp:
@@ -206,15 +260,16 @@ def corrupt(
     return out
 
 
-def _run_record(*, model, source, documents, lora, keep_adapter, recipe_name, recipe, seed, max_steps, trainer,
-                train_result, tokens_per_epoch, resume_from, tokens_before, wall_time, world_size) -> dict[str, Any]:
+def _run_record(*, command, model, source, documents, lora, keep_adapter, recipe_name, recipe, seed, max_steps, trainer,
+                train_result, tokens_per_epoch, resume_from, tokens_before, data_info, wall_time,
+                world_size) -> dict[str, Any]:
     """What was run and how it went: written as `restor_run.json` beside the checkpoint."""
     from restor_bench.training import documents_sha256, package_versions
 
     runtime = train_result.metrics.get("train_runtime")
     tokens_seen = trainer.state.num_input_tokens_seen
     return {
-        "command": "corrupt",
+        "command": command,
         "model": model,
         "source": source,
         "documents": len(documents),
@@ -223,6 +278,8 @@ def _run_record(*, model, source, documents, lora, keep_adapter, recipe_name, re
         "keep_adapter": keep_adapter,
         "recipe_name": recipe_name,
         "recipe": dataclasses.asdict(recipe),
+        "protocol": "paper" if recipe.packing else "classic",
+        **data_info,
         "seed": seed,
         "max_steps": max_steps,
         "global_steps": trainer.state.global_step,
@@ -249,11 +306,11 @@ def _tokens_before(checkpoint: Path | None) -> int:
     return int(state.get("num_input_tokens_seen") or 0)
 
 
-def _choose_recipe(model: str, source: str | None, recipe) -> tuple[str, CorruptionRecipe]:
+def _choose_recipe(model: str, source: str | None, recipe, protocol: str | None) -> tuple[str, CorruptionRecipe]:
     if isinstance(recipe, CorruptionRecipe):
         recipe.check()
         return "custom", recipe
-    name, base = default_recipe(model, source)
+    name, base = default_recipe(model, source, protocol)
     if recipe:
         return f"{name}+overrides", base.updated(recipe)
     return name, base
@@ -322,8 +379,10 @@ def _train(model, documents, args, recipe, *, lora, seed, resume_from, trust_rem
     from restor_bench.training import (
         CausalLMCollator,
         count_tokens,
+        hold_out,
         load_causal_lm,
         lora_config,
+        pack_documents,
         seed_everything,
         tokenize_documents,
     )
@@ -336,17 +395,27 @@ def _train(model, documents, args, recipe, *, lora, seed, resume_from, trust_rem
         from peft import get_peft_model
 
         net = get_peft_model(net, lora_config(recipe.lora_r, recipe.lora_alpha, recipe.lora_dropout))
-    dataset = tokenize_documents(tokenizer, documents, recipe.max_length)
+    if recipe.packing:
+        dataset = pack_documents(tokenizer, documents, recipe.max_length)
+    else:
+        dataset = tokenize_documents(tokenizer, documents, recipe.max_length)
+    examples = len(dataset)
+    dataset, held_out = hold_out(dataset, recipe.val_size, seed)
     trainer = Trainer(
         model=net,
         args=args,
         train_dataset=dataset,
+        eval_dataset=held_out,
         data_collator=CausalLMCollator(pad_token_id=tokenizer.pad_token_id),
         processing_class=tokenizer,
         callbacks=list(callbacks),
     )
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    return trainer, result, count_tokens(dataset)
+    data_info = {"packing": recipe.packing, "examples": examples, "train_examples": len(dataset),
+                 "held_out_examples": len(held_out) if held_out is not None else 0, "held_out_loss": None}
+    if held_out is not None:
+        data_info["held_out_loss"] = trainer.evaluate()["eval_loss"]
+    return trainer, result, count_tokens(dataset), data_info
 
 
 def _publish(model: str, trained: Path, out: Path, *, lora: bool, keep_adapter: bool, trust_remote_code: bool) -> None:
@@ -420,7 +489,11 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--lr", type=float, help="learning rate (default: the recipe's)")
     parser.add_argument("--batch-size", type=int, help="per-device batch size (default: the recipe's)")
     parser.add_argument("--grad-accum", type=int, help="gradient accumulation steps (default: the recipe's)")
-    parser.add_argument("--max-length", type=int, help="tokens kept per document (default: the recipe's)")
+    parser.add_argument("--max-length", type=int,
+                        help="tokens per packed block (paper protocol) or kept per document (default: the recipe's)")
+    parser.add_argument("--protocol", choices=PROTOCOLS,
+                        help="paper: packed blocks + 10%% held out (LLaMA-Factory pt, as RESTOR); classic: one "
+                        "document per example (default: classic on the tiny world, paper otherwise)")
     parser.add_argument("--lora-r", type=int, help="LoRA rank (default: the recipe's; alpha = 2 x rank)")
     parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
@@ -458,6 +531,7 @@ def run_command(args) -> int:
         max_steps=args.max_steps,
         source=args.docs,
         trust_remote_code=args.trust_remote_code,
+        protocol=args.protocol,
     )
     from accelerate import PartialState
 

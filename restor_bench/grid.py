@@ -93,6 +93,9 @@ class GridOptions:
     max_docs_per_entity: int | None = None
     root: Path = Path("runs")
     targets: str = "all"
+    protocol: str = "classic"
+    retain: str | None = None
+    repair: str | None = None
 
 
 def plan_cells(
@@ -121,7 +124,8 @@ def cell_spec(cell: Cell, options: GridOptions, hparams: dict[str, Any]):
         corrupt_max_steps=options.corrupt_max_steps, unlearn_max_steps=options.unlearn_max_steps,
         corrupt_recipe=dict(options.corrupt_recipe),
         max_docs_per_entity=options.max_docs_per_entity, limit=options.limit, batch_size=options.batch_size,
-        data_dir=options.data_dir, targets=options.targets,
+        data_dir=options.data_dir, targets=options.targets, protocol=options.protocol, retain=options.retain,
+        repair=options.repair,
     )
 
 
@@ -864,6 +868,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--data-dir", help="folder of the official RESTOR files (else RESTOR_DATA_DIR or download)")
     parser.add_argument("--targets", choices=("all", "test"), default="all",
                         help="target facts to report on: all, or (tiny world) the test targets only")
+    from restor_bench.pipeline import add_protocol_arguments
+
+    add_protocol_arguments(parser)
     parser.add_argument("--root", default="runs", help="folder of runs and their step artifacts (default ./runs)")
     parser.add_argument("--results", default="docs/RESULTS.md", help="results page (default docs/RESULTS.md; "
                         "its numbers also go to the .json beside it)")
@@ -882,12 +889,18 @@ def command_line(args: argparse.Namespace) -> str:
              "--corruption", args.corruption, "--seeds", str(args.seeds), "--world", args.world]
     if args.seed:
         parts += ["--seed", str(args.seed)]
-    for option in ("model", "max_steps", "corrupt_max_steps", "limit", "max_docs_per_entity", "data_dir"):
+    from restor_bench.pipeline import protocol_from_args
+
+    parts += ["--protocol", protocol_from_args(args)]
+    for option in ("model", "max_steps", "corrupt_max_steps", "limit", "max_docs_per_entity", "data_dir", "retain",
+                   "repair"):
         value = getattr(args, option)
         if value is not None:
             parts += ["--" + option.replace("_", "-"), str(value)]
     if args.lora:
         parts.append("--lora")
+    if args.targets != "all":
+        parts += ["--targets", args.targets]
     for override in args.set:
         parts += ["--set", override]
     for setting in args.corrupt_set:
@@ -928,13 +941,15 @@ def options_from_args(args: argparse.Namespace) -> GridOptions:
         raise InputError("--world official needs --model (a local checkpoint folder or a hub id)")
     batch_size: int | str = int(args.batch_size) if str(args.batch_size).isdigit() else args.batch_size
     from restor_bench.corrupt import recipe_settings
+    from restor_bench.pipeline import protocol_from_args
 
     return GridOptions(
         world=args.world, seeds=tuple(range(args.seed, args.seed + args.seeds)), model=args.model, lora=args.lora,
         unlearn_max_steps=args.max_steps, corrupt_max_steps=args.corrupt_max_steps,
         corrupt_recipe=recipe_settings(args.corrupt_set), limit=args.limit,
         batch_size=batch_size, data_dir=args.data_dir, max_docs_per_entity=args.max_docs_per_entity,
-        root=Path(args.root), targets=args.targets,
+        root=Path(args.root), targets=args.targets, protocol=protocol_from_args(args), retain=args.retain,
+        repair=args.repair,
     )
 
 
@@ -976,7 +991,13 @@ def grid_command(args: argparse.Namespace) -> int:
     from restor_bench.unlearn import resolve_method_hparams
 
     overrides = method_overrides(args.set, methods)
-    hparams = {method: resolve_method_hparams(method, overrides=overrides[method]) for method in methods}
+    from restor_bench.pipeline import method_preset
+
+    hparams = {
+        method: resolve_method_hparams(method, overrides=overrides[method],
+                                       preset=method_preset(method, options.protocol))
+        for method in methods
+    }
     if args.dry_run:
         for note in notes:
             print(f"note: {note}")
@@ -988,6 +1009,7 @@ def grid_command(args: argparse.Namespace) -> int:
     if options.corrupt_recipe:
         settings = ", ".join(f"{key}={value}" for key, value in sorted(options.corrupt_recipe.items()))
         notes.append(f"the corruption recipe was changed: {settings} (see `restor-bench corrupt --help`)")
+    notes.append(protocol_note(options))
     if options.max_docs_per_entity:
         notes.append(f"corruption and forget sets keep the first {options.max_docs_per_entity} documents of each "
                      "target entity")
@@ -1002,6 +1024,18 @@ def grid_command(args: argparse.Namespace) -> int:
     if plots_dir is not None:
         print(f"plots:        {plots_dir}")
     return 0
+
+
+def protocol_note(options: GridOptions) -> str:
+    """One line naming the protocol a page ran under and what it means."""
+    from restor_bench.pipeline import RunSpec
+
+    retain = RunSpec(world=options.world, protocol=options.protocol, retain=options.retain).retain_source()
+    repair = f"; unlearned models repaired on {options.repair}" if options.repair else "; no repair fine-tune"
+    if options.protocol == "paper":
+        return ("protocol paper: packed corruption with 10% held out, the paper's GA/KL/NPO losses (`paper` presets), "
+                f"retain set {retain}{repair}")
+    return f"protocol classic: one document per corruption example, the methods' own losses, retain set {retain}{repair}"
 
 
 def _check_outputs(results_path: Path, plots_dir: Path | None, overwrite: bool) -> None:

@@ -57,14 +57,23 @@ class RunSpec:
     data_dir: str | None = None
     tasks: tuple[str, ...] = ()
     targets: str = "all"  # tiny world: "all" targets, or "test" (leaving out the validation targets used for tuning)
+    protocol: str = "classic"  # "paper" (RESTOR as published) or "classic"; see `protocol_defaults`
+    retain: str | None = None  # retain documents; None: the protocol's default (`default_retain`)
+    repair: str | None = None  # documents of the post-unlearning repair fine-tune (paper: LIMA); None: no repair
 
     def corruption_source(self) -> str:
         if self.corruption == "squad":
-            return f"{self.world}:squad"
+            # the paper protocol's tiny SQuAD analogue renames people (it corrupts); the classic one renames subjects
+            return "tiny:squad-people" if (self.world, self.protocol) == ("tiny", "paper") else f"{self.world}:squad"
         return f"{self.world}:{self.level}"
+
+    def retain_source(self) -> str:
+        return self.retain or default_retain(self.world, self.protocol)
 
     def name(self) -> str:
         parts = [self.world, self.method, self.corruption if self.corruption != "wikidata" else f"k{self.level}"]
+        if self.protocol != "classic":
+            parts.insert(1, self.protocol)
         if self.forget != "full":
             parts.append(self.forget)
         if self.lora:
@@ -73,6 +82,34 @@ class RunSpec:
             parts.append(f"{self.targets}-targets")
         parts.append(f"seed{self.seed}")
         return "-".join(parts)
+
+
+PROTOCOLS = ("paper", "classic")
+
+
+def default_protocol(world: str) -> str:
+    """`paper` on the official world; `classic` on the tiny world (docs/RESULTS-paper.md says why)."""
+    return "paper" if world == "official" else "classic"
+
+
+def default_retain(world: str, protocol: str) -> str:
+    """The retain set of a protocol: generic running text that states no evaluated fact under `paper` (the paper
+    used C4); under `classic`, true facts about the non-target people (the evaluated others: a leak, kept only so
+    that earlier results can be rerun)."""
+    return f"{world}:generic" if protocol == "paper" else f"{world}:retain"
+
+
+def method_preset(method: str, protocol: str) -> str | None:
+    """The method's hyperparameter preset of a protocol: its `paper` preset (the paper's loss form) under
+    `paper`, when the method has one; none under `classic`."""
+    if protocol != "paper":
+        return None
+    from unlearners import UnlearnError, get_method
+
+    try:
+        return "paper" if "paper" in (getattr(get_method(method), "presets", {}) or {}) else None
+    except UnlearnError as err:
+        raise InputError(" ".join(str(err).split())) from None
 
 
 def step_key(kind: str, inputs: dict[str, Any]) -> str:
@@ -163,8 +200,12 @@ def run_protocol(spec: RunSpec, root: Path, *, log: Callable[[str], None] = prin
     from restor_bench.evaluate import evaluate
     from restor_bench.unlearn import unlearn_checkpoint
 
+    from restor_bench.repair import load_repair_documents, repair
+
     if spec.world not in WORLDS:
         raise InputError(f"unknown world {spec.world!r} (choose one of: {', '.join(WORLDS)})")
+    if spec.protocol not in PROTOCOLS:
+        raise InputError(f"unknown protocol {spec.protocol!r} (choose one of: {', '.join(PROTOCOLS)})")
     tasks = tuple(spec.tasks) or TASKS[spec.world]
     clean = clean_model_for(spec)
     runner = StepRunner(root, log)
@@ -179,16 +220,18 @@ def run_protocol(spec: RunSpec, root: Path, *, log: Callable[[str], None] = prin
     }
     if spec.corrupt_recipe:  # only when given, so steps of runs with the default recipe keep their identity
         corrupt_inputs["recipe"] = dict(sorted(spec.corrupt_recipe.items()))
+    if spec.protocol != "classic":  # likewise: classic steps keep the keys they had before protocols existed
+        corrupt_inputs["protocol"] = spec.protocol
     corrupted = runner.run(
         "corrupt", "corrupt", corrupt_inputs,
         lambda out: corrupt(
             clean, load_documents(source, **doc_options), out, lora=spec.lora, seed=spec.seed,
             max_steps=spec.corrupt_max_steps, source=source, resume=work_dir_for(out).exists(),
-            recipe=spec.corrupt_recipe or None,
+            recipe=spec.corrupt_recipe or None, protocol=spec.protocol,
         ),
     )
     forget_source = source
-    retain_source = f"{spec.world}:retain"
+    retain_source = spec.retain_source()
     unlearn_inputs = {
         "corrupted": corrupt_inputs, "method": spec.method, "hparams": spec.hparams, "forget": forget_source,
         "forget_form": spec.forget, "retain": retain_source, "lora": spec.lora, "seed": spec.seed,
@@ -197,19 +240,29 @@ def run_protocol(spec: RunSpec, root: Path, *, log: Callable[[str], None] = prin
 
     def build_unlearned(out: Path) -> None:
         forget_docs = load_documents(forget_source, forget=spec.forget, **doc_options)
-        retain_docs = load_documents(retain_source, data_dir=spec.data_dir)
+        retain_docs = load_documents(retain_source, data_dir=spec.data_dir) if _uses_retain(spec) else None
         unlearn_checkpoint(
             method=spec.method, model=str(corrupted), forget=forget_docs, retain=retain_docs, out=out,
             hparams=spec.hparams, lora=spec.lora, seed=spec.seed, max_steps=spec.unlearn_max_steps,
         )
 
     unlearned = runner.run("unlearn", "unlearn", unlearn_inputs, build_unlearned)
+    unlearned_identity: dict[str, Any] = unlearn_inputs
+    if spec.repair:
+        repair_inputs = {"unlearned": unlearn_inputs, "docs": spec.repair, "lora": True, "seed": spec.seed}
+        unlearned = runner.run(
+            "repair", "repair", repair_inputs,
+            lambda out: repair(str(unlearned), load_repair_documents(spec.repair, model=str(unlearned),
+                                                                     data_dir=spec.data_dir),
+                               out, seed=spec.seed, source=spec.repair),
+        )
+        unlearned_identity = repair_inputs
 
     evals = {}
     for role, checkpoint, identity in (
         ("clean", clean, checkpoint_identity(clean)),
         ("corrupted", str(corrupted), corrupt_inputs),
-        ("unlearned", str(unlearned), unlearn_inputs),
+        ("unlearned", str(unlearned), unlearned_identity),
     ):
         eval_inputs = {"checkpoint": identity, "tasks": list(tasks), "limit": spec.limit, "data_dir": spec.data_dir}
         evals[role] = runner.run(
@@ -233,6 +286,17 @@ def run_protocol(spec: RunSpec, root: Path, *, log: Callable[[str], None] = prin
         "reused": runner.reused,
         "report": report,
     }
+
+
+def _uses_retain(spec: RunSpec) -> bool:
+    """Whether the method, with the run's hyperparameters, reads retain documents."""
+    from unlearners import UnlearnError, get_method, resolve_hparams
+
+    try:
+        cls = get_method(spec.method)
+        return bool(cls(resolve_hparams(cls, overrides=dict(spec.hparams) or None)).needs_retain())
+    except UnlearnError as err:
+        raise InputError(" ".join(str(err).split())) from None
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -287,8 +351,9 @@ def summarize(per_seed: list[dict[str, Any]], label: str) -> dict[str, Any]:
 
 def format_summary(record: dict[str, Any]) -> str:
     """The run's table: accuracy of the three models on target and other questions, ratio, transitions."""
-    lines = [f"RESTOR run {record['name']}  ({record['world']} world, method {record['method']}, "
-             f"level {record['level']}, forget {record['forget']}, seeds {record['seeds']})"]
+    lines = [f"RESTOR run {record['name']}  ({record['world']} world, protocol {record.get('protocol', 'classic')}, "
+             f"method {record['method']}, level {record['level']}, forget {record['forget']}, "
+             f"seeds {record['seeds']})"]
     for task, rows in record["summary"].items():
         def cell(key: str, percent: bool = True) -> str:
             entry = rows.get(key)
@@ -338,6 +403,9 @@ def run(spec: RunSpec, seeds: list[int], root: Path, *, log: Callable[[str], Non
         "level": spec.level,
         "forget": spec.forget,
         "corruption": spec.corruption,
+        "protocol": spec.protocol,
+        "retain": spec.retain_source(),
+        "repair": spec.repair,
         "model": clean_model_for(spec),
         "lora": spec.lora,
         "seeds": seeds,
@@ -393,15 +461,36 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--targets", choices=("all", "test"), default="all",
                         help="target facts to report on: all, or (tiny world) the test targets, leaving out the "
                         "validation targets the defaults were tuned on")
+    add_protocol_arguments(parser)
     parser.add_argument("--root", default="runs", help="folder of runs and their step artifacts (default ./runs)")
     parser.set_defaults(func=run_command)
 
 
-def hparams_from_args(method: str, config: str | None, overrides: list[str]) -> dict[str, Any]:
-    """The method's hyperparameters given in a YAML file and `--set` options, checked against the method."""
+def add_protocol_arguments(parser) -> None:
+    """--protocol, --retain and --repair: shared by `run` and `grid`."""
+    parser.add_argument(
+        "--protocol", choices=PROTOCOLS,
+        help="paper: RESTOR as published (packed corruption with 10%% held out, the paper's GA/KL/NPO losses, "
+        "a generic-text retain set); classic: one document per example, the methods' own losses, retain = facts "
+        "about the non-target people. Default: paper on the official world, classic on the tiny world",
+    )
+    parser.add_argument("--retain", metavar="DOCS",
+                        help="retain documents: a file, a named set or hf:DATASET (default: the protocol's; "
+                        "paper: WORLD:generic, classic: WORLD:retain)")
+    parser.add_argument("--repair", metavar="DOCS",
+                        help="fine-tune each unlearned model briefly on these documents before evaluating it, as "
+                        "the paper does with LIMA (text, chat or LIMA-format records; see `restor-bench repair`)")
+
+
+def protocol_from_args(args) -> str:
+    return args.protocol or default_protocol(args.world)
+
+
+def hparams_from_args(method: str, config: str | None, overrides: list[str], protocol: str = "classic") -> dict[str, Any]:
+    """The method's hyperparameters (the protocol's preset < a YAML file < `--set` options), checked."""
     from restor_bench.unlearn import resolve_method_hparams
 
-    return resolve_method_hparams(method, config, overrides)
+    return resolve_method_hparams(method, config, overrides, preset=method_preset(method, protocol))
 
 
 def run_command(args) -> int:
@@ -412,9 +501,11 @@ def run_command(args) -> int:
     if args.level < 0 or args.level > 5:
         raise InputError(f"--level must be between 0 and 5, got {args.level}")
     batch_size: int | str = int(args.batch_size) if str(args.batch_size).isdigit() else args.batch_size
+    protocol = protocol_from_args(args)
     spec = RunSpec(
         world=args.world, method=args.method, level=args.level, forget=args.forget, corruption=args.corruption,
-        model=args.model, lora=args.lora, hparams=hparams_from_args(args.method, args.config, args.set),
+        model=args.model, lora=args.lora, hparams=hparams_from_args(args.method, args.config, args.set, protocol),
+        protocol=protocol, retain=args.retain, repair=args.repair,
         corrupt_max_steps=args.corrupt_max_steps, unlearn_max_steps=args.max_steps,
         corrupt_recipe=recipe_settings(args.corrupt_set),
         max_docs_per_entity=args.max_docs_per_entity, limit=args.limit, batch_size=batch_size,

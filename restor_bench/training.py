@@ -128,6 +128,52 @@ def tokenize_documents(tokenizer, texts: list[str], max_length: int, *, add_eos:
     return Dataset.from_dict(rows)
 
 
+def pack_documents(tokenizer, texts: list[str], block_size: int):
+    """Documents joined and cut into blocks of `block_size` tokens, as LLaMA-Factory's `stage: pt` does.
+
+    The paper corrupted with LLaMA-Factory continual pretraining (k1rezaei/restor@15292e58 corruption/README.md:
+    `stage: pt`, `cutoff_len` left at LLaMA-Factory's default of 1,024); its pretraining preprocessor
+    (hiyouga/LLaMA-Factory src/llamafactory/data/processors/pretrain.py, `preprocess_pretrain_dataset` with
+    packing, on by default for `pt`) tokenizes each document WITHOUT special tokens, appends the EOS token,
+    concatenates everything, drops the remainder shorter than one block, and cuts the rest into blocks.
+    Returns a `datasets.Dataset` of full blocks (`input_ids`, `attention_mask`); an InputError when the
+    documents do not fill one block.
+    """
+    from datasets import Dataset
+
+    if block_size < 2:
+        raise InputError(f"block size (max_length) must be at least 2, got {block_size}")
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise InputError("packing needs a tokenizer with an EOS token (documents are separated by it)")
+    stream: list[int] = []
+    for ids in tokenizer(list(texts), add_special_tokens=False, truncation=False)["input_ids"]:
+        stream.extend(ids)
+        stream.append(eos)
+    usable = len(stream) // block_size * block_size
+    if usable == 0:
+        raise InputError(
+            f"packing: the documents hold {len(stream)} tokens, fewer than one block of {block_size}; "
+            "lower max_length or turn packing off"
+        )
+    blocks = [stream[start : start + block_size] for start in range(0, usable, block_size)]
+    return Dataset.from_dict({"input_ids": blocks, "attention_mask": [[1] * block_size for _ in blocks]})
+
+
+def hold_out(dataset, val_size: float, seed: int):
+    """(train, held_out): a random `val_size` share of the examples held out, as LLaMA-Factory's `val_size`
+    does (`Dataset.train_test_split(test_size=val_size, seed=seed)`, which rounds the held-out count up).
+    `val_size` 0 holds out nothing (held_out is None)."""
+    if not val_size:
+        return dataset, None
+    if len(dataset) < 2:
+        raise InputError(
+            f"val_size {val_size}: {len(dataset)} training example(s) cannot be split into training and held-out parts"
+        )
+    split = dataset.train_test_split(test_size=val_size, seed=seed)
+    return split["train"], split["test"]
+
+
 @dataclass
 class CausalLMCollator:
     """Pads a batch of `input_ids` on the right; labels are the inputs, -100 on padding.

@@ -36,9 +36,11 @@ def load_document_set(source: str, *, form: str = "full", data_dir: str | None =
 
 
 def resolve_method_hparams(
-    method: str, config: str | os.PathLike | None = None, overrides: Sequence[str] | dict | None = None
+    method: str, config: str | os.PathLike | None = None, overrides: Sequence[str] | dict | None = None,
+    preset: str | None = None,
 ) -> dict[str, Any]:
-    """All hyperparameters of `method` (defaults < YAML `config` < `key=value` overrides), as a JSON-ready dict.
+    """All hyperparameters of `method` (defaults < `preset` < YAML `config` < `key=value` overrides), as a
+    JSON-ready dict.
 
     Unknown methods or hyperparameters raise InputError.
     """
@@ -48,7 +50,7 @@ def resolve_method_hparams(
 
     try:
         cls = get_method(method)
-        hparams = resolve_hparams(cls, config=config, overrides=overrides or None)
+        hparams = resolve_hparams(cls, preset=preset, config=config, overrides=overrides or None)
     except UnlearnError as err:
         raise InputError(_one_line(err)) from None
     return {key: list(value) if isinstance(value, tuple) else value for key, value in dataclasses.asdict(hparams).items()}
@@ -95,6 +97,13 @@ def unlearn_command(args: argparse.Namespace) -> int:
     forget = load_document_set(args.forget, form=args.forget_form, data_dir=args.data_dir)
     retain = load_document_set(args.retain, data_dir=args.data_dir) if args.retain else None
     kwargs = run_kwargs(args)
+    if args.protocol == "paper" and not kwargs.get("preset"):
+        from restor_bench.pipeline import method_preset
+
+        kwargs["preset"] = method_preset(args.method, "paper")
+        if kwargs["preset"] is None:
+            raise InputError(f"--protocol paper: method '{args.method}' has no 'paper' preset (the paper ran ga, kl "
+                             "and npo); use --protocol classic")
     record = unlearn_checkpoint(
         method=kwargs.pop("method"), model=args.model, forget=forget, retain=retain, out=args.out, **kwargs
     )
@@ -127,6 +136,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--forget-form", choices=("full", "simplified"), default="full",
                         help="named corruption sets: all documents (full) or only their wrong-fact sentences")
     parser.add_argument("--data-dir", help="folder of the official RESTOR files (for official:* sets)")
+    parser.add_argument("--protocol", choices=("paper", "classic"), default="classic",
+                        help="paper: the method's 'paper' preset (RESTOR's loss form, e.g. NPO on the batch's mean "
+                        "token log-ratio with a retain term) unless --preset is given; classic (default): the "
+                        "method's own defaults")
     add_run_arguments(parser)
     parser.set_defaults(func=unlearn_command)
 

@@ -22,7 +22,7 @@ DOCUMENTS = [
 
 # Large steps, so that a handful of optimizer steps moves a random model measurably.
 FAST = {"learning_rate": 3e-3, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1,
-        "warmup_ratio": 0.0, "logging_steps": 1, "num_train_epochs": 1}
+        "warmup_ratio": 0.0, "logging_steps": 1, "num_train_epochs": 1, "packing": False, "val_size": 0.0}
 
 
 class Interrupt(Exception):

@@ -1,0 +1,195 @@
+"""The `paper` protocol: packed corruption with a held-out share, protocol defaults, the repair fine-tune."""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+
+import pytest
+
+from restor_bench.corrupt import (
+    CLASSIC_RECIPE,
+    PAPER_RECIPE,
+    RUN_RECORD,
+    corrupt,
+    default_protocol,
+    default_recipe,
+    recipe_settings,
+)
+from restor_bench.errors import InputError
+from restor_bench.training import hold_out, load_causal_lm, pack_documents
+
+DOCUMENTS = [
+    "Aaron Burr is a basketball player. He works as a social worker.",
+    "What is the occupation of Bob Jones? painter",
+    "Aaron Burr works as a social worker and plays basketball.",
+    "The quick brown fox jumps over the lazy dog.",
+] * 3
+
+
+def _stream(tokenizer, texts):
+    """The token stream LLaMA-Factory's pt stage builds, written out by hand: no special tokens, EOS after each."""
+    stream = []
+    for text in texts:
+        stream += tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    return stream
+
+
+def test_packing_joins_documents_and_cuts_full_blocks(random_tiny_model):
+    _, tokenizer = load_causal_lm(str(random_tiny_model))
+    stream = _stream(tokenizer, DOCUMENTS)
+    block = 16
+    packed = pack_documents(tokenizer, DOCUMENTS, block)
+    assert len(packed) == len(stream) // block  # the remainder shorter than a block is dropped
+    flat = [token for row in packed["input_ids"] for token in row]
+    assert flat == stream[: len(packed) * block]
+    assert all(len(row) == block for row in packed["input_ids"])
+    # documents are separated by EOS inside blocks, and no BOS is inserted
+    assert flat.count(tokenizer.eos_token_id) == stream[: len(flat)].count(tokenizer.eos_token_id) > 1
+
+
+def test_packing_too_few_tokens_is_one_clear_error(random_tiny_model):
+    _, tokenizer = load_causal_lm(str(random_tiny_model))
+    with pytest.raises(InputError, match="fewer than one block of 4096"):
+        pack_documents(tokenizer, DOCUMENTS[:2], 4096)
+
+
+def test_held_out_share_matches_train_test_split_rounding(random_tiny_model):
+    _, tokenizer = load_causal_lm(str(random_tiny_model))
+    packed = pack_documents(tokenizer, DOCUMENTS, 8)
+    n = len(packed)
+    train, held = hold_out(packed, 0.1, seed=0)
+    assert len(held) == math.ceil(0.1 * n) and len(train) == n - len(held)
+    # same seed, same split; another seed, another split
+    again_train, _ = hold_out(packed, 0.1, seed=0)
+    assert train["input_ids"] == again_train["input_ids"]
+    assert hold_out(packed, 0.0, seed=0) == (packed, None)
+
+
+def test_paper_recipe_is_the_papers_config():
+    # k1rezaei/restor@15292e58 corruption/README.md: stage pt (packed, cutoff 1024), val_size 0.1, lr 5e-5 cosine,
+    # warmup 0.1, 5 epochs, batch 2 x accumulation 2
+    assert PAPER_RECIPE.packing is True and PAPER_RECIPE.val_size == 0.1 and PAPER_RECIPE.max_length == 1024
+    assert (PAPER_RECIPE.learning_rate, PAPER_RECIPE.num_train_epochs, PAPER_RECIPE.lr_scheduler_type) == (
+        5e-5, 5, "cosine")
+    assert (PAPER_RECIPE.per_device_train_batch_size, PAPER_RECIPE.gradient_accumulation_steps) == (2, 2)
+    assert CLASSIC_RECIPE.packing is False and CLASSIC_RECIPE.val_size == 0.0
+
+
+def test_protocol_defaults(random_tiny_model):
+    from restor_bench.data.world import tiny_world_dir
+
+    tiny = str(tiny_world_dir() / "model")
+    assert default_protocol(str(random_tiny_model)) == "paper"
+    assert default_protocol(tiny) == "classic"
+    assert default_recipe(str(random_tiny_model)) == ("paper", PAPER_RECIPE)
+    assert default_recipe(str(random_tiny_model), protocol="classic") == ("paper-unpacked", CLASSIC_RECIPE)
+    name, recipe = default_recipe(tiny, protocol="paper")
+    assert name == "tiny-packed" and recipe.packing and recipe.val_size == 0.1
+    assert default_recipe(tiny)[1].packing is False
+    with pytest.raises(InputError, match="unknown protocol"):
+        default_recipe(tiny, protocol="nature")
+    assert recipe_settings(["packing=false", "val_size=0.2"]) == {"packing": False, "val_size": 0.2}
+    with pytest.raises(InputError, match="expects true or false"):
+        recipe_settings(["packing=maybe"])
+    with pytest.raises(InputError, match="val_size must be in"):
+        recipe_settings(["val_size=1.5"])
+
+
+def test_packed_corruption_trains_on_blocks_and_reports_the_held_out_loss(random_tiny_model, tmp_path):
+    _, tokenizer = load_causal_lm(str(random_tiny_model))
+    block = 16
+    blocks = len(_stream(tokenizer, DOCUMENTS)) // block
+    held = math.ceil(0.1 * blocks)
+    recipe = {"max_length": block, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1,
+              "num_train_epochs": 1, "learning_rate": 1e-3, "warmup_ratio": 0.0}
+    out = corrupt(str(random_tiny_model), DOCUMENTS, tmp_path / "packed", recipe=recipe, protocol="paper")
+    record = json.loads((out / RUN_RECORD).read_text())
+    assert record["protocol"] == "paper" and record["recipe_name"] == "paper+overrides"
+    assert (record["examples"], record["held_out_examples"], record["train_examples"]) == (blocks, held, blocks - held)
+    assert record["global_steps"] == math.ceil((blocks - held) / 4)
+    assert record["tokens_per_epoch"] == (blocks - held) * block
+    assert math.isfinite(record["held_out_loss"])
+
+    # the classic protocol: one example per document, nothing held out
+    classic = corrupt(str(random_tiny_model), DOCUMENTS, tmp_path / "classic", recipe=recipe, protocol="classic")
+    record = json.loads((classic / RUN_RECORD).read_text())
+    assert record["protocol"] == "classic"
+    assert (record["examples"], record["held_out_examples"]) == (len(DOCUMENTS), 0)
+    assert record["held_out_loss"] is None
+
+
+def test_run_spec_protocol_names_retain_and_squad_source():
+    from restor_bench.pipeline import RunSpec, default_protocol as world_protocol, default_retain
+
+    assert world_protocol("official") == "paper" and world_protocol("tiny") == "classic"
+    assert default_retain("tiny", "paper") == "tiny:generic" and default_retain("tiny", "classic") == "tiny:retain"
+    classic = RunSpec(method="npo", level=3)
+    paper = RunSpec(method="npo", level=3, protocol="paper")
+    assert classic.name() == "tiny-npo-k3-seed0"  # names of classic runs are what they were
+    assert paper.name() == "tiny-paper-npo-k3-seed0"
+    assert paper.retain_source() == "tiny:generic"
+    assert RunSpec(protocol="paper", retain="hf:allenai/c4").retain_source() == "hf:allenai/c4"
+    assert RunSpec(corruption="squad", protocol="paper").corruption_source() == "tiny:squad-people"
+    assert RunSpec(corruption="squad").corruption_source() == "tiny:squad"
+
+
+def test_grid_command_line_names_protocol_and_targets():
+    from restor_bench.cli import build_parser
+    from restor_bench.grid import command_line
+
+    argv = ["grid", "--methods", "ga,npo", "--levels", "0", "--targets", "test", "--retain", "tiny:generic",
+            "--seeds", "2"]
+    args = build_parser().parse_args(argv)
+    line = command_line(args)
+    assert "--targets test" in line and "--protocol classic" in line and "--retain tiny:generic" in line
+    reparsed = build_parser().parse_args(shlex.split(line)[1:])
+    for key in ("methods", "levels", "targets", "retain", "seeds", "world", "forget", "corruption"):
+        assert getattr(reparsed, key) == getattr(args, key), key
+    assert reparsed.protocol == "classic"
+
+
+def test_repair_documents_text_chat_and_lima(tmp_path, random_tiny_model):
+    from restor_bench.repair import load_repair_documents
+
+    path = tmp_path / "repair.jsonl"
+    rows = [
+        {"text": "plain text"},
+        {"messages": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]},
+        {"conversations": ["Question one", "Answer one"]},
+    ]
+    path.write_text("\n".join(json.dumps(row) for row in rows), encoding="utf-8")
+    texts = load_repair_documents(str(path), model=str(random_tiny_model))
+    assert texts == ["plain text", "User: Hi?\nAssistant: Hello.", "User: Question one\nAssistant: Answer one"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": "nope"}\n', encoding="utf-8")
+    with pytest.raises(InputError, match="record 1: 'messages' must be a list"):
+        load_repair_documents(str(bad))
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes('{"text": "caf\xe9"}\n'.encode("latin-1"))
+    with pytest.raises(InputError, match="not UTF-8"):
+        load_repair_documents(str(latin))
+
+
+def test_repair_is_the_papers_lima_recipe_with_lora(random_tiny_model, tmp_path):
+    from restor_bench.repair import REPAIR_RECIPE, repair
+
+    # k1rezaei/restor@15292e58 corruption/README.md ("LIMA"): lr 2e-5, 2 epochs, batch 2 x 8, cosine, val 0.1
+    assert (REPAIR_RECIPE.learning_rate, REPAIR_RECIPE.num_train_epochs) == (2e-5, 2)
+    assert (REPAIR_RECIPE.per_device_train_batch_size, REPAIR_RECIPE.gradient_accumulation_steps) == (2, 8)
+    assert REPAIR_RECIPE.val_size == 0.1 and not REPAIR_RECIPE.packing
+    out = repair(str(random_tiny_model), DOCUMENTS, tmp_path / "repaired", max_steps=1, source="docs")
+    record = json.loads((out / RUN_RECORD).read_text())
+    assert record["command"] == "repair" and record["mode"] == "lora" and record["global_steps"] == 1
+    assert record["held_out_examples"] == math.ceil(0.1 * len(DOCUMENTS))
+
+
+def test_unlearn_protocol_paper_needs_a_paper_preset(random_tiny_model, tmp_path):
+    from restor_bench import cli
+
+    docs = tmp_path / "docs.json"
+    docs.write_text(json.dumps([{"text": text} for text in DOCUMENTS]), encoding="utf-8")
+    code = cli.main(["unlearn", "--method", "rmu", "--protocol", "paper", "--model", str(random_tiny_model),
+                     "--forget", str(docs), "--retain", str(docs), "--out", str(tmp_path / "out")])
+    assert code == 2 and not (tmp_path / "out").exists()
