@@ -648,6 +648,7 @@ class PageInfo:
     metric: str
     notes: list[str]
     plots: dict[str, str]  # title -> path relative to the page
+    protocol: str = "classic"
 
 
 def results_markdown(results: Sequence[CellResult], info: PageInfo) -> str:
@@ -655,8 +656,9 @@ def results_markdown(results: Sequence[CellResult], info: PageInfo) -> str:
     wikidata = [result for result in results if result.cell.corruption == "wikidata"]
     squad = [result for result in results if result.cell.corruption == "squad"]
     tasks = sorted({result.task for result in results})
+    title = "RESTOR as published (paper protocol)" if info.protocol == "paper" else "RESTOR experiment grid"
     lines = [
-        "# RESTOR experiment grid: results",
+        f"# {title}: results",
         "",
         "Produced by:",
         "",
@@ -696,6 +698,10 @@ def results_markdown(results: Sequence[CellResult], info: PageInfo) -> str:
     if squad:
         lines += ["## Extreme corruption (SQuAD-style passages)", "",
                   *_table(["method", "forget", *header_cells], _cell_rows(squad, False)), ""]
+    if info.protocol == "paper":
+        from restor_bench.findings import findings_markdown
+
+        lines += findings_markdown(results)
     lines += _hparams_section(results)
     lines += _timing_section(results)
     if info.plots:
@@ -778,11 +784,13 @@ def write_page(
         metric=metric,
         notes=list(notes),
         plots=plot_paths,
+        protocol=options.protocol,
     )
     atomic_write_text(results_path, results_markdown(results, info))
     atomic_write_json(Path(results_path).with_suffix(".json"), {
         "schema": "restor-bench/grid/v1", "command": command, "date": info.date, "versions": info.versions,
-        "world": info.world, "seeds": info.seeds, "resamples": resamples, "metric": metric,
+        "world": info.world, "protocol": options.protocol, "seeds": info.seeds, "resamples": resamples,
+        "metric": metric,
         "cells": [result.to_dict() for result in results],
     })
     return results

@@ -193,3 +193,45 @@ def test_unlearn_protocol_paper_needs_a_paper_preset(random_tiny_model, tmp_path
     code = cli.main(["unlearn", "--method", "rmu", "--protocol", "paper", "--model", str(random_tiny_model),
                      "--forget", str(docs), "--retain", str(docs), "--out", str(tmp_path / "out")])
     assert code == 2 and not (tmp_path / "out").exists()
+
+
+def _cell(method, corruption, level, forget, ratio, corrupted=(0.2, 0.1, 0.3)):
+    from restor_bench.grid import Cell, CellResult, Estimate
+
+    stats = {"restoration_ratio": Estimate(*ratio), "corrupted_target": Estimate(*corrupted)}
+    return CellResult(cell=Cell(method, corruption, level, forget), name="x", task="t", seeds=[0], n_target=10,
+                      n_non_target=10, stats=stats, transitions={}, wall_time_s=0.0)
+
+
+def test_findings_verdicts_follow_the_intervals():
+    from restor_bench.findings import AGREES, DISAGREES, NOT_MEASURABLE, UNCLEAR, check_findings
+
+    results = [
+        _cell("npo", "wikidata", 0, "full", (0.4, 0.2, 0.6), corrupted=(0.5, 0.4, 0.6)),
+        _cell("npo", "wikidata", 3, "full", (0.3, 0.1, 0.5), corrupted=(0.1, 0.05, 0.2)),
+        _cell("ga", "wikidata", 3, "full", (0.0, -0.1, 0.1)),
+        _cell("ga", "wikidata", 3, "simplified", (0.5, 0.3, 0.7)),
+        _cell("ga", "squad", None, "full", (0.0, -0.2, 0.2)),
+    ]
+    verdicts = {finding.key: finding.verdict for finding in check_findings(results)}
+    assert verdicts == {"severity": AGREES, "npo_restores": AGREES, "simplified_helps": AGREES,
+                        "squad_nothing": AGREES}
+
+    flipped = [
+        _cell("npo", "wikidata", 0, "full", (0.4, 0.2, 0.6), corrupted=(0.1, 0.05, 0.2)),
+        _cell("npo", "wikidata", 3, "full", (-0.3, -0.5, -0.1), corrupted=(0.5, 0.4, 0.6)),
+        _cell("ga", "wikidata", 3, "full", (0.5, 0.3, 0.7)),
+        _cell("ga", "wikidata", 3, "simplified", (0.0, -0.1, 0.1)),
+        _cell("ga", "squad", None, "full", (0.4, 0.2, 0.6)),
+    ]
+    verdicts = {finding.key: finding.verdict for finding in check_findings(flipped)}
+    assert verdicts == {"severity": DISAGREES, "npo_restores": DISAGREES, "simplified_helps": DISAGREES,
+                        "squad_nothing": DISAGREES}
+
+    overlapping = [_cell("npo", "wikidata", 0, "full", (0.1, -0.1, 0.3), corrupted=(0.3, 0.1, 0.5)),
+                   _cell("npo", "wikidata", 3, "full", (0.2, 0.1, 0.3), corrupted=(0.25, 0.1, 0.4))]
+    verdicts = {finding.key: finding.verdict for finding in check_findings(overlapping)}
+    assert verdicts == {"severity": UNCLEAR, "npo_restores": UNCLEAR, "simplified_helps": NOT_MEASURABLE,
+                        "squad_nothing": NOT_MEASURABLE}
+    undefined = [_cell("npo", "wikidata", 0, "full", (None, None, None))]
+    assert check_findings(undefined)[1].verdict == NOT_MEASURABLE

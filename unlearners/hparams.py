@@ -19,6 +19,13 @@ from unlearners.errors import UnlearnError
 
 REFERENCE_MODES = ("auto", "cached", "live", "adapter")
 
+# gamma, the weight the RESTOR code (k1rezaei/restor@15292e58, unlearning/unlearn/{GA,KL,NPO}.py) puts on one of
+# the two terms of GA+FT, KL+FT and NPO; used by the methods' "paper" presets. The official code takes it from its
+# trainer arguments (`BaseTrainer(gamma=...)`) and neither the code nor its README states the value the paper
+# ran; the SOUL code it builds on (OPTML-Group/SOUL, src/exec/unlearn_model.py) defaults gamma to 0 for GA+FT and
+# NPO and has no KL+FT entry, and KL+FT with gamma = 0 would not unlearn at all. 1.0 weighs the two terms equally.
+RESTOR_GAMMA = 1.0
+
 
 @dataclass
 class TrainHparams:

@@ -1,11 +1,12 @@
-"""Gradient ascent (GA) on the forget documents."""
+"""Gradient ascent (GA) on the forget documents, optionally with a retain term (GA+FT of the RESTOR code)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from unlearners.base import Method
-from unlearners.hparams import TrainHparams
+from unlearners.errors import UnlearnError
+from unlearners.hparams import RESTOR_GAMMA, TrainHparams
 from unlearners.losses import mean_nll
 
 
@@ -14,25 +15,53 @@ class GAHparams(TrainHparams):
     # tiny-world defaults, tuned on the validation targets (docs/tuning.md)
     learning_rate: float = 5e-05
     num_epochs: float = 1.0
+    # gamma of the RESTOR code's GA+FT; 0 = plain gradient ascent (no retain set needed)
+    retain_weight: float = 0.0
+
+    def check(self) -> None:
+        super().check()
+        if self.retain_weight < 0:
+            raise UnlearnError(f"hyperparameter 'retain_weight' must be >= 0, got {self.retain_weight}")
 
 
 class GradientAscent(Method):
     """Gradient ascent: maximise the language-model loss on the forget documents.
 
-    loss = - NLL(forget) ,   NLL = mean next-token negative log-likelihood over the batch's tokens.
+    loss = - NLL(forget) + retain_weight * NLL(retain) ,
+    NLL = mean next-token negative log-likelihood over the batch's predicted (non-padding) tokens.
 
-    The simplest unlearning baseline (e.g. Jang et al. 2023, "Knowledge Unlearning for Mitigating Privacy Risks in
-    Language Models", ACL; Yao et al. 2024, "Large Language Model Unlearning"). The loss is unbounded below, so long
-    runs collapse the model; keep the number of steps small.
+    With `retain_weight = 0` (the default) this is plain gradient ascent, the simplest unlearning baseline (e.g.
+    Jang et al. 2023, "Knowledge Unlearning for Mitigating Privacy Risks in Language Models", ACL; Yao et al. 2024,
+    "Large Language Model Unlearning"). The loss is unbounded below, so long runs collapse the model; keep the
+    number of steps small.
+
+    With `retain_weight = gamma > 0` it is the GA+FT objective RESTOR ran (Rezaei et al., arXiv:2411.00204;
+    code k1rezaei/restor@15292e58 unlearning/unlearn/GA.py, class GA_FT):
+        loss = - NLL(forget) + gamma * NLL(retain),
+    both NLLs the Hugging Face `outputs.loss` of the batch (mean over its non-ignored next tokens). The "paper"
+    preset sets gamma = 1.0: the official code takes gamma from its trainer arguments and does not state it
+    (the SOUL code it builds on defaults GA+FT's gamma to 0, i.e. plain GA).
     """
 
     name = "ga"
-    description = "gradient ascent on the forget documents (loss = -NLL(forget))"
+    description = "gradient ascent on the forget documents (loss = -NLL(forget) [+ retain_weight * NLL(retain)])"
     Hparams = GAHparams
-    presets = {"7b": {"learning_rate": 1e-5, "num_epochs": 5, "per_device_batch_size": 4,
-                      "gradient_accumulation_steps": 8, "max_length": 512, "lr_scheduler_type": "linear",
-                      "warmup_steps": 0.1, "weight_decay": 0.01}}
+    presets = {
+        "7b": {"learning_rate": 1e-5, "num_epochs": 5, "per_device_batch_size": 4,
+               "gradient_accumulation_steps": 8, "max_length": 512, "lr_scheduler_type": "linear",
+               "warmup_steps": 0.1, "weight_decay": 0.01},
+        "paper": {"retain_weight": RESTOR_GAMMA},
+    }
+
+    def needs_retain(self) -> bool:
+        return self.hparams.retain_weight > 0
 
     def loss(self, model, forget, retain, ctx):
         forget_nll = mean_nll(model, forget)
-        return -forget_nll, {"forget_nll": forget_nll.detach()}
+        loss = -forget_nll
+        logs = {"forget_nll": forget_nll.detach()}
+        if self.hparams.retain_weight > 0:
+            retain_nll = mean_nll(model, retain)
+            loss = loss + self.hparams.retain_weight * retain_nll
+            logs["retain_nll"] = retain_nll.detach()
+        return loss, logs

@@ -1,4 +1,5 @@
-"""Gradient ascent on the forget documents + KL divergence to the reference model on the retain documents."""
+"""KL methods: a forget term (gradient ascent, or the cross-entropy to the reference of the RESTOR code) plus a
+retain term (KL to the reference, or the language-model loss)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ from dataclasses import dataclass
 
 from unlearners.base import Method
 from unlearners.errors import UnlearnError
-from unlearners.hparams import TrainHparams, check_reference_mode
-from unlearners.losses import forward, kl_reference_to_model, mean_nll, token_nll
+from unlearners.hparams import RESTOR_GAMMA, TrainHparams, check_reference_mode
+from unlearners.losses import cross_entropy_to_reference, forward, kl_reference_to_model, mean_nll, token_nll
 from unlearners.methods.ga import GradientAscent
+
+FORGET_TERMS = ("nll", "cross_entropy")
+RETAIN_TERMS = ("kl", "nll")
 
 
 @dataclass
@@ -18,13 +22,23 @@ class KLHparams(TrainHparams):
     num_epochs: float = 1.0
     forget_weight: float = 1.0
     retain_weight: float = 1.0
+    # "nll": -NLL(forget) (TOFU); "cross_entropy": -CE(p_theta || p_ref) on the forget batch (RESTOR's KL+FT)
+    forget_term: str = "nll"
+    # "kl": KL(p_ref || p_theta) on the retain batch (TOFU); "nll": NLL(retain) (RESTOR's KL+FT)
+    retain_term: str = "kl"
     # "auto": the LoRA adapter disabled when training LoRA, else a frozen copy ("live"); caching is not possible
-    # because the loss needs the reference's full next-token distributions on fresh retain batches.
+    # because the loss needs the reference's full next-token distributions on fresh batches.
     reference: str = "auto"
 
     def check(self) -> None:
         super().check()
         check_reference_mode(self.reference, ("auto", "live", "adapter"))
+        if self.forget_term not in FORGET_TERMS:
+            raise UnlearnError(f"hyperparameter 'forget_term' must be one of {', '.join(FORGET_TERMS)}; "
+                               f"got {self.forget_term!r}")
+        if self.retain_term not in RETAIN_TERMS:
+            raise UnlearnError(f"hyperparameter 'retain_term' must be one of {', '.join(RETAIN_TERMS)}; "
+                               f"got {self.retain_term!r}")
         if self.forget_weight < 0 or self.retain_weight <= 0:
             raise UnlearnError("hyperparameter 'retain_weight' must be > 0 and 'forget_weight' >= 0")
 
@@ -32,29 +46,74 @@ class KLHparams(TrainHparams):
 class KLMinimization(Method):
     """Gradient ascent on the forget documents, kept close to the reference model on the retain documents.
 
-    loss = - forget_weight * NLL(forget) + retain_weight * KL( p_ref(. | x) || p_theta(. | x) ),
-    the KL averaged over the next-token distributions of the retain batch.
+    Default (forget_term="nll", retain_term="kl"), the TOFU "KL" baseline (Maini et al. 2024, "TOFU: A Task of
+    Fictitious Unlearning for LLMs"; also Yao et al. 2024):
 
-    Maini et al. 2024, "TOFU: A Task of Fictitious Unlearning for LLMs" (the "KL" baseline); also Yao et al. 2024.
+        loss = - forget_weight * NLL(forget) + retain_weight * KL( p_ref(. | x) || p_theta(. | x) ),
+
+    the KL averaged over the next-token distributions at the retain batch's predicted (non-padding) tokens.
+
+    The terms are options:
+    - forget_term="cross_entropy": the forget term of RESTOR's KL+FT (k1rezaei/restor@15292e58
+      unlearning/unlearn/KL.py, `kl_loss` and class KL_FT), on the forget batch,
+          CE = mean over all [B, S] positions of  - sum_v p_theta(v | x_<=t) * log( p_ref(v | x_<=t) + 1e-12 ),
+      a cross-entropy of the model's distribution against the reference's (not a KL: no entropy term), averaged
+      over every position of the padded batch, padding and the last position included. The term is
+      - forget_weight * CE (maximised).
+    - retain_term="nll": retain_weight * NLL(retain), the language-model loss (mean over predicted tokens).
+
+    The "paper" preset is KL+FT as RESTOR ran it (Rezaei et al., arXiv:2411.00204):
+        loss = - gamma * CE(forget) + NLL(retain),   forget_weight = gamma = 1.0, retain_weight = 1;
+    the official code takes gamma from its trainer arguments and does not state the value (see RESTOR_GAMMA).
+
     The reference is the model before unlearning: with LoRA, the same model with its adapter disabled (no extra
-    memory); with full fine-tuning, a frozen copy (one more model in memory).
+    memory); with full fine-tuning, a frozen copy (one more model in memory). With forget_term="nll" and
+    retain_term="nll" no reference is used.
     """
 
     name = "kl"
-    description = "gradient ascent on forget + KL(reference || model) on retain"
+    description = "gradient ascent on forget + KL(reference || model) on retain (or RESTOR's KL+FT)"
     Hparams = KLHparams
-    presets = {"7b": dict(GradientAscent.presets["7b"])}
+    presets = {
+        "7b": dict(GradientAscent.presets["7b"]),
+        "paper": {"forget_term": "cross_entropy", "forget_weight": RESTOR_GAMMA,
+                  "retain_term": "nll", "retain_weight": 1.0},
+    }
     uses_reference = True
 
     def needs_retain(self) -> bool:
         return True
 
-    def loss(self, model, forget, retain, ctx):
-        forget_nll = mean_nll(model, forget)
+    def reference_mode(self, lora: bool) -> str | None:
+        if self.hparams.forget_term == "nll" and self.hparams.retain_term == "nll":
+            return None
+        return super().reference_mode(lora)
+
+    def forget_loss(self, model, forget, ctx):
+        """(the forget term before its weight, logs)."""
+        if self.hparams.forget_term == "nll":
+            forget_nll = mean_nll(model, forget)
+            return forget_nll, {"forget_nll": forget_nll.detach()}
+        outputs = forward(model, forget)
+        ref_outputs = ctx.reference.outputs(model, forget)
+        cross_entropy = cross_entropy_to_reference(outputs.logits, ref_outputs.logits)
+        nll_sum, count = token_nll(outputs.logits.detach(), forget["labels"])
+        forget_nll = nll_sum.sum() / count.sum().clamp(min=1)
+        return cross_entropy, {"forget_ce": cross_entropy.detach(), "forget_nll": forget_nll}
+
+    def retain_loss(self, model, retain, ctx):
+        """(the retain term before its weight, logs)."""
+        if self.hparams.retain_term == "nll":
+            retain_nll = mean_nll(model, retain)
+            return retain_nll, {"retain_nll": retain_nll.detach()}
         outputs = forward(model, retain)
         ref_outputs = ctx.reference.outputs(model, retain)
         kl = kl_reference_to_model(ref_outputs.logits, outputs.logits, retain["labels"])
-        loss = -self.hparams.forget_weight * forget_nll + self.hparams.retain_weight * kl
-        retain_nll_sum, count = token_nll(outputs.logits.detach(), retain["labels"])
-        retain_nll = retain_nll_sum.sum() / count.sum().clamp(min=1)
-        return loss, {"forget_nll": forget_nll.detach(), "retain_kl": kl.detach(), "retain_nll": retain_nll}
+        nll_sum, count = token_nll(outputs.logits.detach(), retain["labels"])
+        return kl, {"retain_kl": kl.detach(), "retain_nll": nll_sum.sum() / count.sum().clamp(min=1)}
+
+    def loss(self, model, forget, retain, ctx):
+        forget_term, forget_logs = self.forget_loss(model, forget, ctx)
+        retain_term, retain_logs = self.retain_loss(model, retain, ctx)
+        loss = -self.hparams.forget_weight * forget_term + self.hparams.retain_weight * retain_term
+        return loss, {**forget_logs, **retain_logs}
