@@ -72,7 +72,12 @@ from restor_bench.errors import GateFailure, InputError
 
 SCHEMA = "restor-bench/compare/v1"
 DEFAULT_METRIC = "contains"
-GENERATION_METRICS = ("contains", "exact_match")
+# The *_legacy metrics score the same generations with the scorer of task version 1.0 (articles dropped anywhere,
+# no aliases), so that old and new scores can be shown side by side.
+GENERATION_METRICS = ("contains", "exact_match", "contains_legacy", "exact_match_legacy")
+# Tasks whose per-question metric is a mean over several sampled generations (not 0/1): lm-eval's own aggregate is
+# their score; compare reads per-question 0/1 outcomes, so it leaves them out unless asked, then refuses clearly.
+SAMPLED_TASK_SUFFIX = "_sampled"
 LOGPROB_METRIC = "prefers_correct"
 LOGPROB_CORRUPTED_METRIC = "prefers_corrupted"
 REQUIRED_DOC_FIELDS = ("id", "entity", "relation")
@@ -134,6 +139,14 @@ def load_run(
     if metric not in GENERATION_METRICS:
         raise InputError(f"unknown metric {metric!r}; choose one of {', '.join(GENERATION_METRICS)}")
     outputs = find_lm_eval_outputs(folder)
+    sampled = [task for task in (tasks or ()) if task.endswith(SAMPLED_TASK_SUFFIX)]
+    if sampled:
+        raise InputError(
+            f"task {sampled[0]}: its per-question score is a mean over sampled generations, not a 0/1 outcome; "
+            "compare the greedy task, or read lm-eval's aggregate in the results file"
+        )
+    if not tasks:
+        outputs = {task: output for task, output in outputs.items() if not task.endswith(SAMPLED_TASK_SUFFIX)}
     if tasks:
         missing = [task for task in tasks if task not in outputs]
         if missing:
@@ -292,7 +305,8 @@ def default_targets(task: str, task_metadata: dict[str, Any] | None = None) -> t
 
     Tiny-world tasks: the "targets" of the world's manifest.json (the world lm-eval was given with
     `--metadata '{"world_dir": DIR}'`, as recorded in the results file, else `$RESTOR_TINY_WORLD`, else the
-    shipped world). Official tasks: the ten official target entities.
+    shipped world). `restor_facts_squad`: the five people of the official SQuAD-style passages. Other official
+    tasks: the ten official target entities.
     """
     if task.startswith("restor_tiny"):
         from restor_bench.data.world import load_manifest
@@ -303,6 +317,12 @@ def default_targets(task: str, task_metadata: dict[str, Any] | None = None) -> t
         if not isinstance(targets, list) or not all(isinstance(name, str) for name in targets):
             raise InputError('tiny world manifest: "targets" is not a list of names')
         return list(targets), "tiny world manifest"
+    if task.startswith("restor_facts_squad"):
+        from restor_bench.data.questions import squad_target_people
+
+        data_dir = (task_metadata or {}).get("data_dir")
+        people = squad_target_people(data_dir if isinstance(data_dir, str) and data_dir else None)
+        return list(people), "people of the official SQuAD-style passages"
     if task.startswith("restor_facts"):
         return list(OFFICIAL_TARGETS), "official RESTOR targets"
     raise InputError(f"task {task}: no default target entities; pass --targets or --targets-from")

@@ -759,13 +759,15 @@ def write_page(
     """Compute every cell's numbers, draw the plots and write the results page (atomically)."""
     from restor_bench import plots as plotting
     from restor_bench.io import atomic_write_json, atomic_write_text
-    from restor_bench.pipeline import TASKS, clean_model_for
+    from restor_bench.pipeline import clean_model_for, default_tasks
     from restor_bench.training import package_versions
 
     root = Path(options.root)
-    task = TASKS[options.world][0]
     cache = _SamplesCache(metric)
-    results = [cell_result(cell, record, root, task, cache, resamples) for cell, record in records]
+    results = [
+        cell_result(cell, record, root, default_tasks(cell_spec(cell, options, {}))[0], cache, resamples)
+        for cell, record in records
+    ]
     plot_paths: dict[str, str] = {}
     if plots_dir is not None and results:
         for title, path in plotting.write_grid_plots(results, Path(plots_dir)).items():

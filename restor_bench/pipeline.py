@@ -167,6 +167,14 @@ class StepRunner:
         return out
 
 
+def default_tasks(spec: RunSpec) -> tuple[str, ...]:
+    """The tasks a run is scored on: the world's, except that SQuAD-style corruption of the official data is scored
+    on the questions of the five people its passages are about (`restor_facts_squad`), not on the wikidata targets."""
+    if spec.world == "official" and spec.corruption == "squad":
+        return ("restor_facts_squad",)
+    return TASKS[spec.world]
+
+
 def clean_model_for(spec: RunSpec) -> str:
     if spec.model:
         return spec.model
@@ -206,7 +214,7 @@ def run_protocol(spec: RunSpec, root: Path, *, log: Callable[[str], None] = prin
         raise InputError(f"unknown world {spec.world!r} (choose one of: {', '.join(WORLDS)})")
     if spec.protocol not in PROTOCOLS:
         raise InputError(f"unknown protocol {spec.protocol!r} (choose one of: {', '.join(PROTOCOLS)})")
-    tasks = tuple(spec.tasks) or TASKS[spec.world]
+    tasks = tuple(spec.tasks) or default_tasks(spec)
     clean = clean_model_for(spec)
     runner = StepRunner(root, log)
     source = spec.corruption_source()

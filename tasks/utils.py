@@ -13,6 +13,11 @@ def load_target_facts(**metadata):
     return questions.target_facts_dataset(**metadata)
 
 
+def load_squad_facts(**metadata):
+    """restor_facts_squad: the questions about the SQuAD passages' five people + a seeded sample of others."""
+    return questions.squad_facts_dataset(**metadata)
+
+
 def load_tiny_facts(**metadata):
     """restor_tiny_facts: every question of the tiny world (metadata: world_dir)."""
     return questions.tiny_facts_dataset(**metadata)
@@ -24,7 +29,8 @@ def load_tiny_logprob(**metadata):
 
 
 def process_results(doc, results):
-    """exact_match and contains of the generated first line."""
+    """exact_match, contains and their _legacy forms of the generated first line(s), averaged over a question's
+    generations (one when greedy, the repeats of the *_sampled tasks)."""
     return normalize.score_generation(doc, results)
 
 

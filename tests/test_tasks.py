@@ -13,15 +13,27 @@ from pathlib import Path
 import pytest
 from fixture_world import CORRUPTED, PEOPLE, TARGETS, write_fixture_world
 
-from restor_bench.data.questions import tiny_logprob_records, tiny_records
+from restor_bench.data.normalize import GENERATION_METRICS, score_generation
+from restor_bench.data.questions import squad_target_people, tiny_logprob_records, tiny_records
 from restor_bench.errors import InputError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TASKS_DIR = REPO_ROOT / "tasks"
 OFFICIAL_DIR = REPO_ROOT.parent / "shared" / "restor-official"
 SHIPPED_WORLD = REPO_ROOT / "restor_bench" / "data" / "tiny_world"
-TASK_NAMES = ["restor_facts", "restor_facts_targets", "restor_tiny_facts", "restor_tiny_logprob"]
+TASK_NAMES = [
+    "restor_facts",
+    "restor_facts_targets",
+    "restor_facts_squad",
+    "restor_facts_sampled",
+    "restor_facts_targets_sampled",
+    "restor_tiny_facts",
+    "restor_tiny_facts_sampled",
+    "restor_tiny_logprob",
+]
 GROUP_NAMES = ["restor", "restor_tiny"]
+SQUAD_PEOPLE = {"John Forbes Nash Jr.", "Quincy Jones", "Iggy Azalea", "Bob Marley", "Jacques Cousteau"}
+SAMPLE_MEANS = (0.0, 1 / 3, 2 / 3, 1.0)
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +58,41 @@ def test_tasks_and_groups_are_discovered():
     manager = _task_manager()
     assert set(TASK_NAMES) <= set(manager.all_subtasks)
     assert set(GROUP_NAMES) <= set(manager.all_groups)
+
+
+def test_groups_run_what_they_ran_before():
+    # The new tasks (sampled, squad) are not in the groups: `--tasks restor` / `restor_tiny` run as before.
+    import yaml
+
+    groups = {"_restor.yaml": ["restor_facts"], "_restor_tiny.yaml": ["restor_tiny_facts", "restor_tiny_logprob"]}
+    for name, tasks in groups.items():
+        config = yaml.safe_load((TASKS_DIR / name).read_text())
+        assert config["task"] == tasks
+        aggregated = {entry["metric"] for entry in config["aggregate_metric_list"]}
+        assert set(GENERATION_METRICS) <= aggregated
+
+
+def test_generation_tasks_report_new_and_legacy_metrics(fixture_world, monkeypatch):
+    monkeypatch.setenv("RESTOR_TINY_WORLD", str(fixture_world))
+    tasks = _load(["restor_tiny_facts", "restor_tiny_facts_sampled"])
+    for task in tasks.values():
+        metrics = {entry["metric"]: entry for entry in task.config.metric_list}
+        assert set(metrics) == set(GENERATION_METRICS)
+        assert all(entry["aggregation"] == "mean" and entry["higher_is_better"] is True for entry in metrics.values())
+        assert task.higher_is_better() == dict.fromkeys(GENERATION_METRICS, True)
+
+
+def test_sampled_task_config(fixture_world, monkeypatch):
+    monkeypatch.setenv("RESTOR_TINY_WORLD", str(fixture_world))
+    tasks = _load(["restor_tiny_facts", "restor_tiny_facts_sampled"])
+    greedy, sampled = tasks["restor_tiny_facts"], tasks["restor_tiny_facts_sampled"]
+    assert greedy.config.repeats == 1 and greedy.config.generation_kwargs["do_sample"] is False
+    assert sampled.config.repeats == 3
+    kwargs = sampled.config.generation_kwargs
+    assert kwargs["do_sample"] is True and kwargs["temperature"] > 0 and kwargs["until"] == ["\n"]
+    assert kwargs["max_gen_toks"] == greedy.config.generation_kwargs["max_gen_toks"]
+    assert sampled.config.filter_list == [{"name": "none", "filter": [{"function": "take_first_k", "k": 3}]}]
+    assert list(sampled.test_docs()) == list(greedy.test_docs())
 
 
 def test_tiny_records_follow_the_manifest(fixture_world):
@@ -122,6 +169,37 @@ def test_official_task_sizes(official_dir, monkeypatch):
     assert len(targets) == 298 and sum(doc["is_target"] for doc in targets) == 198
     small = _load(["restor_facts_targets"], n_other=10, seed=3)["restor_facts_targets"]
     assert len(small.test_docs()) == 208
+    squad = list(_load(["restor_facts_squad"])["restor_facts_squad"].test_docs())
+    assert len(squad) == 208 and sum(doc["is_target"] for doc in squad) == 108
+
+
+def test_squad_task_targets_the_five_people_of_the_squad_passages(official_dir, monkeypatch):
+    people = squad_target_people(official_dir)
+    assert set(people) == SQUAD_PEOPLE and len(people) == 5
+    monkeypatch.setenv("RESTOR_DATA_DIR", str(official_dir))
+    docs = list(_load(["restor_facts_squad"])["restor_facts_squad"].test_docs())
+    assert {doc["entity"] for doc in docs if doc["is_target"]} == SQUAD_PEOPLE
+    facts = json.loads((official_dir / "facts.json").read_text(encoding="utf-8"))["dset"]
+    expected = {f"{name}|{pid}" for name in SQUAD_PEOPLE for pid in facts[name]}
+    assert len(expected) == 108
+    assert {doc["id"] for doc in docs if doc["is_target"]} == expected
+    others = [doc for doc in docs if not doc["is_target"]]
+    assert len(others) == 100 and not {doc["entity"] for doc in others} & SQUAD_PEOPLE
+    # Interleaved: any prefix holds both kinds.
+    assert {doc["is_target"] for doc in docs[:4]} == {True, False}
+    # A fixed sample: the same docs again, others with another seed.
+    again = list(_load(["restor_facts_squad"])["restor_facts_squad"].test_docs())
+    assert [doc["id"] for doc in again] == [doc["id"] for doc in docs]
+    reseeded = list(_load(["restor_facts_squad"], seed=5)["restor_facts_squad"].test_docs())
+    assert {d["id"] for d in reseeded if d["is_target"]} == expected
+    assert {d["id"] for d in reseeded} != {d["id"] for d in docs}
+
+
+def test_squad_targets_need_the_squad_file(official_dir, tmp_path):
+    for name in ("facts.json", "entities.json"):
+        shutil.copy(official_dir / name, tmp_path / name)
+    with pytest.raises(InputError, match="SQuAD corruption file is missing"):
+        squad_target_people(tmp_path)
 
 
 def _lm_eval(model: Path, tasks: str, out: Path, env: dict, *extra: str) -> subprocess.CompletedProcess:
@@ -151,19 +229,20 @@ def _samples(out: Path, task: str) -> list[dict]:
 
 
 def test_lm_eval_end_to_end_on_a_random_model(fixture_world, random_tiny_model, tmp_path):
-    tasks = "restor_tiny"
+    tasks = "restor_tiny,restor_tiny_facts_sampled"
     extra_env = {"RESTOR_TINY_WORLD": str(fixture_world)}
     official = (OFFICIAL_DIR / "facts.json").exists()
     if official:
-        tasks += ",restor_facts,restor_facts_targets"
+        tasks += ",restor_facts,restor_facts_targets,restor_facts_squad"
         extra_env["RESTOR_DATA_DIR"] = str(OFFICIAL_DIR)
     out = tmp_path / "out"
     run = _lm_eval(random_tiny_model, tasks, out, _env(**extra_env), "--limit", "5")
     assert run.returncode == 0, run.stderr[-3000:]
 
     results = json.loads(_newest(out, "results_*.json").read_text())["results"]
-    for metric in ("exact_match", "contains"):
+    for metric in GENERATION_METRICS:
         assert 0.0 <= results["restor_tiny_facts"][f"{metric},none"] <= 1.0
+        assert 0.0 <= results["restor_tiny_facts_sampled"][f"{metric},none"] <= 1.0
         assert f"{metric},none" in results["restor_tiny"]
     for metric in ("prefers_correct", "prefers_corrupted", "prefers_random"):
         assert 0.0 <= results["restor_tiny_logprob"][f"{metric},none"] <= 1.0
@@ -186,6 +265,17 @@ def test_lm_eval_end_to_end_on_a_random_model(fixture_world, random_tiny_model, 
         } <= set(doc)
         assert doc["id"] == f"{doc['entity']}|{doc['relation']}"
         assert sample["contains"] in (0.0, 1.0) and sample["exact_match"] <= sample["contains"]
+        assert sample["contains_legacy"] in (0.0, 1.0) and sample["exact_match_legacy"] in (0.0, 1.0)
+
+    sampled = _samples(out, "restor_tiny_facts_sampled")
+    assert len(sampled) == 5
+    for sample in sampled:
+        generations = sample["filtered_resps"][0]
+        assert len(generations) == 3 and sample["resps"] == [generations]
+        assert sample == {**sample, **score_generation(sample["doc"], [generations])}
+        assert all(any(sample[m] == pytest.approx(v) for v in SAMPLE_MEANS) for m in GENERATION_METRICS)
+    # Three separate samples: a random model does not repeat itself.
+    assert any(len(set(sample["filtered_resps"][0])) > 1 for sample in sampled)
 
     for sample in _samples(out, "restor_tiny_logprob"):
         doc = sample["doc"]
@@ -198,9 +288,11 @@ def test_lm_eval_end_to_end_on_a_random_model(fixture_world, random_tiny_model, 
         assert doc["entity"] in TARGETS and doc["relation"]
 
     if official:
-        for task in ("restor_facts", "restor_facts_targets"):
-            assert "contains,none" in results[task]
+        for task in ("restor_facts", "restor_facts_targets", "restor_facts_squad"):
+            assert "contains,none" in results[task] and "contains_legacy,none" in results[task]
             assert all(s["doc"]["entity"] and s["doc"]["relation"] for s in _samples(out, task))
+        squad = _samples(out, "restor_facts_squad")
+        assert {s["doc"]["entity"] for s in squad if s["doc"]["is_target"]} <= SQUAD_PEOPLE
 
 
 @pytest.mark.skipif(
@@ -215,3 +307,42 @@ def test_shipped_tiny_model_knows_its_world(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads(_newest(out, "results_*.json").read_text())["results"]["restor_tiny_facts"]
     assert results["contains,none"] >= 0.95
+
+
+def _sampled_run(out: Path, seed: str) -> tuple[dict, list[dict]]:
+    env = _env()
+    env.pop("RESTOR_TINY_WORLD", None)
+    run = _lm_eval(
+        SHIPPED_WORLD / "model", "restor_tiny_facts_sampled", out, env, "--limit", "12", "--batch_size", "4",
+        "--seed", seed, "--gen_kwargs", "temperature=1.5",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads(_newest(out, "results_*.json").read_text())["results"]["restor_tiny_facts_sampled"]
+    return results, _samples(out, "restor_tiny_facts_sampled")
+
+
+@pytest.mark.skipif(
+    not (SHIPPED_WORLD / "model" / "config.json").exists(),
+    reason="the shipped tiny world model (restor_bench/data/tiny_world/model) is not built yet",
+)
+def test_sampled_task_on_the_shipped_model_is_a_mean_of_three_and_repeats_under_a_seed(tmp_path):
+    # A high temperature (through lm-eval's --gen_kwargs, which updates the task's settings) makes the confident
+    # tiny model disagree with itself now and then, so that the means are not all 0 or 1.
+    results, samples = _sampled_run(tmp_path / "first", "7")
+    assert len(samples) == 12
+    for sample in samples:
+        generations = sample["filtered_resps"][0]
+        assert len(generations) == 3
+        assert sample["doc"]["answers"] and all(isinstance(text, str) for text in generations)
+        expected = score_generation(sample["doc"], [generations])
+        for metric in GENERATION_METRICS:
+            assert any(sample[metric] == pytest.approx(value) for value in SAMPLE_MEANS)
+            assert sample[metric] == pytest.approx(expected[metric])
+    for metric in GENERATION_METRICS:
+        mean = sum(sample[metric] for sample in samples) / len(samples)
+        assert results[f"{metric},none"] == pytest.approx(mean)
+    assert results["contains,none"] > 0.5  # the model knows its world, even sampled hot
+
+    again, samples_again = _sampled_run(tmp_path / "second", "7")
+    assert [s["filtered_resps"] for s in samples_again] == [s["filtered_resps"] for s in samples]
+    assert again == results

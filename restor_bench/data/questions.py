@@ -130,21 +130,61 @@ def official_records(data_dir: str | os.PathLike | None = None) -> list[dict]:
 
 
 def official_target_records(
-    data_dir: str | os.PathLike | None = None, n_other: int = DEFAULT_N_OTHER, seed: int = 0
+    data_dir: str | os.PathLike | None = None,
+    n_other: int = DEFAULT_N_OTHER,
+    seed: int = 0,
+    targets: list[str] | None = None,
 ) -> list[dict]:
-    """The target questions (198) plus a fixed, seeded sample of `n_other` questions about other entities.
+    """The questions about the target people plus a fixed, seeded sample of `n_other` questions about the others.
 
-    Target and other questions are interleaved evenly, so that any prefix (lm-eval's `--limit N`) holds both
-    in about the same proportion as the whole task.
+    `targets` defaults to the ten official wikidata targets (198 questions). Every evaluated person's facts are
+    candidates; `is_target` marks the targets' questions. Target and other questions are interleaved evenly, so
+    that any prefix (lm-eval's `--limit N`) holds both in about the same proportion as the whole task.
     """
-    records = official_records(data_dir)
+    if targets is None:
+        records = official_records(data_dir)
+    else:
+        factset, entities = _official(data_dir)
+        missing = [name for name in targets if name not in entities]
+        if missing:
+            raise InputError(f"target {missing[0]!r} is not among the evaluated people (entities.json)")
+        records = question_records(factset, entities, targets=list(targets))
     if not any(record["is_target"] for record in records):
         raise InputError("the evaluated entities include none of the official RESTOR targets")
     others = [index for index, record in enumerate(records) if not record["is_target"]]
     keep = set(random.Random(seed).sample(others, min(max(int(n_other), 0), len(others))))
-    targets = [record for record in records if record["is_target"]]
+    target_records = [record for record in records if record["is_target"]]
     sampled = [record for index, record in enumerate(records) if index in keep]
-    return interleave(targets, sampled)
+    return interleave(target_records, sampled)
+
+
+def squad_target_people(data_dir: str | os.PathLike | None = None) -> list[str]:
+    """The people the official SQuAD-style corruption passages are about, in the order of entities.json.
+
+    Derived from the data, not listed: `official.find_targets` over `squad/squad_v7_dset.json` with the evaluated
+    people of `entities.json` (the subject of each passage is the person it names most often; a person is a
+    target when the subject of at least a tenth as many passages as the most frequent one). On the official
+    release: Quincy Jones, Bob Marley, John Forbes Nash Jr., Jacques Cousteau, Iggy Azalea (108 questions).
+    """
+    from restor_bench.data.fetch import resolve_data_dir
+
+    folder = resolve_data_dir(data_dir)
+    path = folder / official.SQUAD_FILE
+    if not path.is_file():
+        raise InputError(f"{path}: the official SQuAD corruption file is missing (needed for its target people)")
+    people = official.find_folder_targets(folder, official.load_squad(folder).documents)
+    if not people:
+        raise InputError(f"{path}: the passages name none of the evaluated people of {official.ENTITIES_FILE}")
+    return people
+
+
+def squad_target_records(
+    data_dir: str | os.PathLike | None = None, n_other: int = DEFAULT_N_OTHER, seed: int = 0
+) -> list[dict]:
+    """Every question about the SQuAD passages' people (`squad_target_people`, 108 questions) plus a fixed,
+    seeded sample of `n_other` questions about the other evaluated people, interleaved as in
+    `official_target_records`."""
+    return official_target_records(data_dir, n_other=n_other, seed=seed, targets=squad_target_people(data_dir))
 
 
 def interleave(first: list[dict], second: list[dict]) -> list[dict]:
@@ -316,6 +356,14 @@ def facts_dataset(**metadata: Any):
 def target_facts_dataset(**metadata: Any):
     """lm-eval `custom_dataset` of restor_facts_targets; metadata may give `data_dir`, `n_other`, `seed`."""
     records = official_target_records(
+        metadata.get("data_dir"), n_other=_int(metadata, "n_other", DEFAULT_N_OTHER), seed=_int(metadata, "seed", 0)
+    )
+    return to_dataset_dict(records)
+
+
+def squad_facts_dataset(**metadata: Any):
+    """lm-eval `custom_dataset` of restor_facts_squad; metadata may give `data_dir`, `n_other`, `seed`."""
+    records = squad_target_records(
         metadata.get("data_dir"), n_other=_int(metadata, "n_other", DEFAULT_N_OTHER), seed=_int(metadata, "seed", 0)
     )
     return to_dataset_dict(records)
