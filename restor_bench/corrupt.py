@@ -109,10 +109,11 @@ def tiny_recipe(protocol: str = "classic") -> CorruptionRecipe:
 
 
 # The tiny world under the paper protocol: packed blocks of 512 tokens (the tiny model's training length),
-# 10% held out; batch and learning rate chosen so the packed run corrupts as strongly as the classic one
-# (measured in docs/RESULTS-paper.md).
+# 10% held out; batch and learning rate chosen so that the packed run corrupts about as strongly as the classic
+# one at k=0 (measured on 2 cores: lr 3e-4 leaves 47% of the target facts, 5e-4 21%, 1e-3 9% but costs 29 points
+# on the other people; the classic recipe leaves 16%).
 TINY_PACKED_CORRUPTION = {"packing": True, "val_size": 0.1, "per_device_train_batch_size": 2,
-                          "learning_rate": 1e-3, "num_train_epochs": 5}
+                          "learning_rate": 5e-4, "num_train_epochs": 5}
 
 
 def recipe_settings(settings: Iterable[str], where: str = "--corrupt-set") -> dict[str, Any]:

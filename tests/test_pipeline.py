@@ -89,10 +89,11 @@ def test_official_world_run_uses_the_official_retain_set(official_dir, tmp_path,
     argv = [
         "run", "--world", "official", "--model", str(tiny_world_dir() / "model"), "--lora", "--method", "kl",
         "--max-docs-per-entity", "1", "--corrupt-max-steps", "1", "--max-steps", "2", "--limit", "6",
-        "--batch-size", "6", "--root", str(root),
+        "--batch-size", "6", "--protocol", "classic", "--root", str(root),
     ]
     assert cli.main(argv) == 0
     record = json.loads((root / "official-kl-k0-lora" / "run.json").read_text())
+    assert record["protocol"] == "classic" and record["retain"] == "official:retain"
     unlearned = root / record["per_seed"][0]["artifacts"]["unlearned"]
     unlearn_run = json.loads((unlearned / "unlearn_run.json").read_text())
     retain = unlearn_run["data"]["retain"]
@@ -104,3 +105,26 @@ def test_official_world_run_uses_the_official_retain_set(official_dir, tmp_path,
     assert report["tasks"]["restor_facts_targets"]["n_corrupted_known"] == 0
     summary = record["summary"]["restor_facts_targets"]
     assert "transitions_forgotten" in summary and "transitions_still_corrupted" not in summary
+
+
+def test_official_world_defaults_to_the_paper_protocol(official_dir, tmp_path, monkeypatch):
+    """`run --world official` without --protocol runs the paper's protocol: packed corruption with a held-out
+    share, the method's `paper` preset (KL_FT: cross-entropy to the corrupted model on forget + NLL on retain)
+    and the generic running-text retain set."""
+    monkeypatch.setenv("RESTOR_DATA_DIR", str(official_dir))
+    root = tmp_path / "runs"
+    argv = [
+        "run", "--world", "official", "--model", str(tiny_world_dir() / "model"), "--lora", "--method", "kl",
+        "--max-docs-per-entity", "2", "--corrupt-max-steps", "1", "--max-steps", "1", "--limit", "4",
+        "--batch-size", "4", "--root", str(root),
+    ]
+    assert cli.main(argv) == 0
+    record = json.loads((root / "official-paper-kl-k0-lora" / "run.json").read_text())
+    assert record["protocol"] == "paper" and record["retain"] == "official:generic"
+    artifacts = record["per_seed"][0]["artifacts"]
+    corrupt_run = json.loads((root / artifacts["corrupted"] / "restor_run.json").read_text())
+    assert corrupt_run["protocol"] == "paper" and corrupt_run["recipe"]["packing"] is True
+    assert corrupt_run["held_out_examples"] >= 1 and corrupt_run["examples"] > corrupt_run["train_examples"]
+    unlearn_run = json.loads((root / artifacts["unlearned"] / "unlearn_run.json").read_text())
+    assert unlearn_run["hparams"]["forget_term"] == "cross_entropy" and unlearn_run["hparams"]["retain_term"] == "nll"
+    assert unlearn_run["data"]["retain"]["documents"] == 417
