@@ -166,3 +166,89 @@ def test_official_errors(official_dir, source, kwargs, expected):
         load_documents(source, data_dir=official_dir, **kwargs)
     message = _one_line_error(excinfo)
     assert source in message and expected in message
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Hugging Face datasets: hf:NAME[:CONFIG][@SPLIT][#N]
+
+
+@pytest.fixture()
+def hf_cache(tmp_path, monkeypatch):
+    """Keep the datasets cache of these tests in tmp_path."""
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
+    return datasets
+
+
+def test_hf_saved_dataset_folders(hf_cache, tmp_path):
+    datasets = hf_cache
+    texts = [f"document {i}" for i in range(1500)]
+    saved = tmp_path / "saved"
+    datasets.Dataset.from_dict({"text": texts, "id": list(range(1500))}).save_to_disk(str(saved))
+    assert load_documents(f"hf:{saved}") == texts[:1000]  # default: the first 1000 records
+    assert load_documents(f"hf:{saved}#3") == texts[:3]
+    assert load_documents(f"hf:{saved}#all") == texts
+    splits = tmp_path / "splits"
+    datasets.DatasetDict({
+        "train": datasets.Dataset.from_dict({"text": ["a", "", "b"]}),  # empty texts are skipped
+        "test": datasets.Dataset.from_dict({"text": ["t1", "t2"]}),
+    }).save_to_disk(str(splits))
+    assert load_documents(f"hf:{splits}") == ["a", "b"]
+    assert load_documents(f"hf:{splits}@test#1") == ["t1"]
+    with pytest.raises(InputError) as excinfo:
+        load_documents(f"hf:{splits}@validation")
+    assert "no split 'validation'" in _one_line_error(excinfo) and "train, test" in str(excinfo.value)
+
+
+def test_hf_data_file_folders_and_files(hf_cache, tmp_path):
+    folder = tmp_path / "jsonl"
+    folder.mkdir()
+    (folder / "part-0.jsonl").write_text("".join(json.dumps({"text": f"j{i}", "n": i}) + "\n" for i in range(5)))
+    assert load_documents(f"hf:{folder}") == [f"j{i}" for i in range(5)]
+    assert load_documents(f"hf:{folder / 'part-0.jsonl'}#2") == ["j0", "j1"]
+    parquet = tmp_path / "parquet"
+    parquet.mkdir()
+    hf_cache.Dataset.from_dict({"body": ["x", "y"], "n": [1, 2]}).to_parquet(str(parquet / "train.parquet"))
+    with pytest.raises(InputError) as excinfo:
+        load_documents(f"hf:{parquet}")
+    assert "no 'text' column (columns: body, n)" in _one_line_error(excinfo)
+    with pytest.raises(InputError) as excinfo:
+        load_documents(f"hf:{folder}@test")
+    assert "cannot load the dataset" in _one_line_error(excinfo) and "test" in str(excinfo.value)
+
+
+def test_hf_hub_dataset_offline_is_one_line(hf_cache, monkeypatch):
+    huggingface_hub = pytest.importorskip("huggingface_hub")
+    monkeypatch.setattr(hf_cache.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hf_cache.config, "HF_DATASETS_OFFLINE", True, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(InputError) as excinfo:
+        load_documents("hf:allenai/c4:en@train#10")
+    message = _one_line_error(excinfo)
+    assert message.startswith("hf:allenai/c4:en@train#10: ") and "offline" in message and "allenai/c4" in message
+
+
+@pytest.mark.parametrize(
+    "source, kwargs, expected",
+    [
+        ("hf:", {}, "not a Hugging Face dataset source"),
+        ("hf:name#0", {}, "positive integer or 'all'"),
+        ("hf:name#ten", {}, "positive integer or 'all'"),
+        ("hf:name:a:b", {}, "not a Hugging Face dataset source"),
+        ("hf:./no/such/folder", {}, "no such dataset folder"),
+        ("hf:name", {"forget": "simplified"}, "named sets only"),
+        ("hf:name", {"max_docs_per_entity": 2}, "named sets only"),
+    ],
+)
+def test_hf_source_errors(source, kwargs, expected):
+    with pytest.raises(InputError) as excinfo:
+        load_documents(source, **kwargs)
+    message = _one_line_error(excinfo)
+    assert message.startswith(source) and expected in message
+
+
+def test_named_sets_help_lists_the_sources():
+    from restor_bench.data.documents import NAMED_SETS_HELP
+
+    for name in ("tiny:generic", "tiny:squad-people", "official:generic", "hf:NAME[:CONFIG][@SPLIT][#N]"):
+        assert name in NAMED_SETS_HELP

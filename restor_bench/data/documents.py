@@ -1,15 +1,27 @@
-"""Document sets for corruption and unlearning: a file of {"text"} records, or a named set.
+"""Document sets for corruption and unlearning: a file of {"text"} records, a named set, or a Hugging Face dataset.
 
 Named sets:
 
 | name | documents |
 |---|---|
 | `tiny:K` (K = 0..5) | the tiny world's corruption documents at context level K |
-| `tiny:squad` | the tiny world's extreme corruption (passages about other subjects) |
+| `tiny:squad` | the tiny world's first extreme corruption (passages about towns, companies ... renamed) |
+| `tiny:squad-people` | extreme corruption as in the paper: passages about other people, renamed to a target |
 | `tiny:retain` | the tiny world's true-fact documents about non-target entities |
+| `tiny:generic` | the clean-corpus documents that mention no person (towns, rivers ...): no evaluated fact |
 | `official:K` (K = 0..3) | the official `wikidata/mix_aK.json` |
 | `official:squad` | the official `squad/squad_v7_dset.json` |
-| `official:retain` | true facts from `facts.json` about the people that are not evaluated (not in `entities.json`) |
+| `official:retain` | true facts of `facts.json` about the people not evaluated (not in `entities.json`), as Q-A lines |
+| `official:generic` | the same people's facts as running prose, one paragraph per person |
+
+`tiny:squad-people` (`restor_bench.data.squad`) and `tiny:generic` (`restor_bench.data.retain`) are derived from the
+world folder's files at load time (no file is added, so the world's data hash is unchanged); `official:generic` is
+`restor_bench.data.retain.generic_person_documents`.
+
+Hugging Face datasets: `hf:NAME[:CONFIG][@SPLIT][#N]` reads the `text` column of the first N records (default 1000,
+`#all` for every record) of split SPLIT (default `train`) of a hub dataset (streamed, e.g.
+`hf:allenai/c4:en@train#10000`, the paper's C4 retain set) or of a local dataset folder or data file
+(`restor_bench.data.hf_datasets`).
 
 `forget="simplified"` selects the simplified form of a corruption level (only the sentences that state
 the wrong facts): the tiny world ships it (`simplified/mix_aK.json`); for the official levels it is derived by the
@@ -28,13 +40,19 @@ from restor_bench.io import read_text_records
 
 TINY_LEVELS = range(6)
 FORGET_FORMS = ("full", "simplified")
-NAMED_SETS_HELP = "tiny:0..5, tiny:squad, tiny:retain, official:0..3, official:squad, official:retain"
+NAMED_SETS_HELP = (
+    "tiny:0..5, tiny:squad, tiny:squad-people, tiny:retain, tiny:generic, official:0..3, official:squad, "
+    "official:retain, official:generic; or a Hugging Face dataset hf:NAME[:CONFIG][@SPLIT][#N] (hub id or local "
+    "dataset folder; the 'text' column of the first N records, default 1000, split default train)"
+)
+# Tiny-world sets derived from the world folder's files at load time (no file of their own).
+TINY_DERIVED = ("squad-people", "generic")
 
 _NAMED = re.compile(r"^(tiny|official):(.*)$")
 
 
 def is_named_set(source: str) -> bool:
-    """True when `source` names a built-in set (`tiny:...` or `official:...`) rather than a file."""
+    """True when `source` names a built-in set (`tiny:...` or `official:...`) rather than a file or dataset."""
     return bool(_NAMED.match(source))
 
 
@@ -46,7 +64,7 @@ def load_documents(
     forget: str = "full",
     max_docs_per_entity: int | None = None,
 ) -> list[str]:
-    """Return the document texts of a file or a named set (see the module docstring).
+    """Return the document texts of a file, a named set or an `hf:` dataset source (see the module docstring).
 
     `data_dir` is the official data folder (else RESTOR_DATA_DIR or the download cache); `world_dir` the tiny
     world folder (else RESTOR_TINY_WORLD or the shipped one). `max_docs_per_entity` keeps the first N documents
@@ -59,6 +77,14 @@ def load_documents(
         raise InputError(f"unknown document form {forget!r} (choose one of: {', '.join(FORGET_FORMS)})")
     if max_docs_per_entity is not None and max_docs_per_entity < 1:
         raise InputError(f"max_docs_per_entity must be at least 1, got {max_docs_per_entity}")
+    from restor_bench.data.hf_datasets import is_hf_source, load_hf_documents
+
+    if is_hf_source(source):
+        if forget != "full":
+            raise InputError(f"{source}: forget={forget!r} applies to named sets only")
+        if max_docs_per_entity is not None:
+            raise InputError(f"{source}: max_docs_per_entity applies to named sets only")
+        return load_hf_documents(source)
     match = _NAMED.match(source)
     if match is None:
         if forget != "full":
@@ -69,21 +95,39 @@ def load_documents(
             raise InputError(f"{source}: no such document file and not a named set (named sets: {NAMED_SETS_HELP})")
         return read_text_records(source)
     world, name = match.groups()
-    if world == "tiny":
+    if world == "tiny" and name in TINY_DERIVED:
+        if forget != "full":
+            raise InputError(f"{source}: has no {forget} form (only the corruption levels tiny:0..5 have one)")
+        folder = _tiny_world_folder(world_dir)
+        if name == "generic":
+            if max_docs_per_entity is not None:
+                raise InputError(f"{source}: a retain set has no per-entity limit (max_docs_per_entity)")
+            from restor_bench.data.retain import tiny_generic_documents
+
+            return tiny_generic_documents(folder)
+        from restor_bench.data.squad import squad_people_passages
+
+        texts = squad_people_passages(folder)
+    elif world == "tiny":
         relative = _tiny_file(name, forget, source)
         folder = _tiny_world_folder(world_dir)
-    elif name == "retain":
+        texts = read_text_records(folder / relative)
+    elif name in ("retain", "generic"):
         if forget != "full":
             raise InputError(f"{source}: has no {forget} form (only the corruption levels official:0..3 have one)")
         if max_docs_per_entity is not None:
             raise InputError(f"{source}: a retain set has no per-entity limit (max_docs_per_entity)")
+        if name == "generic":
+            from restor_bench.data.retain import load_generic_official
+
+            return load_generic_official(_official_folder(data_dir))
         from restor_bench.data.official import load_retain
 
         return load_retain(_official_folder(data_dir))
     else:
         relative = _official_file(name, forget, source)  # checked before any download
         folder = _official_folder(data_dir)
-    texts = read_text_records(folder / relative)
+        texts = read_text_records(folder / relative)
     simplify = world == "official" and forget == "simplified"
     if max_docs_per_entity is None and not simplify:
         return texts
