@@ -15,7 +15,8 @@ Submission layout (schema "restor-bench/submission/v1"; `SUBMISSION_SCHEMA` belo
      "method": {"name": str, "hparams": {...}},
      "model": {"id": str, "lora": bool},
      "data": {"world": "tiny"|"official", "data_hash": sha256, "level": int,
-              "forget": "full"|"simplified", "corruption": "wikidata"|"squad"},
+              "forget": "full"|"simplified", "corruption": "wikidata"|"squad",
+              "protocol": "paper"|"classic"},                # optional; absent means "classic"
      "seeds": [int, ...],
      "versions": {"restor-bench", "lm-eval", "transformers", "torch": str},
      "metric": "contains"|"exact_match",             # per-sample metric of generation tasks
@@ -78,6 +79,7 @@ SPLITS = ("target", "non_target", "all")
 WORLDS = ("tiny", "official")
 FORGET_FORMS = ("full", "simplified")
 CORRUPTIONS = ("wikidata", "squad")
+PROTOCOLS = ("paper", "classic")  # restor_bench.pipeline.PROTOCOLS; "classic" when a submission names none
 GENERATION_METRICS = ("contains", "exact_match")
 TASK_METRICS = GENERATION_METRICS + ("prefers_correct",)
 VERSION_KEYS = ("restor-bench", "lm-eval", "transformers", "torch")
@@ -139,7 +141,9 @@ SUBMISSION_SCHEMA: dict[str, Any] = {
                     "level": {"type": "integer", "minimum": 0, "maximum": 100},
                     "forget": {"enum": list(FORGET_FORMS)},
                     "corruption": {"enum": list(CORRUPTIONS)},
-                }
+                    "protocol": {"enum": list(PROTOCOLS)},
+                },
+                required=("world", "data_hash", "level", "forget", "corruption"),
             ),
             "seeds": {"type": "array", "items": {"type": "integer"}, "minItems": 1, "uniqueItems": True},
             "versions": {
@@ -364,7 +368,7 @@ def known_data_versions() -> dict[str, DataVersion]:
     try:
         from restor_bench.data.official import OFFICIAL_TARGETS as official_targets
     except ImportError:
-        from restor_bench.compare import FALLBACK_OFFICIAL_TARGETS as official_targets
+        from restor_bench.outcomes import FALLBACK_OFFICIAL_TARGETS as official_targets
     versions[official_hash] = DataVersion(
         official_hash, "official", f"official RESTOR facts.json ({official_hash[:12]})", tuple(official_targets)
     )
@@ -703,7 +707,7 @@ def build_submission(
     """The submission document of a run folder (see the module docstring); not yet written anywhere."""
     import numpy as np
 
-    from restor_bench.compare import default_targets, load_run
+    from restor_bench.outcomes import default_targets, load_run
 
     problem = name_problem(name)
     if problem:
@@ -767,6 +771,7 @@ def build_submission(
             "level": data["level"],
             "forget": data["forget"],
             "corruption": data["corruption"],
+            "protocol": data.get("protocol", "classic"),
         },
         "seeds": [seed for seed, _ in run.evals],
         "versions": _versions(run),
@@ -1078,11 +1083,13 @@ class Entry:
     n_target: int
     n_questions: int
     data_label: str
+    protocol: str = "classic"
 
     @property
     def group(self) -> tuple:
+        """Entries are ranked only against entries of the same world, data, protocol, setting, task and metric."""
         level = self.level if self.corruption == "wikidata" else -1
-        return (self.world, self.data_label, self.corruption, level, self.forget, self.task, self.metric)
+        return (self.world, self.data_label, self.corruption, level, self.forget, self.task, self.metric, self.protocol)
 
 
 def entry_from(document: dict[str, Any]) -> Entry:
@@ -1117,15 +1124,16 @@ def entry_from(document: dict[str, Any]) -> Entry:
         n_target=n_target,
         n_questions=len(entry["questions"]),
         data_label=version.label if version else document["data"]["data_hash"][:12],
+        protocol=document["data"].get("protocol", "classic"),
     )
 
 
 def group_title(group: tuple) -> str:
     """A readable title for a table's group key."""
-    world, _data, corruption, level, forget, task, metric = group
+    world, _data, corruption, level, forget, task, metric, protocol = group
     world_text = "Tiny world" if world == "tiny" else "Official RESTOR data"
     corruption_text = "SQuAD-passage corruption" if corruption == "squad" else f"corruption level k={level}"
-    return f"{world_text} · {corruption_text} · {forget} forget set · {task} ({metric})"
+    return f"{world_text} · {protocol} protocol · {corruption_text} · {forget} forget set · {task} ({metric})"
 
 
 def group_entries(entries: Sequence[Entry]) -> list[tuple[tuple, list[Entry]]]:
