@@ -141,7 +141,7 @@ def _squad_nothing(results) -> Finding:
 
 
 def check_findings(results: Sequence[Any]) -> list[Finding]:
-    """The paper's four findings against grid results (`restor_bench.grid.CellResult`s of one task)."""
+    """The paper's four findings against grid results (`restor_bench.grid_stats.CellResult`s of one task)."""
     return [_severity(results), _npo_restores(results), _simplified_helps(results), _squad_nothing(results)]
 
 

@@ -9,7 +9,8 @@ Resuming: every step the pipeline finishes is a content-addressed folder under `
 and a cell whose `run.json` holds the same spec, seeds and data hash is skipped whole; so an interrupted grid, run
 again with the same command, continues where it stopped.
 
-Numbers of the results page, per cell, on the task's target questions unless said otherwise:
+Numbers of the results page (computed in `restor_bench.grid_stats`, laid out in `restor_bench.grid_page`), per
+cell, on the task's target questions unless said otherwise:
 
 * accuracy of the clean, corrupted and unlearned models: per-question outcomes pooled over seeds (the mean over
   seeds x questions), with a 95% percentile bootstrap interval whose resamples draw the seeds with replacement and
@@ -28,10 +29,7 @@ clean model's evaluation, one corruption per level and seed) are counted once, a
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import datetime
 import json
-import os
 import shlex
 import statistics
 import time
@@ -40,14 +38,22 @@ from pathlib import Path
 from typing import Any
 
 from restor_bench.errors import InputError
+from restor_bench.grid_cells import (
+    CORRUPTIONS,
+    FORGET_FORMS,
+    WORLD_LEVELS,
+    Cell,
+    GridOptions,
+    cell_name,
+    cell_spec,
+    drop_identical_simplified,
+    finished_record,
+    plan_cells,
+)
+from restor_bench.grid_page import format_duration, write_page
+from restor_bench.grid_stats import DEFAULT_RESAMPLES
 
-CORRUPTIONS = ("wikidata", "squad")
-FORGET_FORMS = ("full", "simplified")
-WORLD_LEVELS = {"tiny": tuple(range(6)), "official": (0, 1, 2, 3)}
-ROLES = ("clean", "corrupted", "unlearned")
 STEP_KINDS = ("corrupt", "unlearn", "eval")
-DEFAULT_RESAMPLES = 1000
-CONFIDENCE = 0.95
 
 # Rough seconds per step when no step of the same world was measured under the root yet: the tiny world on a
 # laptop CPU (default recipe, full question set), the official data with an 8B model on one recent GPU.
@@ -58,116 +64,7 @@ DEFAULT_STEP_SECONDS = {
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The cells
-
-
-@dataclasses.dataclass(frozen=True)
-class Cell:
-    """One cell of the grid (all seeds)."""
-
-    method: str
-    corruption: str  # "wikidata" or "squad"
-    level: int | None  # None for squad
-    forget: str
-
-    @property
-    def label(self) -> str:
-        where = f"k={self.level}" if self.corruption == "wikidata" else "squad"
-        return f"{self.method} {where} {self.forget}"
-
-
-@dataclasses.dataclass
-class GridOptions:
-    """Everything a grid run needs besides its cells."""
-
-    world: str = "tiny"
-    seeds: tuple[int, ...] = (0,)
-    model: str | None = None
-    lora: bool = False
-    unlearn_max_steps: int | None = None
-    corrupt_max_steps: int | None = None
-    corrupt_recipe: dict = dataclasses.field(default_factory=dict)
-    limit: int | None = None
-    batch_size: int | str = 32
-    data_dir: str | None = None
-    max_docs_per_entity: int | None = None
-    root: Path = Path("runs")
-    targets: str = "all"
-    protocol: str = "classic"
-    retain: str | None = None
-    repair: str | None = None
-
-
-def plan_cells(
-    methods: Sequence[str], levels: Sequence[int], forget_forms: Sequence[str], corruptions: Sequence[str]
-) -> tuple[list[Cell], list[str]]:
-    """The grid's cells in run order (cells sharing a corrupted model are adjacent), and notes on cells left out."""
-    cells, notes = [], []
-    if "wikidata" in corruptions:
-        cells += [
-            Cell(method, "wikidata", level, forget) for level in levels for forget in forget_forms for method in methods
-        ]
-    if "squad" in corruptions:
-        cells += [Cell(method, "squad", None, "full") for method in methods if "full" in forget_forms]
-        if "simplified" in forget_forms:
-            notes.append("squad: the SQuAD-style passages have no simplified form; their cells use the full forget set")
-    return cells, notes
-
-
-def cell_spec(cell: Cell, options: GridOptions, hparams: dict[str, Any]):
-    """The pipeline's RunSpec of a cell (first seed)."""
-    from restor_bench.pipeline import RunSpec
-
-    return RunSpec(
-        world=options.world, method=cell.method, level=cell.level or 0, forget=cell.forget,
-        corruption=cell.corruption, model=options.model, lora=options.lora, seed=options.seeds[0], hparams=hparams,
-        corrupt_max_steps=options.corrupt_max_steps, unlearn_max_steps=options.unlearn_max_steps,
-        corrupt_recipe=dict(options.corrupt_recipe),
-        max_docs_per_entity=options.max_docs_per_entity, limit=options.limit, batch_size=options.batch_size,
-        data_dir=options.data_dir, targets=options.targets, protocol=options.protocol, retain=options.retain,
-        repair=options.repair,
-    )
-
-
-def cell_name(spec) -> str:
-    """The run folder name of a cell (`restor_bench.pipeline.run` names it the same way)."""
-    return spec.name().rsplit("-seed", 1)[0]
-
-
-def _as_json(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
-
-
-def finished_record(spec, seeds: Sequence[int], root: Path, data_hash: str | None) -> dict[str, Any] | None:
-    """The cell's run.json when it exists and records the same spec, seeds and data hash; else None."""
-    path = Path(root) / cell_name(spec) / "run.json"
-    if not path.is_file():
-        return None
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    same = (
-        isinstance(record, dict)
-        and record.get("spec") == _as_json(dataclasses.asdict(spec))
-        and record.get("seeds") == list(seeds)
-        and record.get("data_hash") == data_hash
-    )
-    return record if same else None
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # Time estimates
-
-
-def format_duration(seconds: float) -> str:
-    """'45s', '3m 20s', '2h 05m'."""
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m {seconds % 60:02d}s"
-    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
 
 
 def _step_world(kind: str, inputs: dict[str, Any]) -> str | None:
@@ -235,483 +132,6 @@ def estimate_seconds(counts: dict[str, int], seconds: dict[str, float]) -> float
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Pooled statistics
-
-
-@dataclasses.dataclass(frozen=True)
-class Estimate:
-    """A point estimate and its 95% interval (None where undefined)."""
-
-    value: float | None
-    low: float | None = None
-    high: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"value": self.value, "ci": None if self.low is None else [self.low, self.high]}
-
-
-@dataclasses.dataclass
-class PooledOutcomes:
-    """One task's per-question outcomes of one cell, seeds x questions, aligned on the questions all seeds share."""
-
-    ids: list[str]
-    is_target: Any  # bool array (questions,)
-    correct: dict[str, Any]  # role -> bool array (seeds, questions)
-    injected_known: bool = True  # the task lists the injected wrong values of the target questions
-
-    @property
-    def n_seeds(self) -> int:
-        return next(iter(self.correct.values())).shape[0]
-
-
-def pooled_resamples(n_seeds: int, is_target, resamples: int, seed: int = 0) -> tuple[Any, Any]:
-    """Bootstrap draws over seeds x questions.
-
-    Returns `seed_weights` (resamples x seeds: how often each seed is drawn, S draws with replacement) and
-    `question_index` (resamples x questions: questions drawn with replacement within target / non-target).
-    """
-    import numpy as np
-
-    from restor_bench.stats import resample_indices
-
-    rng = np.random.default_rng(seed)
-    seed_weights = rng.multinomial(n_seeds, [1.0 / n_seeds] * n_seeds, size=resamples).astype(float)
-    question_index = resample_indices(np.asarray(is_target).astype(int), resamples, seed + 1)
-    return seed_weights, question_index
-
-
-def resampled_accuracy(correct, in_split, seed_weights, question_index):
-    """Pooled accuracy over a split in every resample (NaN where a resample holds none of the split's questions)."""
-    import numpy as np
-
-    correct = np.asarray(correct, dtype=float)  # seeds x questions
-    split = np.asarray(in_split, dtype=float)[question_index]  # resamples x questions
-    hits_per_seed = (correct[:, question_index] * split[None]).sum(axis=2)  # seeds x resamples
-    counts = split.sum(axis=1) * seed_weights.sum(axis=1)
-    hits = (seed_weights * hits_per_seed.T).sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counts > 0, hits / np.maximum(counts, 1), np.nan)
-
-
-def pooled_accuracy(correct, in_split) -> float | None:
-    """Mean outcome over seeds x the split's questions; None without questions."""
-    import numpy as np
-
-    correct, in_split = np.asarray(correct, dtype=float), np.asarray(in_split, dtype=bool)
-    if not in_split.any():
-        return None
-    return float(correct[:, in_split].mean())
-
-
-def ratio_of(clean: float | None, corrupted: float | None, unlearned: float | None, n_target: int) -> float | None:
-    """The restoration ratio of pooled accuracies (the pipeline's one-question rule: see restor_bench.stats)."""
-    from restor_bench.stats import restoration_ratio
-
-    return restoration_ratio(clean, corrupted, unlearned, n_target)
-
-
-def _interval(values) -> tuple[float | None, float | None]:
-    import numpy as np
-
-    values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return None, None
-    tail = (1 - CONFIDENCE) / 2 * 100
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return float(low), float(high)
-
-
-def pooled_statistics(pooled: PooledOutcomes, resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> dict[str, Estimate]:
-    """Accuracies (target / non-target), restoration ratio and non-target change, with pooled bootstrap intervals."""
-    import numpy as np
-
-    target = np.asarray(pooled.is_target, dtype=bool)
-    other = ~target
-    n_target = int(target.sum())
-    point = {
-        (role, split): pooled_accuracy(pooled.correct[role], mask)
-        for role in ROLES for split, mask in (("target", target), ("non_target", other))
-    }
-    draws = pooled_resamples(pooled.n_seeds, target, resamples, seed) if resamples > 0 else None
-
-    def resampled(role: str, mask):
-        return resampled_accuracy(pooled.correct[role], mask, *draws)
-
-    result: dict[str, Estimate] = {}
-    samples = {}
-    for role in ROLES:
-        for split, mask in (("target", target), ("non_target", other)):
-            value = point[(role, split)]
-            low = high = None
-            if draws is not None and value is not None:
-                samples[(role, split)] = resampled(role, mask)
-                low, high = _interval(samples[(role, split)])
-            result[f"{role}_{split}"] = Estimate(value, low, high)
-
-    ratio = ratio_of(
-        point[("clean", "target")], point[("corrupted", "target")], point[("unlearned", "target")], n_target
-    )
-    low = high = None
-    if draws is not None and n_target:
-        clean, corrupted, unlearned = (samples[(role, "target")] for role in ROLES)
-        gap = clean - corrupted
-        counts = target[draws[1]].sum(axis=1)
-        defined = np.abs(gap) * counts >= 1 - 1e-9
-        with np.errstate(invalid="ignore", divide="ignore"):
-            low, high = _interval(np.where(defined, (unlearned - corrupted) / np.where(defined, gap, 1.0), np.nan))
-    result["restoration_ratio"] = Estimate(ratio, low, high)
-
-    change = None
-    if point[("unlearned", "non_target")] is not None and point[("clean", "non_target")] is not None:
-        change = point[("unlearned", "non_target")] - point[("clean", "non_target")]
-    low = high = None
-    if change is not None and draws is not None:
-        low, high = _interval(samples[("unlearned", "non_target")] - samples[("clean", "non_target")])
-    result["non_target_change"] = Estimate(change, low, high)
-    return result
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Reading the cells' runs
-
-
-@dataclasses.dataclass
-class CellResult:
-    """The results page's numbers for one cell."""
-
-    cell: Cell
-    name: str
-    task: str
-    seeds: list[int]
-    n_target: int
-    n_non_target: int
-    stats: dict[str, Estimate]
-    transitions: dict[str, float]  # mean over seeds: target_known, restored, still_corrupted, forgotten
-    wall_time_s: float
-    injected_known: bool = True  # False: "still corrupted" cannot be told apart from "forgotten" (shown as n/a)
-    step_seconds: dict[str, float | None] = dataclasses.field(default_factory=dict)  # as each step ran, seed mean
-    hparams: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "cell": dataclasses.asdict(self.cell), "name": self.name, "task": self.task, "seeds": self.seeds,
-            "n_target": self.n_target, "n_non_target": self.n_non_target,
-            "stats": {key: value.to_dict() for key, value in self.stats.items()},
-            "transitions": self.transitions, "injected_known": self.injected_known, "wall_time_s": self.wall_time_s,
-            "step_seconds": self.step_seconds,
-            "hparams": self.hparams,
-        }
-
-
-class _SamplesCache:
-    """lm-eval samples read once per evaluation folder (the clean model's serves every cell)."""
-
-    def __init__(self, metric: str):
-        self.metric = metric
-        self.loaded: dict[tuple[str, str], Any] = {}
-
-    def get(self, folder: Path, task: str):
-        from restor_bench.compare import load_run
-
-        key = (str(folder), task)
-        if key not in self.loaded:
-            self.loaded[key] = load_run(folder, metric=self.metric, tasks=[task])[task]
-        return self.loaded[key]
-
-
-def _compare_report(run_dir: Path, entry: dict[str, Any]) -> dict[str, Any]:
-    from restor_bench.io import read_json
-
-    return read_json(run_dir / entry.get("compare_json", f"compare-seed{entry['seed']}.json"), "compare report")
-
-
-def load_pooled(record: dict[str, Any], root: Path, task: str, cache: _SamplesCache) -> tuple[PooledOutcomes, dict]:
-    """The cell's outcomes pooled over seeds, and the transitions averaged over seeds (from the compare reports)."""
-    import numpy as np
-
-    root = Path(root)
-    run_dir = root / record["name"]
-    per_role: dict[str, list[dict[str, Any]]] = {role: [] for role in ROLES}
-    targets: set[str] | None = None
-    transitions: dict[str, list[float]] = {}
-    for entry in record["per_seed"]:
-        for role in ROLES:
-            per_role[role].append(cache.get(root / entry["artifacts"][f"eval_{role}"], task).outcomes)
-        report = _compare_report(run_dir, entry)
-        task_report = (report.get("tasks") or {}).get(task)
-        if task_report is None:
-            raise InputError(f"{run_dir}: the compare report of seed {entry['seed']} has no task {task}")
-        targets = set(task_report.get("targets") or []) if targets is None else targets
-        for key, value in (task_report.get("transitions") or {}).get(record["method"], {}).items():
-            transitions.setdefault(key, []).append(float(value))
-    common = set.intersection(*(set(outcomes) for role in ROLES for outcomes in per_role[role]))
-    if not common:
-        raise InputError(f"{run_dir}: the evaluations of task {task} share no question")
-    ids = sorted(common)
-    first = per_role["clean"][0]
-    is_target = np.array([first[qid].entity in (targets or set()) for qid in ids], dtype=bool)
-    correct = {
-        role: np.array([[outcomes[qid].correct for qid in ids] for outcomes in per_role[role]], dtype=bool)
-        for role in ROLES
-    }
-    mean_transitions = {key: statistics.fmean(values) for key, values in transitions.items()}
-    injected_known = any(first[qid].corrupted_known for qid, target in zip(ids, is_target) if target)
-    pooled = PooledOutcomes(ids=ids, is_target=is_target, correct=correct, injected_known=injected_known)
-    return pooled, mean_transitions
-
-
-def cell_result(cell: Cell, record: dict[str, Any], root: Path, task: str, cache: _SamplesCache,
-                resamples: int = DEFAULT_RESAMPLES) -> CellResult:
-    """Read a finished cell's evaluations and compute its page numbers."""
-    pooled, transitions = load_pooled(record, root, task, cache)
-    target = int(pooled.is_target.sum())
-    return CellResult(
-        cell=cell, name=record["name"], task=task, seeds=list(record["seeds"]), n_target=target,
-        n_non_target=len(pooled.ids) - target, stats=pooled_statistics(pooled, resamples),
-        transitions=transitions, wall_time_s=float(record.get("wall_time_s") or 0.0),
-        injected_known=pooled.injected_known, step_seconds=cell_step_seconds(record, root), hparams=dict(record.get("hparams") or {}),
-    )
-
-
-# The steps of a cell: (label on the page, artifact key in a run record).
-CELL_STEPS = (("corrupt", "corrupted"), ("unlearn", "unlearned"), ("eval clean", "eval_clean"),
-              ("eval corrupted", "eval_corrupted"), ("eval unlearned", "eval_unlearned"))
-
-
-def _step_wall_time(folder: Path) -> float | None:
-    try:
-        return float(json.loads((folder / "step.json").read_text(encoding="utf-8"))["wall_time_s"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def cell_step_seconds(record: dict[str, Any], root: Path) -> dict[str, float | None]:
-    """Seconds each step of the cell took when it ran (reused steps: when they first ran), mean over seeds."""
-    seconds: dict[str, float | None] = {}
-    for label, key in CELL_STEPS:
-        values = [_step_wall_time(Path(root) / entry["artifacts"][key])
-                  for entry in record["per_seed"] if key in entry.get("artifacts", {})]
-        values = [value for value in values if value is not None]
-        seconds[label] = round(statistics.fmean(values), 1) if values else None
-    return seconds
-
-
-def compute_seconds(records: Iterable[dict[str, Any]], root: Path) -> float:
-    """Seconds the steps of these cells took when they ran (each step folder counted once)."""
-    seen, total = set(), 0.0
-    for record in records:
-        for entry in record["per_seed"]:
-            for relative in entry["artifacts"].values():
-                folder = Path(root) / relative
-                if folder in seen:
-                    continue
-                seen.add(folder)
-                total += _step_wall_time(folder) or 0.0
-    return total
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# The results page
-
-
-def _pct(estimate: Estimate, signed: bool = False) -> str:
-    if estimate.value is None:
-        return "n/a"
-    sign = "+" if signed else ""
-    text = f"{estimate.value * 100:{sign}.1f}"
-    if estimate.low is not None:
-        text += f" [{estimate.low * 100:{sign}.1f}, {estimate.high * 100:{sign}.1f}]"
-    return text
-
-
-def _ratio(estimate: Estimate) -> str:
-    if estimate.value is None:
-        return "n/a"
-    text = f"{estimate.value:.2f}"
-    if estimate.low is not None:
-        text += f" [{estimate.low:.2f}, {estimate.high:.2f}]"
-    return text
-
-
-def _transitions(values: dict[str, float], injected_known: bool = True) -> str:
-    if "target_known" not in values:
-        return "n/a"
-    parts = " / ".join(
-        "n/a" if key == "still_corrupted" and not injected_known else f"{values.get(key, 0.0):.1f}"
-        for key in ("restored", "still_corrupted", "forgotten")
-    )
-    return f"{parts} of {values['target_known']:.1f}"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows]
-
-
-def _cell_rows(results: Sequence[CellResult], with_level: bool) -> list[list[str]]:
-    rows = []
-    for result in results:
-        stats = result.stats
-        row = [result.cell.method, result.cell.forget]
-        if with_level:
-            row.append(str(result.cell.level))
-        row += [
-            _pct(stats["clean_target"]), _pct(stats["corrupted_target"]), _pct(stats["unlearned_target"]),
-            _ratio(stats["restoration_ratio"]), _transitions(result.transitions, result.injected_known),
-            _pct(stats["non_target_change"], signed=True), f"{result.n_target} / {result.n_non_target}",
-        ]
-        rows.append(row)
-    return rows
-
-
-def _level_pivot(results: Sequence[CellResult], forget: str) -> list[str]:
-    """The paper's table: target accuracy per level for the corrupted model and each method's unlearned model."""
-    cells = [result for result in results if result.cell.corruption == "wikidata" and result.cell.forget == forget]
-    if not cells:
-        return []
-    methods = list(dict.fromkeys(result.cell.method for result in cells))
-    levels = sorted({result.cell.level for result in cells})
-    rows = []
-    for level in levels:
-        at_level = {result.cell.method: result for result in cells if result.cell.level == level}
-        any_cell = next(iter(at_level.values()))
-        row = [str(level), _pct(any_cell.stats["clean_target"]), _pct(any_cell.stats["corrupted_target"])]
-        row += [_pct(at_level[method].stats["unlearned_target"]) if method in at_level else "" for method in methods]
-        rows.append(row)
-    header = ["k", "clean", "corrupted", *(method.upper() for method in methods)]
-    return [f"### Target accuracy (%) by level k, {forget} forget set", "", *_table(header, rows), ""]
-
-
-# Hyperparameters every method has that the page always shows (besides those that differ from the defaults).
-SHOWN_HPARAMS = ("learning_rate", "num_epochs", "per_device_batch_size")
-
-
-def _hparams_section(results: Sequence[CellResult]) -> list[str]:
-    """Each method's main hyperparameters and every one that differs from the method's defaults."""
-    from restor_bench.unlearn import resolve_method_hparams
-
-    rows, seen = [], set()
-    for result in results:
-        method = result.cell.method
-        if method in seen or not result.hparams:
-            continue
-        seen.add(method)
-        try:
-            defaults = resolve_method_hparams(method)
-        except InputError:
-            defaults = {}
-        shown = [key for key in SHOWN_HPARAMS if key in result.hparams]
-        shown += sorted(key for key, value in result.hparams.items()
-                        if key not in SHOWN_HPARAMS and key in defaults and defaults[key] != value)
-        rows.append([method, ", ".join(f"{key}={result.hparams[key]}" for key in shown)])
-    if not rows:
-        return []
-    return ["## Hyperparameters", "", *_table(["method", "settings (defaults unless listed)"], rows), ""]
-
-
-def _timing_section(results: Sequence[CellResult]) -> list[str]:
-    """Wall time of each step of each cell, as the step ran (mean over seeds)."""
-    rows = []
-    for result in results:
-        if not result.step_seconds:
-            continue
-        row = [result.cell.method, result.cell.forget, str(result.cell.level) if result.cell.corruption == "wikidata"
-               else "squad"]
-        row += [format_duration(value) if value is not None else "" for value in
-                (result.step_seconds.get(label) for label, _ in CELL_STEPS)]
-        rows.append(row)
-    if not rows:
-        return []
-    return [
-        "## Wall time by step", "",
-        ("Seconds each step took when it ran (mean over seeds). The corruption and the clean and corrupted "
-         "evaluations are shared by the cells of one level and seed and ran once; the clean evaluation is shared by "
-         "every cell."), "",
-        *_table(["method", "forget", "k", *(label for label, _ in CELL_STEPS)], rows), "",
-    ]
-
-
-@dataclasses.dataclass
-class PageInfo:
-    """What the page says about how it was made."""
-
-    command: str
-    date: str
-    versions: dict[str, str]
-    wall_time_s: float
-    compute_time_s: float
-    world: str
-    model: str
-    seeds: list[int]
-    resamples: int
-    metric: str
-    notes: list[str]
-    plots: dict[str, str]  # title -> path relative to the page
-    protocol: str = "classic"
-
-
-def results_markdown(results: Sequence[CellResult], info: PageInfo) -> str:
-    """The results page (markdown)."""
-    wikidata = [result for result in results if result.cell.corruption == "wikidata"]
-    squad = [result for result in results if result.cell.corruption == "squad"]
-    tasks = sorted({result.task for result in results})
-    title = "RESTOR as published (paper protocol)" if info.protocol == "paper" else "RESTOR experiment grid"
-    lines = [
-        f"# {title}: results",
-        "",
-        "Produced by:",
-        "",
-        "```",
-        info.command,
-        "```",
-        "",
-        f"- date: {info.date}",
-        f"- world: {info.world}; clean model: {info.model}; task: {', '.join(tasks)} (metric `{info.metric}`)",
-        f"- seeds: {', '.join(map(str, info.seeds))}",
-        (f"- wall time of this command: {format_duration(info.wall_time_s)}; of the runs of these cells when they "
-         f"ran: {format_duration(sum(result.wall_time_s for result in results))}; of all their steps when they ran: "
-         f"{format_duration(info.compute_time_s)}"),
-        "- versions: " + ", ".join(f"{name} {version}" for name, version in sorted(info.versions.items())),
-        "",
-        ("Accuracies (%) are on the target questions (those about the entities the corruption documents lie about), "
-        "pooled over seeds and questions; brackets hold 95% percentile bootstrap intervals whose resamples draw the "
-        f"seeds with replacement and the questions with replacement within target / non-target ({info.resamples} "
-        "resamples, the same draws for the three models). Restoration ratio: (unlearned - corrupted) / (clean - "
-        "corrupted) of the pooled accuracies (n/a when the corruption moved less than one question). Transitions: "
-        "target facts the clean model knew that the unlearned model answers correctly / still answers with the "
-        "injected value / answers otherwise, mean over seeds. Non-target change: unlearned minus clean accuracy on "
-        "the other questions, in points."),
-        "",
-    ]
-    for note in info.notes:
-        lines.append(f"Note: {note}")
-        lines.append("")
-    header_cells = ["clean", "corrupted", "unlearned", "restoration ratio", "restored / still corrupted / forgotten",
-                    "non-target change", "questions (target / other)"]
-    if wikidata:
-        lines += ["## Amount of unrelated context (wikidata-style documents, level k) and simplified forget set", ""]
-        for forget in FORGET_FORMS:
-            lines += _level_pivot(wikidata, forget)
-        lines += ["### Every cell", "", *_table(["method", "forget", "k", *header_cells], _cell_rows(wikidata, True)),
-                  ""]
-    if squad:
-        lines += ["## Extreme corruption (SQuAD-style passages)", "",
-                  *_table(["method", "forget", *header_cells], _cell_rows(squad, False)), ""]
-    if info.protocol == "paper":
-        from restor_bench.findings import findings_markdown
-
-        lines += findings_markdown(results)
-    lines += _hparams_section(results)
-    lines += _timing_section(results)
-    if info.plots:
-        lines += ["## Plots", ""]
-        for title, path in info.plots.items():
-            lines += [f"![{title}]({path})", ""]
-    return "\n".join(lines).rstrip() + "\n"
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # Running the grid
 
 
@@ -749,68 +169,6 @@ def run_grid(
         records.append((cell, record))
     log(f"[grid] {len(cells)} cells done in {format_duration(time.monotonic() - started)}")
     return records
-
-
-def write_page(
-    records: Sequence[tuple[Cell, dict[str, Any]]], options: GridOptions, *, results_path: Path,
-    plots_dir: Path | None, command: str, wall_time_s: float, resamples: int = DEFAULT_RESAMPLES,
-    notes: Sequence[str] = (), metric: str = "contains",
-) -> list[CellResult]:
-    """Compute every cell's numbers, draw the plots and write the results page (atomically)."""
-    from restor_bench import plots as plotting
-    from restor_bench.io import atomic_write_json, atomic_write_text
-    from restor_bench.pipeline import clean_model_for, default_tasks
-    from restor_bench.training import package_versions
-
-    root = Path(options.root)
-    cache = _SamplesCache(metric)
-    results = [
-        cell_result(cell, record, root, default_tasks(cell_spec(cell, options, {}))[0], cache, resamples)
-        for cell, record in records
-    ]
-    plot_paths: dict[str, str] = {}
-    if plots_dir is not None and results:
-        for title, path in plotting.write_grid_plots(results, Path(plots_dir)).items():
-            plot_paths[title] = os.path.relpath(path, Path(results_path).resolve().parent)
-    first_spec = cell_spec(records[0][0], options, records[0][1].get("hparams") or {}) if records else None
-    info = PageInfo(
-        command=command,
-        date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        versions=package_versions(),
-        wall_time_s=wall_time_s,
-        compute_time_s=compute_seconds((record for _, record in records), root),
-        world=options.world,
-        model=_display_model(clean_model_for(first_spec)) if first_spec else "",
-        seeds=list(options.seeds),
-        resamples=resamples,
-        metric=metric,
-        notes=list(notes),
-        plots=plot_paths,
-        protocol=options.protocol,
-    )
-    atomic_write_text(results_path, results_markdown(results, info))
-    atomic_write_json(Path(results_path).with_suffix(".json"), {
-        "schema": "restor-bench/grid/v1", "command": command, "date": info.date, "versions": info.versions,
-        "world": info.world, "protocol": options.protocol, "seeds": info.seeds, "resamples": resamples,
-        "metric": metric,
-        "cells": [result.to_dict() for result in results],
-    })
-    return results
-
-
-def _display_model(model: str) -> str:
-    """A model path as the page shows it: relative to the working folder when inside it."""
-    path = Path(model)
-    if not path.is_absolute():
-        return model
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        from restor_bench.data.world import tiny_world_dir
-
-        if path.resolve() == (tiny_world_dir() / "model").resolve():
-            return "the tiny world's clean model"
-        return path.name
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -889,6 +247,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES,
                         help=f"bootstrap resamples for the intervals (default {DEFAULT_RESAMPLES}; 0: none)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing results page and plots")
+    parser.add_argument("--discussion", metavar="FILE",
+                        help="a committed markdown file placed on the page after the numbers (the page stays a "
+                        "function of the command and the files it names)")
     parser.add_argument("--dry-run", action="store_true", help="list the cells and the estimated time; run nothing")
     parser.set_defaults(func=grid_command)
 
@@ -919,6 +280,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts += ["--batch-size", str(args.batch_size)]
     if args.resamples != DEFAULT_RESAMPLES:
         parts += ["--resamples", str(args.resamples)]
+    if args.discussion:
+        parts += ["--discussion", args.discussion]
     parts += ["--root", args.root, "--results", args.results]
     parts += ["--no-plots"] if args.no_plots else ["--plots", args.plots]
     return shlex.join(parts)
@@ -996,6 +359,10 @@ def grid_command(args: argparse.Namespace) -> int:
         methods, _levels(args.levels, args.world), _choices(args.forget, "forget", FORGET_FORMS),
         _choices(args.corruption, "corruption", CORRUPTIONS),
     )
+    cells, same = drop_identical_simplified(cells, options.world)
+    if same:
+        notes.append(f"the simplified forget set equals the corruption documents at k={', '.join(map(str, same))} "
+                     "on this world, so those simplified cells would repeat the full ones and are left out")
     if not cells:
         raise InputError("the grid has no cells (check --corruption and --forget)")
     from restor_bench.unlearn import resolve_method_hparams
@@ -1016,6 +383,7 @@ def grid_command(args: argparse.Namespace) -> int:
     results_path = Path(args.results)
     plots_dir = None if args.no_plots else Path(args.plots)
     _check_outputs(results_path, plots_dir, args.overwrite)
+    discussion = read_discussion(args.discussion) if args.discussion else ""
     if options.corrupt_recipe:
         settings = ", ".join(f"{key}={value}" for key, value in sorted(options.corrupt_recipe.items()))
         notes.append(f"the corruption recipe was changed: {settings} (see `restor-bench corrupt --help`)")
@@ -1028,12 +396,23 @@ def grid_command(args: argparse.Namespace) -> int:
     records = run_grid(cells, options, hparams)
     results = write_page(
         records, options, results_path=results_path, plots_dir=plots_dir, command=command_line(args),
-        wall_time_s=time.monotonic() - started, resamples=args.resamples, notes=notes,
+        wall_time_s=time.monotonic() - started, resamples=args.resamples, notes=notes, discussion=discussion,
     )
     print(f"results page: {results_path} ({len(results)} cells)")
     if plots_dir is not None:
         print(f"plots:        {plots_dir}")
     return 0
+
+
+def read_discussion(path: str) -> str:
+    """The text of a --discussion file (UTF-8 markdown), read before any cell runs."""
+    file = Path(path)
+    if not file.is_file():
+        raise InputError(f"{file}: discussion file not found")
+    try:
+        return file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise InputError(f"{file}: not UTF-8 text ({err.reason} at byte {err.start})") from None
 
 
 def protocol_note(options: GridOptions) -> str:

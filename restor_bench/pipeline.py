@@ -187,7 +187,7 @@ def clean_model_for(spec: RunSpec) -> str:
 
 def report_targets(spec: RunSpec):
     """The compare target choice of a run: the task's defaults, or the tiny world's test targets."""
-    from restor_bench.compare import TargetChoice
+    from restor_bench.outcomes import TargetChoice
 
     if spec.targets == "all":
         return TargetChoice()
@@ -389,7 +389,7 @@ def format_summary(record: dict[str, Any]) -> str:
 
 def run(spec: RunSpec, seeds: list[int], root: Path, *, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the protocol for every seed and write `root/<name>/run.json`, `compare-seed<N>.json`, `report.md`."""
-    from restor_bench.compare import format_markdown
+    from restor_bench.compare_format import format_markdown
     from restor_bench.training import package_versions
 
     root = Path(root)

@@ -1,4 +1,4 @@
-"""The grid's figures (matplotlib, Agg backend, PNG), drawn from `restor_bench.grid.CellResult`s.
+"""The grid's figures (matplotlib, Agg backend, PNG), drawn from `restor_bench.grid_stats.CellResult`s.
 
 * `accuracy-vs-k-<forget>.png`: target accuracy against the corruption level k: the clean model, the corrupted
   model and each method's unlearned model, with 95% intervals (the paper's main figure; one per forget set).
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from restor_bench.grid import CellResult, Estimate
+    from restor_bench.grid_stats import CellResult, Estimate
 
 FORGET_FORMS = ("full", "simplified")
 ACCURACY_FILE = "accuracy-vs-k-{forget}.png"

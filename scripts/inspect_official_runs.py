@@ -15,13 +15,13 @@ import argparse
 import json
 from pathlib import Path
 
-from restor_bench.compare import load_run
 from restor_bench.data.documents import load_documents
 from restor_bench.data.official import (
     OFFICIAL_TARGETS,
     document_subject,
     entity_pattern,
 )
+from restor_bench.outcomes import load_run
 
 
 def documents_by_target(level: int, data_dir: str | None) -> dict[str, list[str]]:

@@ -14,16 +14,16 @@ import pytest
 from leaderboard_fixtures import STAMP, generation_sample, write_lm_eval_files
 
 from restor_bench.cli import main
-from restor_bench.compare import (
+from restor_bench.compare import compare_restoration
+from restor_bench.errors import InputError
+from restor_bench.lm_eval_io import find_lm_eval_outputs
+from restor_bench.outcomes import (
     FALLBACK_OFFICIAL_TARGETS,
     TargetChoice,
-    compare_restoration,
     load_run,
     parse_targets,
     targets_from_documents,
 )
-from restor_bench.errors import InputError
-from restor_bench.lm_eval_io import find_lm_eval_outputs
 from restor_bench.stats import (
     accuracy,
     fact_transitions,
@@ -495,7 +495,7 @@ def test_targets_from_documents(runs, tmp_path):
 
 def test_targets_from_official_documents(official_dir):
     entities = json.loads((official_dir / "entities.json").read_text())
-    from restor_bench.compare import default_targets
+    from restor_bench.outcomes import default_targets
 
     official, _source = default_targets("restor_facts")
     for level in range(3):

@@ -12,13 +12,9 @@ import pytest
 
 from restor_bench import grid, pipeline
 from restor_bench.cli import main
-from restor_bench.grid import (
-    Cell,
-    PooledOutcomes,
-    plan_cells,
-    pooled_statistics,
-    steps_to_run,
-)
+from restor_bench.grid import steps_to_run
+from restor_bench.grid_cells import Cell, plan_cells
+from restor_bench.grid_stats import PooledOutcomes, pooled_statistics
 from restor_bench.stats import paired_bootstrap, split_accuracy
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

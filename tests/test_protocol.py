@@ -196,7 +196,8 @@ def test_unlearn_protocol_paper_needs_a_paper_preset(random_tiny_model, tmp_path
 
 
 def _cell(method, corruption, level, forget, ratio, corrupted=(0.2, 0.1, 0.3)):
-    from restor_bench.grid import Cell, CellResult, Estimate
+    from restor_bench.grid_cells import Cell
+    from restor_bench.grid_stats import CellResult, Estimate
 
     stats = {"restoration_ratio": Estimate(*ratio), "corrupted_target": Estimate(*corrupted)}
     return CellResult(cell=Cell(method, corruption, level, forget), name="x", task="t", seeds=[0], n_target=10,
@@ -235,3 +236,20 @@ def test_findings_verdicts_follow_the_intervals():
                         "squad_nothing": NOT_MEASURABLE}
     undefined = [_cell("npo", "wikidata", 0, "full", (None, None, None))]
     assert check_findings(undefined)[1].verdict == NOT_MEASURABLE
+
+
+def test_official_squad_cell_is_scored_on_the_squad_people(official_dir, monkeypatch):
+    from restor_bench.outcomes import default_targets
+    from restor_bench.data.official import OFFICIAL_TARGETS
+    from restor_bench.pipeline import RunSpec, default_tasks
+
+    monkeypatch.setenv("RESTOR_DATA_DIR", str(official_dir))
+    assert default_tasks(RunSpec(world="official", corruption="squad")) == ("restor_facts_squad",)
+    assert default_tasks(RunSpec(world="official")) == ("restor_facts_targets",)
+    assert default_tasks(RunSpec(world="tiny", corruption="squad")) == ("restor_tiny_facts", "restor_tiny_logprob")
+    people, where = default_targets("restor_facts_squad", {"data_dir": str(official_dir)})
+    assert sorted(people) == sorted(["John Forbes Nash Jr.", "Quincy Jones", "Iggy Azalea", "Bob Marley",
+                                     "Jacques Cousteau"])
+    assert "SQuAD" in where
+    # only Bob Marley is also one of the ten wikidata targets: the wikidata task scored 4 of the 5 on nothing
+    assert set(people) & set(OFFICIAL_TARGETS) == {"Bob Marley"}

@@ -1,0 +1,342 @@
+"""The grid's results page: markdown tables of the cells' pooled numbers (`restor_bench.grid_stats`), the
+hyperparameters, the wall time of each step and the plots; `write_page` computes the numbers, draws the plots and
+writes the page (and its numbers as JSON beside it)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from restor_bench.errors import InputError
+from restor_bench.grid_cells import FORGET_FORMS, Cell, GridOptions, cell_spec
+from restor_bench.grid_stats import (
+    CELL_STEPS,
+    DEFAULT_RESAMPLES,
+    ROLES,
+    CellResult,
+    Estimate,
+    SamplesCache,
+    cell_result,
+    compute_seconds,
+)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Formatting numbers
+
+
+def format_duration(seconds: float) -> str:
+    """'45s', '3m 20s', '2h 05m'."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60:02d}s"
+    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+
+
+def _pct(estimate: Estimate, signed: bool = False) -> str:
+    if estimate.value is None:
+        return "n/a"
+    sign = "+" if signed else ""
+    text = f"{estimate.value * 100:{sign}.1f}"
+    if estimate.low is not None:
+        text += f" [{estimate.low * 100:{sign}.1f}, {estimate.high * 100:{sign}.1f}]"
+    return text
+
+
+def _ratio(estimate: Estimate) -> str:
+    if estimate.value is None:
+        return "n/a"
+    text = f"{estimate.value:.2f}"
+    if estimate.low is not None:
+        text += f" [{estimate.low:.2f}, {estimate.high:.2f}]"
+    return text
+
+
+def _transitions(values: dict[str, float], injected_known: bool = True) -> str:
+    if "target_known" not in values:
+        return "n/a"
+    parts = " / ".join(
+        "n/a" if key == "still_corrupted" and not injected_known else f"{values.get(key, 0.0):.1f}"
+        for key in ("restored", "still_corrupted", "forgotten")
+    )
+    return f"{parts} of {values['target_known']:.1f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def _cell_rows(results: Sequence[CellResult], with_level: bool) -> list[list[str]]:
+    rows = []
+    for result in results:
+        stats = result.stats
+        row = [result.cell.method, result.cell.forget]
+        if with_level:
+            row.append(str(result.cell.level))
+        row += [
+            _pct(stats["clean_target"]), _pct(stats["corrupted_target"]), _pct(stats["unlearned_target"]),
+            _ratio(stats["restoration_ratio"]), _transitions(result.transitions, result.injected_known),
+            _pct(stats["non_target_change"], signed=True), f"{result.n_target} / {result.n_non_target}",
+        ]
+        rows.append(row)
+    return rows
+
+
+def _level_pivot(results: Sequence[CellResult], forget: str) -> list[str]:
+    """The paper's table: target accuracy per level for the corrupted model and each method's unlearned model."""
+    cells = [result for result in results if result.cell.corruption == "wikidata" and result.cell.forget == forget]
+    if not cells:
+        return []
+    methods = list(dict.fromkeys(result.cell.method for result in cells))
+    levels = sorted({result.cell.level for result in cells})
+    rows = []
+    for level in levels:
+        at_level = {result.cell.method: result for result in cells if result.cell.level == level}
+        any_cell = next(iter(at_level.values()))
+        row = [str(level), _pct(any_cell.stats["clean_target"]), _pct(any_cell.stats["corrupted_target"])]
+        row += [_pct(at_level[method].stats["unlearned_target"]) if method in at_level else "" for method in methods]
+        rows.append(row)
+    header = ["k", "clean", "corrupted", *(method.upper() for method in methods)]
+    return [f"### Target accuracy (%) by level k, {forget} forget set", "", *_table(header, rows), ""]
+
+
+# Hyperparameters every method has that the page always shows (besides those that differ from the defaults).
+SHOWN_HPARAMS = ("learning_rate", "num_epochs", "per_device_batch_size")
+
+
+def _hparams_section(results: Sequence[CellResult]) -> list[str]:
+    """Each method's main hyperparameters and every one that differs from the method's defaults."""
+    from restor_bench.unlearn import resolve_method_hparams
+
+    rows, seen = [], set()
+    for result in results:
+        method = result.cell.method
+        if method in seen or not result.hparams:
+            continue
+        seen.add(method)
+        try:
+            defaults = resolve_method_hparams(method)
+        except InputError:
+            defaults = {}
+        shown = [key for key in SHOWN_HPARAMS if key in result.hparams]
+        shown += sorted(key for key, value in result.hparams.items()
+                        if key not in SHOWN_HPARAMS and key in defaults and defaults[key] != value)
+        rows.append([method, ", ".join(f"{key}={result.hparams[key]}" for key in shown)])
+    if not rows:
+        return []
+    return ["## Hyperparameters", "", *_table(["method", "settings (defaults unless listed)"], rows), ""]
+
+
+def _timing_section(results: Sequence[CellResult]) -> list[str]:
+    """Wall time of each step of each cell, as the step ran (mean over seeds)."""
+    rows = []
+    for result in results:
+        if not result.step_seconds:
+            continue
+        row = [result.cell.method, result.cell.forget, str(result.cell.level) if result.cell.corruption == "wikidata"
+               else "squad"]
+        row += [format_duration(value) if value is not None else "" for value in
+                (result.step_seconds.get(label) for label, _ in CELL_STEPS)]
+        rows.append(row)
+    if not rows:
+        return []
+    return [
+        "## Wall time by step", "",
+        ("Seconds each step took when it ran (mean over seeds). The corruption and the clean and corrupted "
+         "evaluations are shared by the cells of one level and seed and ran once; the clean evaluation is shared by "
+         "every cell."), "",
+        *_table(["method", "forget", "k", *(label for label, _ in CELL_STEPS)], rows), "",
+    ]
+
+
+@dataclasses.dataclass
+class PageInfo:
+    """What the page says about how it was made."""
+
+    command: str
+    date: str
+    versions: dict[str, str]
+    wall_time_s: float
+    compute_time_s: float
+    world: str
+    model: str
+    seeds: list[int]
+    resamples: int
+    metric: str
+    notes: list[str]
+    plots: dict[str, str]  # title -> path relative to the page
+    protocol: str = "classic"
+    discussion: str = ""  # markdown of the --discussion file, placed after the findings
+
+
+def _scoring_section(results: Sequence[CellResult], legacy: Sequence[CellResult], metric: str) -> list[str]:
+    """The same generations scored by the current rules and by the legacy ones (task version 1.0), side by side."""
+    lines = [
+        "## Scoring: current rules and the legacy ones, same generations", "",
+        f"Target accuracy (%) with `{metric}` (one leading article dropped, country and language aliases) and with "
+        f"`{metric}_legacy` (articles dropped anywhere, no aliases), and the restoration ratio under each.", "",
+    ]
+    rows = []
+    for new, old in zip(results, legacy):
+        row = [new.cell.method, new.cell.forget, "squad" if new.cell.level is None else str(new.cell.level)]
+        for role in ROLES:
+            row.append(f"{_pct(new.stats[role + '_target'])} / {_pct(old.stats[role + '_target'])}")
+        row.append(f"{_ratio(new.stats['restoration_ratio'])} / {_ratio(old.stats['restoration_ratio'])}")
+        rows.append(row)
+    header = ["method", "forget", "k", "clean (new / legacy)", "corrupted (new / legacy)", "unlearned (new / legacy)",
+              "ratio (new / legacy)"]
+    return [*lines, *_table(header, rows), ""]
+
+
+def results_markdown(results: Sequence[CellResult], info: PageInfo, legacy: Sequence[CellResult] = ()) -> str:
+    """The results page (markdown)."""
+    wikidata = [result for result in results if result.cell.corruption == "wikidata"]
+    squad = [result for result in results if result.cell.corruption == "squad"]
+    tasks = sorted({result.task for result in results})
+    title = "RESTOR as published (paper protocol)" if info.protocol == "paper" else "RESTOR experiment grid"
+    lines = [
+        f"# {title}: results",
+        "",
+        "Produced by:",
+        "",
+        "```",
+        info.command,
+        "```",
+        "",
+        f"- date: {info.date}",
+        f"- world: {info.world}; clean model: {info.model}; task: {', '.join(tasks)} (metric `{info.metric}`)",
+        f"- seeds: {', '.join(map(str, info.seeds))}",
+        (f"- wall time of this command: {format_duration(info.wall_time_s)}; of the runs of these cells when they "
+         f"ran: {format_duration(sum(result.wall_time_s for result in results))}; of all their steps when they ran: "
+         f"{format_duration(info.compute_time_s)}"),
+        "- versions: " + ", ".join(f"{name} {version}" for name, version in sorted(info.versions.items())),
+        "",
+        ("Accuracies (%) are on the target questions (those about the entities the corruption documents lie about), "
+        "pooled over seeds and questions; brackets hold 95% percentile bootstrap intervals whose resamples draw the "
+        f"seeds with replacement and the questions with replacement within target / non-target ({info.resamples} "
+        "resamples, the same draws for the three models). Restoration ratio: (unlearned - corrupted) / (clean - "
+        "corrupted) of the pooled accuracies (n/a when the corruption moved less than one question). Transitions: "
+        "target facts the clean model knew that the unlearned model answers correctly / still answers with the "
+        "injected value / answers otherwise, mean over seeds. Non-target change: unlearned minus clean accuracy on "
+        "the other questions, in points."),
+        "",
+    ]
+    for note in info.notes:
+        lines.append(f"Note: {note}")
+        lines.append("")
+    header_cells = ["clean", "corrupted", "unlearned", "restoration ratio", "restored / still corrupted / forgotten",
+                    "non-target change", "questions (target / other)"]
+    if wikidata:
+        lines += ["## Amount of unrelated context (wikidata-style documents, level k) and simplified forget set", ""]
+        for forget in FORGET_FORMS:
+            lines += _level_pivot(wikidata, forget)
+        lines += ["### Every cell", "", *_table(["method", "forget", "k", *header_cells], _cell_rows(wikidata, True)),
+                  ""]
+    if squad:
+        lines += ["## Extreme corruption (SQuAD-style passages)", "",
+                  *_table(["method", "forget", *header_cells], _cell_rows(squad, False)), ""]
+    if info.protocol == "paper":
+        from restor_bench.findings import findings_markdown
+
+        lines += findings_markdown(results)
+    if info.discussion:
+        lines += [info.discussion.strip(), ""]
+    if legacy:
+        lines += _scoring_section(results, legacy, info.metric)
+    lines += _hparams_section(results)
+    lines += _timing_section(results)
+    if info.plots:
+        lines += ["## Plots", ""]
+        for title, path in info.plots.items():
+            lines += [f"![{title}]({path})", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Writing the page
+
+
+def write_page(
+    records: Sequence[tuple[Cell, dict[str, Any]]], options: GridOptions, *, results_path: Path,
+    plots_dir: Path | None, command: str, wall_time_s: float, resamples: int = DEFAULT_RESAMPLES,
+    notes: Sequence[str] = (), metric: str = "contains", discussion: str = "",
+) -> list[CellResult]:
+    """Compute every cell's numbers, draw the plots and write the results page (atomically)."""
+    from restor_bench import plots as plotting
+    from restor_bench.io import atomic_write_json, atomic_write_text
+    from restor_bench.pipeline import clean_model_for, default_tasks
+    from restor_bench.training import package_versions
+
+    root = Path(options.root)
+    cache = SamplesCache(metric)
+    results = [
+        cell_result(cell, record, root, default_tasks(cell_spec(cell, options, {}))[0], cache, resamples)
+        for cell, record in records
+    ]
+    plot_paths: dict[str, str] = {}
+    if plots_dir is not None and results:
+        for title, path in plotting.write_grid_plots(results, Path(plots_dir)).items():
+            plot_paths[title] = os.path.relpath(path, Path(results_path).resolve().parent)
+    first_spec = cell_spec(records[0][0], options, records[0][1].get("hparams") or {}) if records else None
+    info = PageInfo(
+        command=command,
+        date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        versions=package_versions(),
+        wall_time_s=wall_time_s,
+        compute_time_s=compute_seconds((record for _, record in records), root),
+        world=options.world,
+        model=_display_model(clean_model_for(first_spec)) if first_spec else "",
+        seeds=list(options.seeds),
+        resamples=resamples,
+        metric=metric,
+        notes=list(notes),
+        plots=plot_paths,
+        protocol=options.protocol,
+        discussion=discussion,
+    )
+    legacy = legacy_results(records, options, root, resamples, metric)
+    atomic_write_text(results_path, results_markdown(results, info, legacy))
+    atomic_write_json(Path(results_path).with_suffix(".json"), {
+        "schema": "restor-bench/grid/v1", "command": command, "date": info.date, "versions": info.versions,
+        "world": info.world, "protocol": options.protocol, "seeds": info.seeds, "resamples": resamples,
+        "metric": metric,
+        "cells": [result.to_dict() for result in results],
+    })
+    return results
+
+
+def legacy_results(records, options: GridOptions, root: Path, resamples: int, metric: str) -> list[CellResult]:
+    """The cells scored with the legacy rules (`<metric>_legacy`), or [] when the samples predate that metric."""
+    from restor_bench.pipeline import default_tasks
+
+    legacy_metric = f"{metric}_legacy"
+    cache = SamplesCache(legacy_metric)
+    try:
+        return [
+            cell_result(cell, record, root, default_tasks(cell_spec(cell, options, {}))[0], cache, resamples)
+            for cell, record in records
+        ]
+    except InputError:
+        return []
+
+
+def _display_model(model: str) -> str:
+    """A model path as the page shows it: relative to the working folder when inside it."""
+    path = Path(model)
+    if not path.is_absolute():
+        return model
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        from restor_bench.data.world import tiny_world_dir
+
+        if path.resolve() == (tiny_world_dir() / "model").resolve():
+            return "the tiny world's clean model"
+        return path.name
