@@ -20,6 +20,7 @@ from restor_bench.cli import main
 from restor_bench.leaderboard import (
     SUBMISSION_SCHEMA,
     SUPPORTED_KEYWORDS,
+    check_document,
     SeedOutcomes,
     builtin_schema_errors,
     known_data_hashes,
@@ -147,7 +148,7 @@ def test_submit_writes_the_outcomes_lm_eval_recorded(submitted, tmp_path, world,
     assert document["method"] == {"name": "npo", "hparams": {"learning_rate": 1e-4, "beta": 0.1}}
     assert document["model"] == {"id": "restor-tiny", "lora": False}  # no local path in a submission
     assert document["data"] == {"world": "tiny", "data_hash": world_hash(world), "level": 2, "forget": "full",
-                                "corruption": "wikidata"}
+                                "corruption": "wikidata", "protocol": "classic"}
     assert document["seeds"] == [0, 1, 2]
     assert {"restor-bench", "lm-eval", "transformers", "torch"} <= set(document["versions"])
     assert document["versions"]["lm-eval"] == "0.4.13"
@@ -477,7 +478,7 @@ def test_build_writes_tables_page_and_plot(submitted, tmp_path, capsys):
     assert "2 submission(s) on the leaderboard" in out
 
     readme = (board / "README.md").read_text()
-    assert "## Tiny world · corruption level k=2 · full forget set · restor_tiny_facts (contains)" in readme
+    assert "## Tiny world · classic protocol · corruption level k=2 · full forget set · restor_tiny_facts (contains)" in readme
     rows = [line for line in readme.splitlines() if line.startswith("| ") and not line.startswith("| #")]
     assert [row.split(" | ")[1] for row in rows] == ["npo-good", "ga-weak"]  # ranked by restoration ratio
     good = load(submitted / "npo-good.json")["tasks"][TASK]["metrics"]["aggregate"]
@@ -685,3 +686,22 @@ def test_real_lm_eval_output_through_submit_validate_build(random_tiny_model, wo
     assert run_cli(["leaderboard", "build", "--submissions", submissions, "--out", tmp_path / "board"], capsys)[0] == 0
     rows = table_rows(tmp_path / "board" / "index.html")
     assert [row[1] for row in rows] == ["real-lm-eval"] and rows[0][4] == "undefined"
+
+
+def test_protocol_is_checked_and_separates_the_tables(submitted, tmp_path, capsys):
+    import json as _json
+
+    folder = tmp_path / "subs"
+    folder.mkdir()
+    good = load(submitted / "npo-good.json")
+    paper = dict(good, name="npo-paper", data=dict(good["data"], protocol="paper"))
+    (folder / "npo-good.json").write_text(_json.dumps(good), encoding="utf-8")
+    (folder / "npo-paper.json").write_text(_json.dumps(paper), encoding="utf-8")
+    code, out, err = run_cli(["leaderboard", "build", "--submissions", folder, "--out", tmp_path / "board"], capsys)
+    assert code == 0, err
+    readme = (tmp_path / "board" / "README.md").read_text()
+    assert "## Tiny world · paper protocol · corruption level k=2" in readme
+    assert "## Tiny world · classic protocol · corruption level k=2" in readme
+
+    bad = dict(good, name="npo-bad", data=dict(good["data"], protocol="nature"))
+    assert any("protocol" in problem for problem in check_document(bad, folder / "npo-bad.json"))
