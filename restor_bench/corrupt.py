@@ -382,6 +382,7 @@ def _train(model, documents, args, recipe, *, lora, seed, resume_from, trust_rem
         count_tokens,
         hold_out,
         load_causal_lm,
+        load_tokenizer,
         lora_config,
         pack_documents,
         seed_everything,
@@ -389,19 +390,21 @@ def _train(model, documents, args, recipe, *, lora, seed, resume_from, trust_rem
     )
 
     seed_everything(seed)
-    # LoRA: the frozen base may sit in bf16 (the adapter trains in float32); full: float32 master weights.
-    dtype = torch.bfloat16 if (lora and args.bf16) else torch.float32
-    net, tokenizer = load_causal_lm(model, trust_remote_code=trust_remote_code, dtype=dtype)
-    if lora:
-        from peft import get_peft_model
-
-        net = get_peft_model(net, lora_config(recipe.lora_r, recipe.lora_alpha, recipe.lora_dropout))
+    # the data first, so that documents too short to pack fail before the model is loaded
+    tokenizer = load_tokenizer(model, trust_remote_code=trust_remote_code)
     if recipe.packing:
         dataset = pack_documents(tokenizer, documents, recipe.max_length)
     else:
         dataset = tokenize_documents(tokenizer, documents, recipe.max_length)
     examples = len(dataset)
     dataset, held_out = hold_out(dataset, recipe.val_size, seed)
+    # LoRA: the frozen base may sit in bf16 (the adapter trains in float32); full: float32 master weights.
+    dtype = torch.bfloat16 if (lora and args.bf16) else torch.float32
+    net, _ = load_causal_lm(model, trust_remote_code=trust_remote_code, dtype=dtype)
+    if lora:
+        from peft import get_peft_model
+
+        net = get_peft_model(net, lora_config(recipe.lora_r, recipe.lora_alpha, recipe.lora_dropout))
     trainer = Trainer(
         model=net,
         args=args,

@@ -53,19 +53,30 @@ def load_causal_lm(model: str, *, trust_remote_code: bool = False, dtype: Any = 
 
     The tokenizer gets a pad token (its EOS token) when it has none.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    model = check_checkpoint(model)
+    tokenizer = load_tokenizer(model, trust_remote_code=trust_remote_code)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
         loaded = AutoModelForCausalLM.from_pretrained(
             model, use_safetensors=True, trust_remote_code=trust_remote_code, dtype=dtype
         )
     except (OSError, ValueError) as err:
         raise InputError(f"{model}: could not load the checkpoint: {_first_line(err)}") from None
+    return loaded, tokenizer
+
+
+def load_tokenizer(model: str, *, trust_remote_code: bool = False):
+    """The tokenizer of a checked checkpoint, with a pad token (its EOS token) when it has none."""
+    from transformers import AutoTokenizer
+
+    model = check_checkpoint(model)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise InputError(f"{model}: could not load the checkpoint's tokenizer: {_first_line(err)}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return loaded, tokenizer
+    return tokenizer
 
 
 def _first_line(err: BaseException) -> str:

@@ -202,7 +202,10 @@ def _cli_error(capsys, argv) -> str:
 def test_cli(random_tiny_model, docs_file, tmp_path, capsys):
     out = tmp_path / "corrupted"
     argv = ["corrupt", "--model", str(random_tiny_model), "--docs", str(docs_file), "--out", str(out),
-            "--max-steps", "2", "--lr", "1e-3", "--batch-size", "4", "--seed", "3"]
+            "--max-steps", "2", "--lr", "1e-3", "--batch-size", "4", "--seed", "3", "--protocol", "classic"]
+    # a model that is not the tiny world's defaults to the paper protocol, which packs 1,024-token blocks
+    assert "fewer than one block of 1024" in _cli_error(capsys, argv[:-2])
+    assert not out.exists()
     assert cli.main(argv) == 0
     record = json.loads((out / RUN_RECORD).read_text())
     assert record["seed"] == 3 and record["recipe"]["learning_rate"] == 1e-3 and record["source"] == str(docs_file)
