@@ -96,15 +96,20 @@ def read_jsonl(path: str | os.PathLike, what: str = "JSONL file") -> list[Any]:
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: {what} not found")
+    if path.is_dir():
+        raise InputError(f"{path}: expected a {what}, found a folder")
     rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise InputError(f"{path}: malformed JSON on line {number}: {err.msg}") from None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise InputError(f"{path}: malformed JSON on line {number}: {err.msg}") from None
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path}: not UTF-8 text ({err.reason})") from None
     return rows
 
 

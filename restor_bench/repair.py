@@ -17,13 +17,13 @@ Where this differs from the paper, by name: the loss covers every token of a ren
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from restor_bench.corrupt import CLASSIC_RECIPE
 from restor_bench.errors import InputError
+from restor_bench.io import read_json, read_jsonl
 
 # k1rezaei/restor@15292e58 corruption/README.md ("LIMA"); cutoff 1,024 (LLaMA-Factory's default then).
 REPAIR_RECIPE = dataclasses.replace(
@@ -67,11 +67,9 @@ def load_repair_documents(source: str, *, model: str | None = None, data_dir: st
         from restor_bench.data.documents import load_documents
 
         return load_documents(source, data_dir=data_dir)
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise InputError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
-    records = _parse_records(raw, path)
+    records = read_jsonl(path, "repair file") if path.suffix == ".jsonl" else read_json(path, "repair file")
+    if not isinstance(records, list):
+        raise InputError(f"{path}: expected a list of records (JSON) or one record per line (JSONL)")
     tokenizer = _tokenizer(model) if model else None
     texts = []
     for number, record in enumerate(records, start=1):
@@ -87,25 +85,6 @@ def load_repair_documents(source: str, *, model: str | None = None, data_dir: st
     if not texts:
         raise InputError(f"{path}: no records")
     return texts
-
-
-def _parse_records(raw: str, path: Path) -> list[Any]:
-    stripped = raw.lstrip()
-    if stripped.startswith("["):
-        try:
-            records = json.loads(raw)
-        except json.JSONDecodeError as err:
-            raise InputError(f"{path}: invalid JSON at line {err.lineno}: {err.msg}") from None
-        return records
-    records = []
-    for line_number, line in enumerate(raw.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as err:
-            raise InputError(f"{path}: line {line_number}: invalid JSON: {err.msg}") from None
-    return records
 
 
 def _tokenizer(model: str):

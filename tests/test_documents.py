@@ -252,3 +252,13 @@ def test_named_sets_help_lists_the_sources():
 
     for name in ("tiny:generic", "tiny:squad-people", "official:generic", "hf:NAME[:CONFIG][@SPLIT][#N]"):
         assert name in NAMED_SETS_HELP
+
+
+def test_non_utf8_jsonl_document_file_is_one_clear_error(tmp_path):
+    from restor_bench.data.documents import load_documents
+    from restor_bench.errors import InputError
+
+    path = tmp_path / "docs.jsonl"
+    path.write_bytes('{"text": "fine"}\n{"text": "caf\xe9"}\n'.encode("latin-1"))
+    with pytest.raises(InputError, match=r"docs.jsonl: not UTF-8 text"):
+        load_documents(str(path))

@@ -58,7 +58,7 @@ class GradientAscent(Method):
 
     def loss(self, model, forget, retain, ctx):
         forget_nll = mean_nll(model, forget)
-        loss = -forget_nll
+        loss = -getattr(self.hparams, "forget_weight", 1.0) * forget_nll  # GradDiff weighs the forget term
         logs = {"forget_nll": forget_nll.detach()}
         if self.hparams.retain_weight > 0:
             retain_nll = mean_nll(model, retain)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from unlearners.base import Method
 from unlearners.errors import UnlearnError
 from unlearners.hparams import TrainHparams
-from unlearners.losses import mean_nll
 from unlearners.methods.ga import GradientAscent
 
 
@@ -25,7 +23,7 @@ class GradDiffHparams(TrainHparams):
             raise UnlearnError("hyperparameters 'forget_weight' and 'retain_weight' must be >= 0")
 
 
-class GradDiff(Method):
+class GradDiff(GradientAscent):
     """Gradient difference: ascend on the forget documents while descending on the retain documents.
 
     loss = - forget_weight * NLL(forget) + retain_weight * NLL(retain)
@@ -37,17 +35,5 @@ class GradDiff(Method):
     name = "graddiff"
     description = "gradient difference: -NLL(forget) + retain_weight * NLL(retain)"
     Hparams = GradDiffHparams
-    presets = {"7b": dict(GradientAscent.presets["7b"])}
-
-    def needs_retain(self) -> bool:
-        return self.hparams.retain_weight > 0
-
-    def loss(self, model, forget, retain, ctx):
-        forget_nll = mean_nll(model, forget)
-        loss = -self.hparams.forget_weight * forget_nll
-        logs = {"forget_nll": forget_nll.detach()}
-        if self.hparams.retain_weight > 0:
-            retain_nll = mean_nll(model, retain)
-            loss = loss + self.hparams.retain_weight * retain_nll
-            logs["retain_nll"] = retain_nll.detach()
-        return loss, logs
+    presets = {"7b": dict(GradientAscent.presets["7b"])}  # no "paper" preset: the paper ran GA, KL and NPO
+    # the loss is GradientAscent's, with forget_weight on the forget term
