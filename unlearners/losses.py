@@ -40,10 +40,15 @@ def token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor,
     return nll.sum(dim=1), mask.sum(dim=1)
 
 
+def batch_mean_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token NLL over all predicted tokens of a batch, from its logits."""
+    nll_sum, count = token_nll(logits, labels)
+    return nll_sum.sum() / count.sum().clamp(min=1)
+
+
 def mean_nll(model, batch: dict) -> torch.Tensor:
     """Mean next-token NLL over all predicted tokens of the batch (the usual language-model loss)."""
-    nll_sum, count = token_nll(forward(model, batch).logits, batch["labels"])
-    return nll_sum.sum() / count.sum().clamp(min=1)
+    return batch_mean_nll(forward(model, batch).logits, batch["labels"])
 
 
 def sequence_logprob(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,7 +8,13 @@ from dataclasses import dataclass
 from unlearners.base import Method
 from unlearners.errors import UnlearnError
 from unlearners.hparams import RESTOR_GAMMA, TrainHparams, check_reference_mode
-from unlearners.losses import cross_entropy_to_reference, forward, kl_reference_to_model, mean_nll, token_nll
+from unlearners.losses import (
+    batch_mean_nll,
+    cross_entropy_to_reference,
+    forward,
+    kl_reference_to_model,
+    mean_nll,
+)
 from unlearners.methods.ga import GradientAscent
 
 FORGET_TERMS = ("nll", "cross_entropy")
@@ -97,8 +103,7 @@ class KLMinimization(Method):
         outputs = forward(model, forget)
         ref_outputs = ctx.reference.outputs(model, forget)
         cross_entropy = cross_entropy_to_reference(outputs.logits, ref_outputs.logits)
-        nll_sum, count = token_nll(outputs.logits.detach(), forget["labels"])
-        forget_nll = nll_sum.sum() / count.sum().clamp(min=1)
+        forget_nll = batch_mean_nll(outputs.logits.detach(), forget["labels"])
         return cross_entropy, {"forget_ce": cross_entropy.detach(), "forget_nll": forget_nll}
 
     def retain_loss(self, model, retain, ctx):
@@ -109,8 +114,7 @@ class KLMinimization(Method):
         outputs = forward(model, retain)
         ref_outputs = ctx.reference.outputs(model, retain)
         kl = kl_reference_to_model(ref_outputs.logits, outputs.logits, retain["labels"])
-        nll_sum, count = token_nll(outputs.logits.detach(), retain["labels"])
-        return kl, {"retain_kl": kl.detach(), "retain_nll": nll_sum.sum() / count.sum().clamp(min=1)}
+        return kl, {"retain_kl": kl.detach(), "retain_nll": batch_mean_nll(outputs.logits.detach(), retain["labels"])}
 
     def loss(self, model, forget, retain, ctx):
         forget_term, forget_logs = self.forget_loss(model, forget, ctx)

@@ -169,14 +169,14 @@ class NPO(Method):
         beta = self.hparams.beta
         nll, mask = token_nll_per_position(forward(model, forget).logits, forget["labels"])
         nll_sum, count = nll.sum(dim=1), mask.sum(dim=1)
-        logs = {"forget_nll": nll_sum.detach().sum() / count.sum().clamp(min=1)}
+        nll_mean = nll_sum.sum() / count.sum().clamp(min=1)  # the batch's mean token NLL
+        logs = {"forget_nll": nll_mean.detach()}
         if self.hparams.log_ratio == "sequence":
             ref_nll_sum, _ = self.reference_nll(model, forget, ctx)
             log_ratio = ref_nll_sum.to(nll_sum.dtype) - nll_sum  # log p_theta(y) - log p_ref(y), per example
             forget_loss = -(2.0 / beta) * F.logsigmoid(-beta * log_ratio).mean()
         elif self.hparams.log_ratio == "batch_mean_token":
             ref_nll_sum, ref_count = self.reference_nll(model, forget, ctx)
-            nll_mean = nll_sum.sum() / count.sum().clamp(min=1)
             ref_mean = ref_nll_sum.sum().to(nll_mean.dtype) / ref_count.sum().clamp(min=1)
             log_ratio = ref_mean - nll_mean  # one value for the batch
             forget_loss = -(2.0 / beta) * F.logsigmoid(-beta * log_ratio)
