@@ -415,7 +415,7 @@ def _train(model, documents, args, recipe, *, lora, seed, resume_from, trust_rem
         callbacks=list(callbacks),
     )
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    data_info = {"packing": recipe.packing, "examples": examples, "train_examples": len(dataset),
+    data_info = {"examples": examples, "train_examples": len(dataset),
                  "held_out_examples": len(held_out) if held_out is not None else 0, "held_out_loss": None}
     if held_out is not None:
         data_info["held_out_loss"] = trainer.evaluate()["eval_loss"]

@@ -70,6 +70,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from restor_bench.corrupt import PROTOCOLS  # a submission that names none ran "classic"
 from restor_bench.errors import InputError
 
 SCHEMA = "restor-bench/submission/v1"
@@ -79,7 +80,6 @@ SPLITS = ("target", "non_target", "all")
 WORLDS = ("tiny", "official")
 FORGET_FORMS = ("full", "simplified")
 CORRUPTIONS = ("wikidata", "squad")
-PROTOCOLS = ("paper", "classic")  # restor_bench.pipeline.PROTOCOLS; "classic" when a submission names none
 GENERATION_METRICS = ("contains", "exact_match")
 TASK_METRICS = GENERATION_METRICS + ("prefers_correct",)
 VERSION_KEYS = ("restor-bench", "lm-eval", "transformers", "torch")

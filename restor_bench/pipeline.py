@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from restor_bench.corrupt import PROTOCOLS
 from restor_bench.errors import InputError
 from restor_bench.io import atomic_write_json, atomic_write_text
 
@@ -57,7 +58,7 @@ class RunSpec:
     data_dir: str | None = None
     tasks: tuple[str, ...] = ()
     targets: str = "all"  # tiny world: "all" targets, or "test" (leaving out the validation targets used for tuning)
-    protocol: str = "classic"  # "paper" (RESTOR as published) or "classic"; see `protocol_defaults`
+    protocol: str = "classic"  # "paper" (RESTOR as published) or "classic"; default: `default_protocol`
     retain: str | None = None  # retain documents; None: the protocol's default (`default_retain`)
     repair: str | None = None  # documents of the post-unlearning repair fine-tune (paper: LIMA); None: no repair
 
@@ -82,9 +83,6 @@ class RunSpec:
             parts.append(f"{self.targets}-targets")
         parts.append(f"seed{self.seed}")
         return "-".join(parts)
-
-
-PROTOCOLS = ("paper", "classic")
 
 
 def default_protocol(world: str) -> str:
@@ -206,9 +204,8 @@ def run_protocol(spec: RunSpec, root: Path, *, log: Callable[[str], None] = prin
     from restor_bench.corrupt import corrupt, work_dir_for
     from restor_bench.data.documents import load_documents
     from restor_bench.evaluate import evaluate
-    from restor_bench.unlearn import unlearn_checkpoint
-
     from restor_bench.repair import load_repair_documents, repair
+    from restor_bench.unlearn import unlearn_checkpoint
 
     if spec.world not in WORLDS:
         raise InputError(f"unknown world {spec.world!r} (choose one of: {', '.join(WORLDS)})")
