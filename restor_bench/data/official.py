@@ -174,12 +174,13 @@ def retain_documents(facts: FactSet, evaluated: Iterable[str]) -> list[str]:
     return ["\n".join(lines) for lines in by_entity.values()]
 
 
-def load_retain(data_dir: str | os.PathLike) -> list[str]:
-    """`retain_documents` of an official data folder (facts.json minus the people of entities.json)."""
+def load_retain(data_dir: str | os.PathLike, build=None, what: str = "retain") -> list[str]:
+    """`build(facts, entities)` of an official data folder (default `retain_documents`: facts.json minus the people
+    of entities.json); an InputError when no document is left."""
     folder = Path(data_dir)
-    documents = retain_documents(load_facts(folder / FACTS_FILE), load_entities(folder / ENTITIES_FILE))
+    documents = (build or retain_documents)(load_facts(folder / FACTS_FILE), load_entities(folder / ENTITIES_FILE))
     if not documents:
-        raise InputError(f"{folder / FACTS_FILE}: every entity is evaluated, so no retain documents are left")
+        raise InputError(f"{folder / FACTS_FILE}: every entity is evaluated, so no {what} documents are left")
     return documents
 
 

@@ -170,10 +170,6 @@ def generic_person_documents(facts, evaluated: Iterable[str]) -> list[str]:
 
 def load_generic_official(data_dir: str | os.PathLike) -> list[str]:
     """`generic_person_documents` of an official data folder (facts.json less the people of entities.json)."""
-    from restor_bench.data.official import ENTITIES_FILE, FACTS_FILE, load_entities, load_facts
+    from restor_bench.data.official import load_retain
 
-    folder = Path(data_dir)
-    documents = generic_person_documents(load_facts(folder / FACTS_FILE), load_entities(folder / ENTITIES_FILE))
-    if not documents:
-        raise InputError(f"{folder / FACTS_FILE}: every entity is evaluated, so no generic retain documents are left")
-    return documents
+    return load_retain(data_dir, generic_person_documents, "generic retain")
