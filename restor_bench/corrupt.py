@@ -110,8 +110,10 @@ def tiny_recipe(protocol: str = "classic") -> CorruptionRecipe:
 
 # The tiny world under the paper protocol: packed blocks of 512 tokens (the tiny model's training length),
 # 10% held out; batch and learning rate chosen so that the packed run corrupts about as strongly as the classic
-# one at k=0 (measured on 2 cores: lr 3e-4 leaves 47% of the target facts, 5e-4 21%, 1e-3 9% but costs 29 points
-# on the other people; the classic recipe leaves 16%).
+# one at k=0. Measured with `restor-bench corrupt --model "$(restor-bench world path)" --docs tiny:0 --protocol
+# paper --lr LR` then `restor-bench eval` and `compare` on restor_tiny_facts (all 10 targets, seed 0): lr 3e-4
+# leaves 47% of the target facts, 5e-4 21%, 1e-3 9% but costs 29 points on the other people; the classic recipe
+# leaves 16%.
 TINY_PACKED_CORRUPTION = {"packing": True, "val_size": 0.1, "per_device_train_batch_size": 2,
                           "learning_rate": 5e-4, "num_train_epochs": 5}
 
