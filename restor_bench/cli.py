@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "restor_bench.grid",
     "restor_bench.leaderboard",
     "restor_bench.model_import",
+    "restor_bench.layers",
 ]
 
 
@@ -45,6 +46,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def describe_os_error(err: OSError) -> str:
+    """One line for a filesystem error: the path(s) and the reason, e.g. `runs/x: Read-only file system`."""
+    reason = err.strerror or type(err).__name__
+    paths = [str(path) for path in (err.filename, err.filename2) if path is not None]
+    if isinstance(err, (FileExistsError, NotADirectoryError)) and paths:
+        blocker = _file_in_the_way(paths[0])
+        if blocker is not None:
+            return f"{paths[0]}: cannot create a folder there, {blocker} is a file"
+    if not paths:
+        return f"{reason} ({err})" if str(err) and str(err) != reason else reason
+    return f"{' -> '.join(paths)}: {reason}"
+
+
+def _file_in_the_way(path: str) -> str | None:
+    """The first component of `path` (itself included) that exists as something other than a folder."""
+    from pathlib import Path
+
+    candidate = Path(path)
+    for part in [*reversed(candidate.parents), candidate]:
+        if str(part) not in ("", ".") and part.exists() and not part.is_dir():
+            return str(part)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -64,6 +89,17 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"restor-bench: gate failed: {err}", file=sys.stderr)
         return 1
+    except OSError as err:
+        # the filesystem refused: a folder that cannot be written (read-only, a file in its place), a full disk
+        if debug:
+            raise
+        print(f"restor-bench: error: {describe_os_error(err)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        if debug:
+            raise
+        print("restor-bench: error: out of memory (try a smaller --batch-size, --bootstrap or model)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("restor-bench: interrupted", file=sys.stderr)
         return 130

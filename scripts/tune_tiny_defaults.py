@@ -1,10 +1,12 @@
 """Tune each unlearning method's tiny-world defaults on a validation split of the target facts.
 
-The tiny world's manifest names `validation_targets` (2 of its 10 corrupted people). For every method this script
-tries a small grid of learning rates and epoch counts at corruption level 0 (seed 0), evaluates each unlearned model
-with lm-eval (restor_tiny_facts), and picks the setting with the highest accuracy on the validation targets' facts
-among those that keep non-target accuracy within 5 points of the corrupted model (if none does: the one that keeps
-the most). The other 8 targets are never looked at here; docs/RESULTS.md reports on them.
+The tiny world's manifest names `validation_targets` (2 of its 10 corrupted people). Every method gets the same
+budget, BUDGET settings at corruption level 0 (seed 0), over its own knobs (`grid_for`): the loss-based methods
+over learning rate x epochs, RMU over learning rate, steered layer, steering coefficient and retain weight (a
+half-fraction factorial design, so each of its four knobs takes both of its values four times). Each unlearned model
+is evaluated with lm-eval (restor_tiny_facts), and the setting with the highest accuracy on the validation targets'
+facts among those that keep non-target accuracy within 5 points of the corrupted model is chosen (if none does: the
+one that keeps the most). The other 8 targets are never looked at here; docs/RESULTS.md reports on them.
 
     python scripts/tune_tiny_defaults.py [--root runs] [--out docs/tuning.md] [--methods ga,kl,...]
 
@@ -28,8 +30,35 @@ from restor_bench.io import atomic_write_json, atomic_write_text  # noqa: E402
 from restor_bench.outcomes import load_run  # noqa: E402
 from restor_bench.pipeline import RunSpec, run_protocol  # noqa: E402
 
-LEARNING_RATES = (5e-5, 2e-4)
+BUDGET = 8
+LEARNING_RATES = (2e-5, 5e-5, 2e-4, 5e-4)
 EPOCHS = (1.0, 5.0)
+# RMU's own knobs, two values each. The tiny model has 3 decoder layers: 1 is the middle (RMU's default), 2 the last.
+# The steering coefficient is adaptive (c = adaptive_scale x the mean activation norm on the forget set), so the
+# scales are relative to this model's activations; the WMDP paper's c = 6.5 on Zephyr-7B is about 4x its norm there.
+RMU_KNOBS = {"learning_rate": (1e-3, 1e-2), "layer": (1, 2), "adaptive_scale": (4.0, 16.0),
+             "retain_weight": (1.0, 100.0)}
+RMU_EPOCHS = 5.0
+
+
+def grid_for(method: str) -> list[dict]:
+    """The BUDGET settings tried for `method`."""
+    if method == "rmu":
+        settings = []
+        names = list(RMU_KNOBS)
+        # 2^(4-1) half fraction, defining relation D = ABC: every knob takes each value in 4 of the 8 settings and
+        # every pair of knobs is balanced.
+        for a, b, c in itertools.product((0, 1), repeat=3):
+            levels = (a, b, c, a ^ b ^ c)
+            setting = {name: RMU_KNOBS[name][level] for name, level in zip(names, levels)}
+            setting["update_layers"] = ",".join(str(i) for i in range(max(0, setting["layer"] - 2),
+                                                                      setting["layer"] + 1))
+            setting["num_epochs"] = RMU_EPOCHS
+            settings.append(setting)
+    else:
+        settings = [{"learning_rate": lr, "num_epochs": epochs} for lr, epochs in itertools.product(LEARNING_RATES, EPOCHS)]
+    assert len(settings) == BUDGET, (method, len(settings))
+    return settings
 MAX_NON_TARGET_DROP = 0.05
 TASK = "restor_tiny_facts"
 
@@ -46,6 +75,18 @@ def split_accuracies(eval_folder: Path, validation: set[str], targets: set[str])
         else:
             groups["non_target"].append(outcome.correct)
     return {name: sum(values) / len(values) for name, values in groups.items()}
+
+
+def max_weight_change(before: Path, after: Path) -> float:
+    """Largest absolute difference between two checkpoints' weights (float32)."""
+    from safetensors import safe_open
+
+    largest = 0.0
+    with safe_open(str(before / "model.safetensors"), "pt") as a, safe_open(str(after / "model.safetensors"), "pt") as b:
+        for name in a.keys():
+            diff = (a.get_tensor(name).float() - b.get_tensor(name).float()).abs().max().item()
+            largest = max(largest, diff)
+    return largest
 
 
 def choose(rows: list[dict], corrupted_non_target: float) -> dict:
@@ -72,8 +113,7 @@ def main() -> int:
     corrupted_split = None
     for method in args.methods.split(","):
         rows = []
-        for learning_rate, epochs in itertools.product(LEARNING_RATES, EPOCHS):
-            hparams = {"learning_rate": learning_rate, "num_epochs": epochs}
+        for hparams in grid_for(method):
             spec = RunSpec(world="tiny", method=method, level=0, seed=0, hparams=hparams, tasks=(TASK,))
             entry = run_protocol(spec, root, log=lambda line: print(line, flush=True))
             artifacts = {key: root / path for key, path in entry["artifacts"].items()}
@@ -81,7 +121,8 @@ def main() -> int:
                 corrupted_split = split_accuracies(artifacts["eval_corrupted"], validation, targets)
                 clean_split = split_accuracies(artifacts["eval_clean"], validation, targets)
             split = split_accuracies(artifacts["eval_unlearned"], validation, targets)
-            rows.append({"hparams": hparams, **split})
+            change = max_weight_change(artifacts["corrupted"], artifacts["unlearned"])
+            rows.append({"hparams": hparams, **split, "max_weight_change": change})
             print(f"[tune] {method} {hparams}: validation {split['validation']:.3f} "
                   f"non-target {split['non_target']:.3f}", flush=True)
         chosen = choose(rows, corrupted_split["non_target"])
@@ -89,7 +130,8 @@ def main() -> int:
 
     record = {
         "rule": f"max validation-target accuracy with non-target accuracy >= corrupted - {MAX_NON_TARGET_DROP}",
-        "grid": {"learning_rate": LEARNING_RATES, "num_epochs": EPOCHS},
+        "budget": BUDGET,
+        "grid": {"learning_rate": LEARNING_RATES, "num_epochs": EPOCHS, "rmu": {**RMU_KNOBS, "num_epochs": RMU_EPOCHS}},
         "level": 0, "seed": 0, "task": TASK,
         "validation_targets": sorted(validation),
         "clean": clean_split, "corrupted": corrupted_split,
@@ -118,14 +160,24 @@ def render(record: dict) -> str:
         f" Corrupted model: validation {pct(record['corrupted']['validation'])}%, "
         f"non-target {pct(record['corrupted']['non_target'])}%.",
         "",
-        "| method | learning rate | epochs | validation targets % | non-target % | chosen |",
-        "|---|---|---|---|---|---|",
+        f"Budget: {record.get('budget', 4)} settings per method. Loss-based methods: learning rate x epochs. RMU: "
+        "learning rate, steered layer (1 = middle, 2 = last; the layers up to two below it train), adaptive steering "
+        "scale (c = scale x mean activation norm) and retain weight, in a half-fraction factorial design. "
+        "Max weight change: the largest absolute difference between the corrupted and the unlearned weights.",
+        "",
+        "| method | learning rate | epochs | other knobs | validation targets % | non-target % | max weight change "
+        "| chosen |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for method, entry in record["methods"].items():
         for row in entry["tried"]:
             chosen = "**yes**" if row["hparams"] == entry["chosen"] else ""
+            others = ", ".join(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+                               for key, value in row["hparams"].items()
+                               if key not in ("learning_rate", "num_epochs", "update_layers"))
+            change = f"{row['max_weight_change']:.2g}" if "max_weight_change" in row else ""
             lines.append(f"| {method} | {row['hparams']['learning_rate']:g} | {row['hparams']['num_epochs']:g} | "
-                         f"{pct(row['validation'])} | {pct(row['non_target'])} | {chosen} |")
+                         f"{others} | {pct(row['validation'])} | {pct(row['non_target'])} | {change} | {chosen} |")
     lines += ["", f"Wall time: {record['wall_time_s'] / 60:.1f} min on 2 CPU cores.", ""]
     return "\n".join(lines)
 

@@ -355,6 +355,27 @@ def test_rmu(model, reference_model):
     _check(loss, forget_part, alpha * total / count)
 
 
+def test_rmu_last_layer_steers_the_decoder_layer_not_the_final_norm(model, reference_model):
+    """hidden_states[-1] of a Hugging Face model is the final norm's output; RMU must steer the last decoder layer's
+    own output h, which the final norm maps to hidden_states[-1] and which differs from it."""
+    last = model.config.num_hidden_layers - 1
+    _, _, method = _loss("rmu", model, reference_model, layer=last, update_layers=str(last), steering_coeff=3.0)
+    seq = _forget_seqs()[0]
+    batch = {"input_ids": torch.tensor([seq]), "attention_mask": torch.ones(1, len(seq), dtype=torch.long)}
+    with torch.no_grad():
+        captured = method.hidden(model, batch)[0]
+        final = model(torch.tensor([seq]), output_hidden_states=True).hidden_states[-1][0]
+        normed = model.model.norm(captured).double()
+        captured, final = captured.double(), final.double()
+    assert torch.allclose(normed, final, atol=1e-5)
+    assert (captured - final).abs().max().item() > 1e-2
+    # for a middle layer the hook and hidden_states agree
+    method.layer = 0
+    method._layers.clear()
+    with torch.no_grad():
+        assert torch.allclose(method.hidden(model, batch)[0].double(), _hidden(model, seq, 0), atol=1e-6)
+
+
 def test_rmu_adaptive_coefficient(model, reference_model):
     _, _, method = _loss("rmu", model, reference_model, layer=0, update_layers="0", steering_coeff=0.0,
                          adaptive_scale=4.0)

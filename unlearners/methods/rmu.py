@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from dataclasses import dataclass
 
@@ -45,6 +46,49 @@ def _num_layers(model) -> int:
     return int(count)
 
 
+def decoder_layers(model) -> torch.nn.ModuleList:
+    """The model's list of decoder layers: the first `nn.ModuleList` holding `num_hidden_layers` modules.
+
+    Llama, Qwen, Gemma and Mistral keep it at `model.layers`, GPT-2 at `transformer.h`, GPT-NeoX at
+    `gpt_neox.layers`; searching by length covers them all and peft's wrapping too."""
+    while not hasattr(model, "config") and hasattr(model, "module"):  # DDP and similar wrappers
+        model = model.module
+    count = _num_layers(model)
+    for _, module in model.named_modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == count:
+            return module
+    raise UnlearnError(f"rmu: no list of {count} decoder layers found in {type(model).__name__}")
+
+
+class LayerCapture:
+    """Records the output of one decoder layer during a forward pass (a forward hook; hidden states only).
+
+    `outputs.hidden_states[l + 1]` is decoder layer l's output for every layer but the last, where Hugging Face
+    models return the output of the final norm instead; the hook reads the layer itself, at every depth."""
+
+    def __init__(self):
+        self.value: torch.Tensor | None = None
+
+    def _hook(self, module, args, output):
+        self.value = output[0] if isinstance(output, (tuple, list)) else output
+
+    @contextlib.contextmanager
+    def on(self, *modules):
+        handles = [module.register_forward_hook(self._hook) for module in modules if module is not None]
+        self.value = None
+        try:
+            yield self
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def take(self) -> torch.Tensor:
+        if self.value is None:
+            raise UnlearnError("rmu: the steered decoder layer did not run in the forward pass")
+        value, self.value = self.value, None
+        return value
+
+
 def _base_forward_accepts(model, name: str) -> bool:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     try:
@@ -58,7 +102,8 @@ class RMU(Method):
 
     loss = mean_{t in forget} || h_theta^l(t) - c * u ||^2  +  alpha * mean_{t in retain} || h_theta^l(t) - h_ref^l(t) ||^2
 
-    h^l is the output of decoder layer l, u a fixed random unit vector (uniform entries, normalised), c the
+    h^l is the output of decoder layer l (read with a forward hook on the layer, so the last layer's output is its
+    own and not the final norm's), u a fixed random unit vector (uniform entries, normalised), c the
     steering coefficient, h_ref the frozen model's activations; squared norms are averaged over tokens and
     dimensions. Only the parameters of layers l-2, l-1, l matching `param_pattern` train (MLP down projections by
     default). Li et al. 2024, "The WMDP Benchmark: Measuring and Reducing Malicious Use With Unlearning" (ICML
@@ -79,7 +124,9 @@ class RMU(Method):
         super().__init__(hparams)
         self.layer: int | None = None
         self.control: torch.Tensor | None = None
-        self._forward_kwargs: dict = {"output_hidden_states": True}
+        self._forward_kwargs: dict = {}
+        self._capture = LayerCapture()
+        self._layers: dict[int, tuple] = {}
 
     def needs_retain(self) -> bool:
         return self.hparams.retain_weight > 0
@@ -118,8 +165,25 @@ class RMU(Method):
         if _base_forward_accepts(model, "logits_to_keep"):
             self._forward_kwargs["logits_to_keep"] = 1  # the loss needs activations only, not the vocabulary logits
 
-    def hidden(self, outputs) -> torch.Tensor:
-        return outputs.hidden_states[self.layer + 1]
+    def _layer_module(self, model):
+        if model is None:
+            return None
+        cached = self._layers.get(id(model))
+        if cached is None or cached[0] is not model:
+            cached = self._layers[id(model)] = (model, decoder_layers(model)[self.layer])
+        return cached[1]
+
+    def hidden(self, model, batch, reference=None) -> torch.Tensor:
+        """Decoder layer `self.layer`'s output on `batch`: of `model`, or of the reference (`reference` given; its
+        own copy when live, `model` with the adapter disabled otherwise)."""
+        if reference is None:
+            with self._capture.on(self._layer_module(model)):
+                forward(model, batch, **self._forward_kwargs)
+                return self._capture.take()
+        live = getattr(reference, "model", None) if getattr(reference, "mode", None) == "live" else None
+        with self._capture.on(self._layer_module(live if live is not None else model)):
+            reference.outputs(model, batch, **self._forward_kwargs)
+            return self._capture.take()
 
     @torch.no_grad()
     def setup(self, ctx: MethodContext) -> None:
@@ -144,7 +208,7 @@ class RMU(Method):
             with ctx.autocast():
                 for batch in ctx.forget_batches():
                     batch = {key: value.to(ctx.device) for key, value in batch.items()}
-                    hidden = self.hidden(forward(model, batch, **self._forward_kwargs)).float()
+                    hidden = self.hidden(model, batch).float()
                     mask = batch["attention_mask"].bool()
                     total += hidden.norm(dim=-1)[mask].sum().item()
                     count += int(mask.sum().item())
@@ -153,13 +217,13 @@ class RMU(Method):
         return total / max(count, 1)
 
     def loss(self, model, forget, retain, ctx):
-        hidden = self.hidden(forward(model, forget, **self._forward_kwargs))
+        hidden = self.hidden(model, forget)
         forget_loss = masked_mse(hidden, self.control.to(hidden.dtype).expand_as(hidden), forget["attention_mask"])
         loss = forget_loss
         logs = {"forget_mse": forget_loss.detach()}
         if self.hparams.retain_weight > 0:
-            retain_hidden = self.hidden(forward(model, retain, **self._forward_kwargs))
-            reference_hidden = self.hidden(ctx.reference.outputs(model, retain, **self._forward_kwargs))
+            retain_hidden = self.hidden(model, retain)
+            reference_hidden = self.hidden(model, retain, reference=ctx.reference)
             retain_loss = masked_mse(retain_hidden, reference_hidden, retain["attention_mask"])
             loss = loss + self.hparams.retain_weight * retain_loss
             logs["retain_mse"] = retain_loss.detach()
