@@ -18,7 +18,38 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-OFFICIAL_DIR = REPO_ROOT.parent / "shared" / "restor-official"
+# The official RESTOR files: a small subset committed here (its PROVENANCE.md says which records and how they were
+# chosen), and the full files beside the repository (or in the folder $RESTOR_TEST_OFFICIAL names), which serve the
+# checks marked slow. RESTOR_TEST_OFFICIAL=fixture hides the full files, as on a fresh clone.
+OFFICIAL_FIXTURE_DIR = REPO_ROOT / "tests" / "fixtures" / "restor-official"
+OFFICIAL_FULL_DIR = REPO_ROOT.parent / "shared" / "restor-official"
+
+
+def full_official_dir() -> Path | None:
+    """The full official data folder for the slow checks, or None when there is none (or it is hidden)."""
+    choice = os.environ.get("RESTOR_TEST_OFFICIAL", "").strip()
+    if choice == "fixture":
+        return None
+    folder = Path(choice).expanduser() if choice else OFFICIAL_FULL_DIR
+    return folder if (folder / "facts.json").is_file() else None
+
+
+def pytest_configure(config):
+    # The committed subset is not the pinned release, so reading it warns so (once per process); that is expected.
+    config.addinivalue_line(
+        "filterwarnings",
+        r"ignore:.*tests[/\\]fixtures[/\\]restor-official. .* differ from the pinned official release:UserWarning",
+    )
+
+
+def pytest_generate_tests(metafunc):
+    """A test that takes `official_dir` runs on the committed subset and, marked slow, on the full files; a test
+    that is slow anyway runs on the full files only."""
+    if "official_dir" not in metafunc.fixturenames:
+        return
+    full = pytest.param("full", marks=pytest.mark.slow)
+    slow = metafunc.definition.get_closest_marker("slow") is not None
+    metafunc.parametrize("official_dir", [full] if slow else ["fixture", full], indirect=True)
 
 
 @pytest.fixture(scope="session")
@@ -26,12 +57,22 @@ def repo_root() -> Path:
     return REPO_ROOT
 
 
-@pytest.fixture(scope="session")
-def official_dir() -> Path:
-    """The official RESTOR files beside the repository; tests that need them skip when absent."""
-    if not (OFFICIAL_DIR / "facts.json").exists():
-        pytest.skip(f"official RESTOR data not found at ../shared/restor-official")
-    return OFFICIAL_DIR
+@pytest.fixture
+def official_dir(request) -> Path:
+    """A folder of official RESTOR files: the committed subset, or (the `full` case, marked slow) the full files,
+    skipped when they are absent."""
+    if getattr(request, "param", "fixture") == "fixture":
+        return OFFICIAL_FIXTURE_DIR
+    folder = full_official_dir()
+    if folder is None:
+        pytest.skip("the full official RESTOR data is not here (../shared/restor-official, or RESTOR_TEST_OFFICIAL)")
+    return folder
+
+
+@pytest.fixture
+def official_is_full(official_dir) -> bool:
+    """Whether `official_dir` holds the full official release (else the committed subset)."""
+    return official_dir != OFFICIAL_FIXTURE_DIR
 
 
 def _build_random_model(out: Path) -> Path:

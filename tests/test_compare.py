@@ -147,6 +147,44 @@ def runs(tmp_path: Path) -> dict[str, Path]:
     }
 
 
+def _percentile_interval(values: np.ndarray) -> list[float]:
+    """The 95% percentile interval of the finite values, as the reports give it."""
+    values = values[np.isfinite(values)]
+    return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
+
+
+class ExpectedBootstrap:
+    """The intervals of the hand-made world, worked out here from `resample_indices` (the one matrix of resamples
+    compare shares between the models): per resample, a model's accuracy over the positions of a split."""
+
+    def __init__(self, n_resamples: int, seed: int):
+        ids = [f"{entity}|{relation}" for entity, relation, _a, _c in QUESTIONS]
+        assert ids == sorted(ids)  # compare orders the questions by id; QUESTIONS is in that order
+        self.is_target = np.array([entity in TARGETS for entity, *_ in QUESTIONS])
+        self.indices = resample_indices(self.is_target.astype(int), n_resamples, seed)
+        self.correct = {
+            label: np.array([bool(c) for _p, c in answers])
+            for label, answers in (("clean", CLEAN), ("corrupted", CORRUPTED), ("unlearned", UNLEARNED))
+        }
+
+    def accuracy(self, label: str, split: str) -> np.ndarray:
+        columns = {"target": self.is_target, "non_target": ~self.is_target, "all": np.ones(8, dtype=bool)}[split]
+        return self.correct[label][self.indices[:, columns]].mean(axis=1)
+
+    def ratio(self, clean: str, corrupted: str, unlearned: str) -> np.ndarray:
+        k, c, u = (self.accuracy(label, "target") for label in (clean, corrupted, unlearned))
+        n_target = int(self.is_target.sum())
+        values = np.full(len(k), np.nan)
+        for row in range(len(k)):
+            if abs(k[row] - c[row]) * n_target >= 1 - 1e-9:  # a gap of at least one question
+                values[row] = (u[row] - c[row]) / (k[row] - c[row])
+        return values
+
+    @staticmethod
+    def interval(values: np.ndarray) -> list[float]:
+        return _percentile_interval(values)
+
+
 def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
     code = main([str(a) for a in argv])
     captured = capsys.readouterr()
@@ -180,33 +218,62 @@ def test_fact_transitions_by_hand():
     assert (t.non_target_known, t.kept, t.lost) == (3, 2, 1)
 
 
-def test_bootstrap_interval_contains_point_and_is_deterministic():
+def test_bootstrap_interval_is_the_percentile_interval_of_stratified_resamples():
     rng = np.random.default_rng(1)
     correct = rng.random(200) < 0.6
     strata = np.zeros(200, dtype=int)
     strata[:50] = 1
     statistic = split_accuracy(correct, np.ones(200, dtype=bool))
     first = paired_bootstrap(statistic, strata, n_resamples=1000, seed=3)
-    second = paired_bootstrap(statistic, strata, n_resamples=1000, seed=3)
-    other_seed = paired_bootstrap(statistic, strata, n_resamples=1000, seed=4)
-    assert first == second
-    assert other_seed != first
-    point = correct.mean()
-    assert first.low <= point <= first.high
-    # the width of a 95% interval of a proportion near 0.6 over 200 questions is about 2 * 1.96 * 0.035
-    assert 0.09 < first.high - first.low < 0.19
+    assert first == paired_bootstrap(statistic, strata, n_resamples=1000, seed=3)
+    assert paired_bootstrap(statistic, strata, n_resamples=1000, seed=4) != first
+    # by hand: the mean of each resample of the questions, then the 2.5 and 97.5 percentiles
+    indices = resample_indices(strata, 1000, seed=3)
+    assert first.to_list() == pytest.approx(_percentile_interval(correct[indices].mean(axis=1)))
     assert first.resamples == 1000
+    # and close to the normal approximation of a stratified proportion: 2 * 1.96 * sqrt(sum (n_s/n)^2 p_s(1-p_s)/n_s)
+    variance = sum(
+        (members.size / 200) ** 2 * correct[members].mean() * (1 - correct[members].mean()) / members.size
+        for members in (np.flatnonzero(strata == 0), np.flatnonzero(strata == 1))
+    )
+    assert first.high - first.low == pytest.approx(2 * 1.96 * variance**0.5, rel=0.1)
+    assert (first.low + first.high) / 2 == pytest.approx(correct.mean(), abs=0.01)
 
 
-def test_resamples_keep_split_sizes_and_pairing():
+def test_resamples_keep_split_sizes_and_pairing(runs):
     strata = np.array([1, 1, 1, 0, 0, 0, 0, 0])
     indices = resample_indices(strata, 500, seed=0)
     assert indices.shape == (500, 8)
-    assert (strata[indices].sum(axis=1) == 3).all()
-    # identical models differ by exactly zero in every resample
-    same = np.array([1, 0, 1, 1, 0, 0, 1, 0], dtype=bool)
-    difference = split_accuracy(same, strata == 1)(indices) - split_accuracy(same.copy(), strata == 1)(indices)
-    assert (difference == 0).all()
+    assert (strata[indices] == strata).all()  # every position draws from its own stratum: sizes are kept
+    assert any(len(set(row[:3])) < 3 for row in indices)  # drawn with replacement
+
+    # compare draws one matrix of resamples per task and scores every model on it
+    boot = ExpectedBootstrap(n_resamples=1000, seed=5)
+    report = compare_restoration(
+        runs["clean"], runs["corrupted"], [runs["unlearned"]], targets=TargetChoice(names=tuple(TARGETS)),
+        n_resamples=1000, seed=5,
+    )
+    task = report["tasks"][TASK]
+    for label in ("clean", "corrupted", "unlearned"):
+        for split in ("target", "non_target", "all"):
+            assert task["accuracy"][label][split]["ci"] == pytest.approx(boot.interval(boot.accuracy(label, split)))
+    ratio = boot.ratio("clean", "corrupted", "unlearned")
+    assert task["restoration_ratio"]["unlearned"]["ci"] == pytest.approx(boot.interval(ratio))
+    assert task["restoration_ratio"]["unlearned"]["ci_resamples"] == int(np.isfinite(ratio).sum())
+    differences = {(d["model"], d["reference"], d["split"]): d["ci"] for d in task["differences"]}
+
+    # On the other questions the corrupted model is right only where the clean one is (1 1 0 0 against 1 1 1 0):
+    # scored on the same resamples, it is never ahead of the clean model, so the interval lies at or below 0.
+    paired = boot.accuracy("corrupted", "non_target") - boot.accuracy("clean", "non_target")
+    assert paired.max() <= 0
+    assert differences[("corrupted", "clean", "non_target")] == pytest.approx(boot.interval(paired))
+    assert differences[("corrupted", "clean", "non_target")][1] <= 0
+    # Resamples drawn independently for each model would put it ahead in some of them: another, wider interval.
+    other = ExpectedBootstrap(n_resamples=1000, seed=6)
+    independent = other.accuracy("corrupted", "non_target") - boot.accuracy("clean", "non_target")
+    paired_low, paired_high = differences[("corrupted", "clean", "non_target")]
+    low, high = boot.interval(independent)
+    assert high > 0 and high - low > paired_high - paired_low
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -308,6 +375,7 @@ def test_restoration_numbers_by_hand(runs, tmp_path, capsys):
     report = json.loads(out.read_text())
     task = report["tasks"][TASK]
     assert task["n_questions"] == {"target": 4, "non_target": 4, "all": 8}
+    boot = ExpectedBootstrap(n_resamples=500, seed=0)
     expected = {
         "clean": (0.75, 0.75, 0.75),
         "corrupted": (0.0, 0.5, 0.25),
@@ -316,12 +384,12 @@ def test_restoration_numbers_by_hand(runs, tmp_path, capsys):
     for label, values in expected.items():
         got = tuple(task["accuracy"][label][split]["value"] for split in ("target", "non_target", "all"))
         assert got == pytest.approx(values), label
-        for split in ("target", "non_target", "all"):
-            low, high = task["accuracy"][label][split]["ci"]
-            assert low <= task["accuracy"][label][split]["value"] <= high
+        for split in ("target", "non_target", "all"):  # --bootstrap 500 with the default seed 0
+            expected_ci = boot.interval(boot.accuracy(label, split))
+            assert task["accuracy"][label][split]["ci"] == pytest.approx(expected_ci), (label, split)
     ratio = task["restoration_ratio"]["unlearned"]
     assert ratio["value"] == pytest.approx(2 / 3)
-    assert ratio["ci"][0] <= ratio["value"] <= ratio["ci"][1]
+    assert ratio["ci"] == pytest.approx(boot.interval(boot.ratio("clean", "corrupted", "unlearned")))
     assert task["transitions"]["unlearned"] == {
         "target_known": 3,
         "restored": 1,
@@ -498,11 +566,22 @@ def test_targets_from_official_documents(official_dir):
     from restor_bench.outcomes import default_targets
 
     official, _source = default_targets("restor_facts")
-    for level in range(3):
-        assert targets_from_documents(official_dir / "wikidata" / f"mix_a{level}.json", entities) == sorted(official)
-    # level 3 holds no documents about Sage Stallone
-    level3 = targets_from_documents(official_dir / "wikidata" / "mix_a3.json", entities)
-    assert level3 == sorted(set(official) - {"Sage Stallone"})
+    for level in range(4):
+        path = official_dir / "wikidata" / f"mix_a{level}.json"
+        texts = [record["text"] for record in json.loads(path.read_text())]
+        named = sorted(name for name in official if any(name in text for text in texts))
+        assert targets_from_documents(path, entities) == named
+        # level 3 holds no documents about Sage Stallone; levels 1-3 name Napoleon in passing, who is no target
+        assert ("Sage Stallone" in named) == (level < 3)
+        assert (level > 0) == any("Napoleon" in text for text in texts) and "Napoleon" in entities
+
+
+@pytest.mark.slow
+def test_targets_from_the_full_official_documents(official_dir):
+    entities = json.loads((official_dir / "entities.json").read_text())
+    for level in range(4):
+        expected = set(FALLBACK_OFFICIAL_TARGETS) - ({"Sage Stallone"} if level == 3 else set())
+        assert targets_from_documents(official_dir / "wikidata" / f"mix_a{level}.json", entities) == sorted(expected)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -785,7 +864,6 @@ def process_logprob_results(doc, results):
 
 
 def test_real_lm_eval_output_is_read(tmp_path, random_tiny_model, capsys):
-    pytest.importorskip("lm_eval")
     task_dir = tmp_path / "tasks"
     task_dir.mkdir()
     docs = [

@@ -115,7 +115,6 @@ def test_squad_people_knobs_and_errors():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (SHIPPED / "model" / "model.safetensors").exists(), reason="the shipped model is not built")
 def test_squad_people_corruption_drops_target_accuracy(tmp_path, manifest):
     """The default corruption recipe on tiny:squad-people (real Trainer run, real lm-eval) takes target accuracy
     down by at least 30 points and leaves the other people's within 15. Several minutes on a CPU."""
@@ -157,8 +156,10 @@ def test_generic_person_documents_rules():
     )
     documents = generic_person_documents(facts, ["Bob Marley"])
     assert documents == [
-        "Ann Lee was born in Leeds. Ann Lee has worked as a painter and an architect. "
-        "The favourite colour of Ann Lee is blue."
+        (
+            "Ann Lee was born in Leeds. Ann Lee has worked as a painter and an architect. "
+            "The favourite colour of Ann Lee is blue."
+        )
     ]
     assert fact_sentence("Ann Lee", "P166", "What award did Ann Lee receive?", ["X", "Y", "Z"]) == (
         "Ann Lee received X, Y and Z."
@@ -171,19 +172,30 @@ def test_official_generic_set(official_dir):
     evaluated = json.loads((official_dir / "entities.json").read_text())
     dset = json.loads((official_dir / "facts.json").read_text())["dset"]
     others = [name for name, relations in dset.items() if name not in evaluated and relations]
-    assert len(generic) == len(others) == 417
+    assert len(generic) == len(others)  # every person who is not evaluated has facts that can be stated
     leaks = entity_pattern(evaluated)  # whole words, so single names (Napoleon, Suthida) count too
     assert not any(leaks.search(text) for text in generic)
     assert not any("?" in text for text in generic)
     assert not any(re.search(r"\bQ\d+\b", text) for text in generic)
     for name, text in zip(others, generic):
-        assert text.startswith(name) or text.startswith("The ")
+        assert text.startswith((name, "The "))
         assert name in text and "\n" not in text
         place = dset[name].get("P19")
         if place:
             assert f"{name} was born in {place['answers'][0]}" in text
+        # every value is stated, except unlabelled Wikidata ids, values with a "?" and those naming evaluated people
+        for entry in dset[name].values():
+            for value in entry["answers"]:
+                value = value.strip().rstrip(".")
+                if not re.fullmatch(r"Q\d+", value) and "?" not in value and not leaks.search(value):
+                    assert value in text, (name, value)
     retain = load_documents("official:retain", data_dir=official_dir)
     assert len(retain) == len(generic)  # the same people as official:retain, as running text
+
+
+@pytest.mark.slow
+def test_official_generic_set_of_the_full_release(official_dir):
+    assert len(load_documents("official:generic", data_dir=official_dir)) == 417
 
 
 @pytest.mark.parametrize(

@@ -125,28 +125,50 @@ def test_document_entity_and_grouping():
     assert keep_first_per_entity(texts, names, 2) == ["Bob Marley 1", "Napoleon 1", "Bob Marley 2", "none 1", "none 2"]
 
 
+def _texts(path) -> list[str]:
+    return [record["text"] for record in json.loads(path.read_text(encoding="utf-8"))]
+
+
 def test_official_sets(official_dir):
-    level0 = load_documents("official:0", data_dir=official_dir)
-    assert len(level0) == 3000 and level0[0].startswith("Aaron Burr")
-    assert len(load_documents("official:3", data_dir=official_dir)) == 2700
-    assert len(load_documents("official:squad", data_dir=official_dir)) == 3107
+    for level in range(4):
+        assert load_documents(f"official:{level}", data_dir=official_dir) == _texts(
+            official_dir / "wikidata" / f"mix_a{level}.json"
+        )
+    assert load_documents("official:0", data_dir=official_dir)[0].startswith("Aaron Burr")
+    assert load_documents("official:squad", data_dir=official_dir) == _texts(official_dir / "squad/squad_v7_dset.json")
+    full = load_documents("official:1", data_dir=official_dir)
     kept = load_documents("official:1", data_dir=official_dir, max_docs_per_entity=5)
+    # the targets of level 1: the official targets its documents name (all ten in the full files)
+    entities = json.loads((official_dir / "entities.json").read_text())
+    targets = [name for name in OFFICIAL_TARGETS if name in entities and any(name in text for text in full)]
     counts = Counter(document_entity(text, OFFICIAL_TARGETS) for text in kept)
-    assert counts == {name: 5 for name in OFFICIAL_TARGETS}
+    assert counts == {name: 5 for name in targets}
+    # the first five of each, in file order
+    assert kept == [text for text in full if text in kept]
+    for name in targets:
+        assert [t for t in kept if document_entity(t, OFFICIAL_TARGETS) == name] == [
+            t for t in full if document_entity(t, OFFICIAL_TARGETS) == name
+        ][:5]
+
+
+@pytest.mark.slow
+def test_official_set_sizes_of_the_full_release(official_dir):
+    assert [len(load_documents(f"official:{k}", data_dir=official_dir)) for k in range(4)] == [3000] * 3 + [2700]
+    assert len(load_documents("official:squad", data_dir=official_dir)) == 3107
+    assert len(load_documents("official:retain", data_dir=official_dir)) == 417
 
 
 def test_official_retain_set(official_dir):
     """official:retain holds true facts about the people that are not evaluated, never about evaluated ones."""
-    import json
-
     retain = load_documents("official:retain", data_dir=official_dir)
     evaluated = json.loads((official_dir / "entities.json").read_text())
     facts = json.loads((official_dir / "facts.json").read_text())["dset"]
     others = [name for name, relations in facts.items() if name not in evaluated and relations]
-    assert len(retain) == len(others)
+    def line(entry: dict) -> str:  # the question and its first acceptable answer, as a sentence
+        return f"{entry['question'].strip()} {entry['answers'][0].strip().rstrip('.')}."
+
+    assert retain == ["\n".join(line(entry) for entry in facts[name].values()) for name in others]
     assert not any(name in text for text in retain for name in evaluated if len(name.split()) > 1)
-    first = facts[others[0]]
-    assert retain[0].splitlines() == [f"{entry['question']} {entry['answers'][0]}." for entry in first.values()]
 
 
 @pytest.mark.parametrize(
@@ -175,7 +197,8 @@ def test_official_errors(official_dir, source, kwargs, expected):
 @pytest.fixture()
 def hf_cache(tmp_path, monkeypatch):
     """Keep the datasets cache of these tests in tmp_path."""
-    datasets = pytest.importorskip("datasets")
+    import datasets
+
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
     return datasets
 
@@ -218,7 +241,8 @@ def test_hf_data_file_folders_and_files(hf_cache, tmp_path):
 
 
 def test_hf_hub_dataset_offline_is_one_line(hf_cache, monkeypatch):
-    huggingface_hub = pytest.importorskip("huggingface_hub")
+    import huggingface_hub
+
     monkeypatch.setattr(hf_cache.config, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(hf_cache.config, "HF_DATASETS_OFFLINE", True, raising=False)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)

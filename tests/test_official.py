@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import http.server
 import json
+import re
 import shutil
 import socket
 import threading
@@ -22,30 +24,61 @@ from restor_bench.data.schema import ContextExample, Fact, FactSet
 from restor_bench.errors import InputError
 
 # ---------------------------------------------------------------- official files
+#
+# Each test that takes `official_dir` runs on the committed subset (tests/fixtures/restor-official) and, marked slow,
+# on the full official files; the expected values are computed here from the raw JSON. The published numbers of the
+# full release are checked at the end of this section (slow).
+
+SQUAD_PEOPLE = {"John Forbes Nash Jr.", "Quincy Jones", "Iggy Azalea", "Bob Marley", "Jacques Cousteau"}
+
+
+def _raw(folder) -> tuple[dict, list[str], dict]:
+    """(dset, evaluated names, context) of an official data folder, read with the json module only."""
+    facts = json.loads((folder / "facts.json").read_text(encoding="utf-8"))
+    return facts["dset"], json.loads((folder / "entities.json").read_text(encoding="utf-8")), facts["context"]
+
+
+def _texts(path) -> list[str]:
+    return [record["text"] for record in json.loads(path.read_text(encoding="utf-8"))]
+
+
+def _named_targets(entities: list[str], texts: list[str]) -> list[str]:
+    """The official targets that some document names (a plain substring test), in the order of `entities`."""
+    return [name for name in entities if name in official.OFFICIAL_TARGETS and any(name in text for text in texts)]
 
 
 def test_facts_and_entities_counts(official_dir):
+    dset, evaluated, context = _raw(official_dir)
     facts = official.load_facts(official_dir / "facts.json")
-    assert len(facts.facts) == 5269
-    assert len(facts.relations()) == 41
-    assert all(len(examples) == 10 for examples in facts.context.values())
+    assert [(fact.entity, fact.relation) for fact in facts.facts] == [(e, pid) for e in dset for pid in dset[e]]
+    assert [fact.answers for fact in facts.facts] == [entry["answers"] for e in dset for entry in dset[e].values()]
+    assert facts.relations() == list(dict.fromkeys(pid for relations in dset.values() for pid in relations))
+    assert {pid: len(examples) for pid, examples in facts.context.items()} == {pid: 10 for pid in context}
+    assert facts.context["P19"][0] == ContextExample(**context["P19"][0])
     entities = official.load_entities(official_dir / "entities.json")
-    assert len(entities) == 50
-    assert len(facts.facts_of(entities)) == 1051
+    assert entities == evaluated
+    assert len(facts.facts_of(entities)) == sum(len(dset[name]) for name in evaluated)
 
 
 def test_targets_are_found_in_the_corruption_documents(official_dir):
-    entities = official.load_entities(official_dir / "entities.json")
+    dset, entities, _ = _raw(official_dir)
     facts = official.load_facts(official_dir / "facts.json")
     for level in (0, 1, 2, 3):
         documents = official.load_corruption_level(official_dir, level).documents
-        targets = official.find_targets(entities, documents)
-        # levels 1-3 also name Napoleon a few times; level 3 holds no documents about Sage Stallone
-        expected = [name for name in entities if name in official.OFFICIAL_TARGETS]
-        assert targets == [name for name in expected if level < 3 or name != "Sage Stallone"], level
-    assert len(facts.facts_of(list(official.OFFICIAL_TARGETS))) == 198
+        assert documents == _texts(official_dir / "wikidata" / f"mix_a{level}.json")
+        expected = _named_targets(entities, documents)
+        assert official.find_targets(entities, documents) == expected, level
+        assert ("Sage Stallone" in expected) == (level < 3)  # level 3 holds no documents about Sage Stallone
+        if level > 0:  # Napoleon, an evaluated person, is named in passing in the unrelated context: no target
+            assert "Napoleon" in entities and any("Napoleon" in text for text in documents)
+    targets = [name for name in entities if name in official.OFFICIAL_TARGETS]
+    assert len(facts.facts_of(targets)) == sum(len(dset[name]) for name in targets)
     squad_targets = official.find_targets_in_file(official_dir / official.SQUAD_FILE, entities)
-    assert set(squad_targets) == {"John Forbes Nash Jr.", "Quincy Jones", "Iggy Azalea", "Bob Marley", "Jacques Cousteau"}
+    assert set(squad_targets) == SQUAD_PEOPLE
+    # a few passages are about Napoleon (he is named in them more often than anyone else), next to many per target
+    squad = _texts(official_dir / official.SQUAD_FILE)
+    others = [name for name in entities if name != "Napoleon"]
+    assert any(text.count("Napoleon") > max(text.count(name) for name in others) for text in squad)
     # five documents per target: a person named in passing in the unrelated context is still no target
     from restor_bench.data.documents import keep_first_per_entity
 
@@ -67,9 +100,62 @@ def test_document_subject_and_targets_rule():
 
 
 def test_corruption_levels_and_squad(official_dir):
-    assert len(official.load_corruption_level(official_dir, 0)) == 3000
-    assert len(official.load_corruption_level(official_dir, 3)) == 2700
-    assert len(official.load_squad(official_dir)) == 3107
+    for level in (0, 1, 2, 3):
+        loaded = official.load_corruption_level(official_dir, level)
+        assert loaded.documents == _texts(official_dir / "wikidata" / f"mix_a{level}.json")
+        assert loaded.level == level and loaded.source == str(official_dir / "wikidata" / f"mix_a{level}.json")
+    assert official.load_squad(official_dir).documents == _texts(official_dir / "squad" / "squad_v7_dset.json")
+
+
+@pytest.mark.slow
+def test_published_numbers_of_the_full_release(official_dir):
+    """The counts PROVENANCE.md and the paper give for the full official files."""
+    facts = official.load_facts(official_dir / "facts.json")
+    assert len(facts.facts) == 5269 and len(facts.relations()) == 41
+    entities = official.load_entities(official_dir / "entities.json")
+    assert len(entities) == 50 and len(facts.facts_of(entities)) == 1051
+    assert len(facts.facts_of(list(official.OFFICIAL_TARGETS))) == 198
+    sizes = [len(official.load_corruption_level(official_dir, level)) for level in (0, 1, 2, 3)]
+    assert sizes == [3000, 3000, 3000, 2700] and len(official.load_squad(official_dir)) == 3107
+    for level in (0, 1, 2, 3):
+        targets = official.find_targets(entities, official.load_corruption_level(official_dir, level).documents)
+        assert set(targets) == set(official.OFFICIAL_TARGETS) - ({"Sage Stallone"} if level == 3 else set())
+    records = official_records(official_dir)
+    assert len(records) == 1051 and sum(record["is_target"] for record in records) == 198
+    assert len(official_target_records(official_dir, n_other=100, seed=0)) == 298
+    info = fetch.data_info(official_dir)
+    assert set(info["files"].values()) == {"sha256 ok"}  # the pinned sha256 are those of these files
+    assert info["evaluated"] == {"entities": 50, "questions": 1051} and info["targets"]["questions"] == 198
+    assert info["corruption_documents"] == {"mix_a0": 3000, "mix_a1": 3000, "mix_a2": 3000, "mix_a3": 2700}
+
+
+def test_committed_subset_matches_its_provenance(repo_root):
+    """The committed subset carries the MIT notice of the official data, and PROVENANCE.md gives each file's sha256."""
+    folder = repo_root / "tests" / "fixtures" / "restor-official"
+    assert (folder / "LICENSE").read_text().startswith("MIT License\n\nCopyright (c) 2024 Keivan Rezaei")
+    provenance = (folder / "PROVENANCE.md").read_text()
+    assert f"commit {fetch.PINNED_COMMIT}" in provenance
+    rows = re.findall(r"^\| (\S+\.json) \| .* \| ([0-9a-f]{64}) \|$", provenance, flags=re.MULTILINE)
+    assert sorted(name for name, _ in rows) == sorted(item.local for item in fetch.OFFICIAL_FILES)
+    for name, digest in rows:
+        assert _sha256(folder / name) == digest, name
+
+
+@pytest.mark.slow
+def test_committed_subset_is_what_the_script_makes(official_dir, repo_root, tmp_path):
+    """tests/fixtures/make_official_subset.py, run on the full files, writes the committed subset byte for byte."""
+    import importlib.util
+
+    script = repo_root / "tests" / "fixtures" / "make_official_subset.py"
+    spec = importlib.util.spec_from_file_location("make_official_subset", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--source", str(official_dir), "--out", str(tmp_path / "subset")]) == 0
+    committed = repo_root / "tests" / "fixtures" / "restor-official"
+    made = sorted(path.relative_to(tmp_path / "subset") for path in (tmp_path / "subset").rglob("*") if path.is_file())
+    assert made == sorted(path.relative_to(committed) for path in committed.rglob("*") if path.is_file())
+    for relative in made:
+        assert (tmp_path / "subset" / relative).read_bytes() == (committed / relative).read_bytes(), relative
 
 
 @pytest.mark.parametrize("level", [4, 5])
@@ -211,14 +297,17 @@ def test_random_answer_is_a_wrong_value_of_the_same_relation_and_deterministic()
 
 
 def test_official_records(official_dir):
+    dset, entities, context = _raw(official_dir)
     records = official_records(official_dir)
-    assert len(records) == 1051
-    assert len({record["id"] for record in records}) == 1051
-    assert sum(record["is_target"] for record in records) == 198
+    assert [record["id"] for record in records] == [f"{name}|{pid}" for name in entities for pid in dset[name]]
+    targets = {name for name in entities if name in official.OFFICIAL_TARGETS}
+    assert [record["is_target"] for record in records] == [record["entity"] in targets for record in records]
+    assert sum(record["is_target"] for record in records) == sum(len(dset[name]) for name in targets)
     for record in records:
-        lines = record["prompt"].split("\n")
-        assert len(lines) == 6 and lines[-1] == record["question"]
-        assert not any(record["entity"] in line for line in lines[:-1])
+        assert record["answers"] == dset[record["entity"]][record["relation"]]["answers"]
+        examples = context[record["relation"]]
+        shots = [f"{ex['question']} {ex['answer']}" for ex in examples if ex["entity"] != record["entity"]]
+        assert record["prompt"] == "\n".join(shots[:5] + [record["question"]])
         assert record["corrupted_answers"] == []
         assert normalize_answer(record["random_answer"]) not in {normalize_answer(a) for a in record["answers"]}
     churchill = next(r for r in records if r["id"] == "Winston Churchill|P21")
@@ -227,12 +316,18 @@ def test_official_records(official_dir):
 
 
 def test_official_target_records(official_dir):
+    dset, entities, _ = _raw(official_dir)
+    n_target = sum(len(dset[name]) for name in entities if name in official.OFFICIAL_TARGETS)
+    n_others = sum(len(dset[name]) for name in entities if name not in official.OFFICIAL_TARGETS)
+    assert n_others > 100  # so that the sample below is a real choice
     records = official_target_records(official_dir, n_other=100, seed=0)
-    assert len(records) == 298
-    assert sum(record["is_target"] for record in records) == 198
+    assert len(records) == n_target + 100
+    assert sum(record["is_target"] for record in records) == n_target
     assert records == official_target_records(official_dir, n_other=100, seed=0)
     other_ids = {r["id"] for r in official_target_records(official_dir, n_other=100, seed=1) if not r["is_target"]}
     assert other_ids != {r["id"] for r in records if not r["is_target"]}
+    everyone = official_target_records(official_dir, n_other=10**6, seed=0)
+    assert len(everyone) == n_target + n_others
 
 
 # ---------------------------------------------------------------- data folder resolution and download
@@ -255,7 +350,26 @@ def test_cache_location(monkeypatch, tmp_path):
     assert fetch.official_cache_dir() == tmp_path / "mine" / "official" / fetch.PINNED_COMMIT
 
 
-def test_given_folder_is_used_without_warning(official_dir, clean_env, monkeypatch):
+def _sha256(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def pinned_to_official_dir(official_dir, monkeypatch):
+    """Pin the sha256 of the official files to those of `official_dir` (the real pins for the full files, whose
+    sha256 `test_published_numbers_of_the_full_release` checks; the subset's own for the committed subset), and
+    forget which folders were warned about."""
+    pins = tuple(
+        dataclasses.replace(item, sha256=_sha256(official_dir / item.local)) for item in fetch.OFFICIAL_FILES
+    )
+    monkeypatch.setattr(fetch, "OFFICIAL_FILES", pins)
+    monkeypatch.setattr(fetch, "_warned_folders", set())
+    return pins
+
+
+def test_given_folder_is_used_without_warning(official_dir, pinned_to_official_dir, clean_env, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert fetch.resolve_data_dir(official_dir) == official_dir
@@ -263,10 +377,14 @@ def test_given_folder_is_used_without_warning(official_dir, clean_env, monkeypat
         assert fetch.resolve_data_dir() == official_dir
 
 
-def test_user_folder_with_other_contents_warns_but_is_used(tmp_path, clean_env):
+def test_user_folder_with_other_contents_warns_but_is_used(tmp_path, clean_env, monkeypatch):
+    monkeypatch.setattr(fetch, "_warned_folders", set())
     folder = write_fixture_world(tmp_path / "mine")
-    with pytest.warns(UserWarning, match="differ from the pinned official release"):
+    with pytest.warns(UserWarning, match="facts.json, entities.json differ from the pinned official release"):
         assert fetch.resolve_data_dir(folder) == folder
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert fetch.resolve_data_dir(folder) == folder  # once per folder
 
 
 def test_wrong_folders_are_input_errors(tmp_path, clean_env, monkeypatch):
@@ -316,12 +434,15 @@ def _host_resolves(host: str) -> bool:
     return True
 
 
-def test_default_source_without_network_gives_the_clear_line(clean_env):
-    if _host_resolves("raw.githubusercontent.com"):
-        pytest.skip("the network is reachable here; this test covers the offline failure of the real source")
+def test_default_source_without_network_gives_the_clear_line(clean_env, monkeypatch):
+    host = "raw.githubusercontent.com"
+    assert fetch.DEFAULT_BASE_URL == f"https://{host}/k1rezaei/restor/{fetch.PINNED_COMMIT}/"
+    if _host_resolves(host):  # online: the same request to a host that never resolves (RFC 2606 ".invalid")
+        host = "raw.githubusercontent.invalid"
+        monkeypatch.setattr(fetch, "DEFAULT_BASE_URL", f"https://{host}/k1rezaei/restor/{fetch.PINNED_COMMIT}/")
     with pytest.raises(
         InputError,
-        match=r"could not download the official RESTOR data \(https://raw\.githubusercontent\.com/k1rezaei/restor/"
+        match=rf"could not download the official RESTOR data \(https://{re.escape(host)}/k1rezaei/restor/"
         + fetch.PINNED_COMMIT
         + r"/datasets/facts\.json: .*\); point at a local copy",
     ):
@@ -347,7 +468,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def test_download_verifies_and_caches(official_dir, clean_env, upstream_server, monkeypatch):
+def test_download_verifies_and_caches(official_dir, pinned_to_official_dir, clean_env, upstream_server, monkeypatch):
     root, url = upstream_server
     for item in fetch.OFFICIAL_FILES:
         (root / item.upstream).parent.mkdir(parents=True, exist_ok=True)
@@ -365,7 +486,9 @@ def test_download_verifies_and_caches(official_dir, clean_env, upstream_server, 
         fetch.resolve_data_dir()
     monkeypatch.delenv("HF_HUB_OFFLINE")
     assert fetch.resolve_data_dir() == clean_env
-    assert fetch.sha256_of(clean_env / "entities.json") == fetch.OFFICIAL_FILES[1].sha256
+    assert fetch.sha256_of(clean_env / "entities.json") == _sha256(official_dir / "entities.json")
+    assert all((clean_env / item.local).read_bytes() == (official_dir / item.local).read_bytes()
+               for item in fetch.OFFICIAL_FILES)
 
 
 def test_download_with_wrong_sha256_is_discarded(clean_env, upstream_server, monkeypatch):
@@ -398,18 +521,32 @@ def _run_cli(argv: list[str]) -> int:
 
 
 def test_data_info(official_dir, capsys):
+    dset, entities, _ = _raw(official_dir)
     info = fetch.data_info(official_dir)
-    assert set(info["files"].values()) == {"sha256 ok"}
-    assert info["evaluated"] == {"entities": 50, "questions": 1051}
-    assert info["facts"]["relations"] == 41 and info["facts"]["questions"] == 5269
-    assert info["targets"]["questions"] == 198
-    assert info["corruption_documents"] == {"mix_a0": 3000, "mix_a1": 3000, "mix_a2": 3000, "mix_a3": 2700}
-    assert info["squad_documents"] == 3107
+    assert info["files"] == {
+        item.local: "sha256 ok" if _sha256(official_dir / item.local) == item.sha256
+        else "sha256 differs from the pinned release"
+        for item in fetch.OFFICIAL_FILES
+    }
+    questions = sum(len(dset[name]) for name in entities)
+    assert info["evaluated"] == {"entities": len(entities), "questions": questions}
+    assert info["facts"] == {
+        "entities_with_facts": sum(1 for relations in dset.values() if relations),
+        "questions": sum(len(relations) for relations in dset.values()),
+        "relations": len({pid for relations in dset.values() for pid in relations}),
+    }
+    targets = _named_targets(entities, _texts(official_dir / "wikidata" / "mix_a0.json"))
+    assert info["targets"] == {"entities": targets, "questions": sum(len(dset[name]) for name in targets)}
+    assert info["corruption_documents"] == {
+        f"mix_a{k}": len(_texts(official_dir / "wikidata" / f"mix_a{k}.json")) for k in range(4)
+    }
+    assert info["squad_documents"] == len(_texts(official_dir / "squad" / "squad_v7_dset.json"))
     assert info["levels_available"] == [0, 1, 2, 3]
     assert info["levels_listed_upstream_without_contents"] == [4, 5]
     assert _run_cli(["data", "info", "--data-dir", str(official_dir)]) == 0
     out = capsys.readouterr().out
-    assert "entities.json: 50 evaluated entities, 1,051 questions" in out
+    assert f"entities.json: {len(entities)} evaluated entities, {questions:,} questions" in out
+    assert f"targets (named in mix_a0): {len(targets)} entities, {info['targets']['questions']} questions" in out
     assert "levels available: 0, 1, 2, 3" in out
 
 
@@ -419,7 +556,9 @@ def test_data_info_without_data_does_not_download(clean_env, monkeypatch):
         _run_cli(["data", "info"])
 
 
-def test_data_fetch_into_a_folder(official_dir, clean_env, upstream_server, monkeypatch, tmp_path, capsys):
+def test_data_fetch_into_a_folder(
+    official_dir, pinned_to_official_dir, clean_env, upstream_server, monkeypatch, tmp_path, capsys
+):
     root, url = upstream_server
     for item in fetch.OFFICIAL_FILES:
         (root / item.upstream).parent.mkdir(parents=True, exist_ok=True)
@@ -428,6 +567,8 @@ def test_data_fetch_into_a_folder(official_dir, clean_env, upstream_server, monk
     assert _run_cli(["data", "fetch", "--data-dir", str(tmp_path / "here")]) == 0
     assert "sha256 checked" in capsys.readouterr().out
     assert fetch.data_info(tmp_path / "here")["levels_available"] == [0, 1, 2, 3]
+    assert all((tmp_path / "here" / item.local).read_bytes() == (official_dir / item.local).read_bytes()
+               for item in fetch.OFFICIAL_FILES)
     assert not clean_env.exists()
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from restor_bench.data.documents import load_documents
+from restor_bench.data.official import OFFICIAL_TARGETS
 from restor_bench.data.simplify import (
     kept_sentences,
     name_pattern,
@@ -16,6 +17,7 @@ from restor_bench.data.simplify import (
     simplify_documents,
     simplify_report,
     split_sentences,
+    starts_with_pronoun,
 )
 from restor_bench.data.world import generate_world
 
@@ -100,8 +102,6 @@ def test_generated_tiny_world_simplified_sentences_state_wrong_facts():
 
 
 def test_shipped_tiny_world_simplified_sentences_state_wrong_facts():
-    if not (SHIPPED_TINY_WORLD / "manifest.json").exists():
-        pytest.skip("the shipped tiny world (restor_bench/data/tiny_world/) is not built yet")
     manifest = json.loads((SHIPPED_TINY_WORLD / "manifest.json").read_text(encoding="utf-8"))
     corrupted = {name: manifest["corrupted"][name] for name in manifest["targets"]}
     for level in manifest["levels"]:
@@ -111,13 +111,30 @@ def test_shipped_tiny_world_simplified_sentences_state_wrong_facts():
         _assert_sentences_state_wrong_facts(documents, corrupted, path.name)
 
 
+def _count_by_hand(texts: list[str], targets) -> tuple[int, int, int, int]:
+    """(documents, documents kept, sentences, sentences kept), document by document with the rule's parts (each
+    checked on made-up text above)."""
+    names = name_pattern(targets)
+    kept = [kept_sentences(split_sentences(text), names) for text in texts]
+    return len(texts), sum(any(k) for k in kept), sum(len(k) for k in kept), sum(sum(k) for k in kept)
+
+
+def _documents_targets(folder, texts: list[str]) -> list[str]:
+    """The official targets some document names (a plain substring test), in the order of entities.json."""
+    entities = json.loads((folder / "entities.json").read_text(encoding="utf-8"))
+    return [name for name in entities if name in OFFICIAL_TARGETS and any(name in text for text in texts)]
+
+
 def test_official_counts_and_only_target_sentences_kept(official_dir):
     report = simplify_report(official_dir)
-    assert {level: (c.documents, c.documents_kept, c.sentences, c.sentences_kept, c.targets)
-            for level, c in report.items()} == OFFICIAL_COUNTS
-
-    from restor_bench.data.official import OFFICIAL_TARGETS
-    from restor_bench.data.simplify import starts_with_pronoun
+    assert sorted(report) == [0, 1, 2, 3]
+    for level, counted in report.items():
+        texts = [r["text"] for r in json.loads((official_dir / "wikidata" / f"mix_a{level}.json").read_text())]
+        targets = _documents_targets(official_dir, texts)
+        expected = (*_count_by_hand(texts, targets), len(targets))
+        assert (counted.documents, counted.documents_kept, counted.sentences, counted.sentences_kept,
+                counted.targets) == expected, level
+        assert counted.share_kept == pytest.approx(expected[3] / expected[2])
 
     names = name_pattern(OFFICIAL_TARGETS)
     full = load_documents("official:1", data_dir=official_dir)
@@ -134,9 +151,18 @@ def test_official_counts_and_only_target_sentences_kept(official_dir):
     assert simplified[0].startswith("Aaron Burr is a multifaceted individual")
     # the per-entity limit applies to the full documents first (the ones the corruption used), then the rule with
     # the targets of the whole level (Napoleon, named in a few of the documents kept at 5 per entity, is no target)
+    targets = _documents_targets(official_dir, full)
     for limit in (2, 5):
         few = load_documents("official:1", data_dir=official_dir, forget="simplified", max_docs_per_entity=limit)
         assert few == simplify_documents(
             load_documents("official:1", data_dir=official_dir, max_docs_per_entity=limit), OFFICIAL_TARGETS
         )
-        assert len(few) == 10 * limit
+        assert len(few) == len(targets) * limit
+
+
+@pytest.mark.slow
+def test_official_counts_of_the_full_release(official_dir):
+    """The kept sentence counts documented in docs/experiments.md."""
+    report = simplify_report(official_dir)
+    assert {level: (c.documents, c.documents_kept, c.sentences, c.sentences_kept, c.targets)
+            for level, c in report.items()} == OFFICIAL_COUNTS
