@@ -23,7 +23,12 @@ Only questions present in every run are compared; questions missing from some ru
 
 Correctness per question is lm-eval's per-sample metric: `contains` (default) or `exact_match` (`--metric`) for
 generation tasks; `prefers_correct` for log-probability tasks (samples that carry it), where `prefers_corrupted`
-stands for "gave the injected value".
+stands for "gave the injected value". For log-probability tasks (restor_tiny_logprob, restor_facts_logprob) the
+restoration report also gives each model's mean `prefers_*` and `logprob_*` over the compared questions.
+
+The restoration report breaks the target questions down by relation and by person (`compare_tasks.group_breakdown`):
+each row's accuracy per model, restored facts and restoration ratio, with the row's number of questions, so that
+small rows are visibly small.
 
 Reading the samples and choosing the targets: `restor_bench.outcomes`; aligning the runs and each task's
 numbers: `restor_bench.compare_tasks`; the text and markdown tables: `restor_bench.compare_format`.
@@ -47,12 +52,20 @@ JSON report (`--json`), schema "restor-bench/compare/v1"; accuracies are fractio
         "restoration_ratio": {label: {"value": float | null, "ci": [lo, hi] | null, "ci_resamples": int}},
         "transitions": {label: {"target_known", "restored", "still_corrupted", "forgotten",
                                 "non_target_known", "kept", "lost"}},     # for the corrupted and unlearned models
+        "breakdowns": {"relation" | "entity": {KEY: {                     # target questions only, per relation
+            "n_questions": int, "accuracy": {label: float},               # (PID) and per person
+            "target_known": int, "restored": {unlearned label: int},
+            "restoration_ratio": {unlearned label: float | null}}}},     # null under one question of the row
+        "logprob": {"n_questions": int, "metrics": {label: {"prefers_correct" | "prefers_corrupted" |
+                    "prefers_random" | "logprob_correct" | "logprob_corrupted" | "logprob_random":
+                    {"value", "ci"}}}} | null,                             # log-probability tasks only
         # gate mode:
         "gate": {"splits": {split: {"baseline", "candidate", "change", "ci", "passed"}},
                  "restoration_ratio": {...} | null, "failures": [str]},
         # with --per-question:
         "per_question": [{"id", "entity", "relation", "target": bool, "corrupted_known": bool,
-                          "outcomes": {label: {"correct", "gave_corrupted", "prediction"}}}]}},
+                          "outcomes": {label: {"correct", "gave_corrupted", "prediction",
+                                               "logprob": {...} (log-probability tasks)}}}]}},
      "skipped_tasks": {TASK: "reason"},
      "warnings": [str],
      # gate mode:

@@ -72,7 +72,60 @@ def _restoration_sections(report: dict[str, Any]) -> list[tuple[str, list[str], 
         sections.append(
             (title, ["model", "target: restored", "still corrupted", "forgotten", "other: kept", "lost"], trans_rows)
         )
+        if entry.get("logprob"):
+            sections.append(_logprob_section(entry["logprob"]))
+        for name, groups in (entry.get("breakdowns") or {}).items():
+            sections.append(_breakdown_section(name, groups, list(entry["restoration_ratio"])))
     return sections
+
+
+_LOGPROB_COLUMNS = ("prefers_correct", "prefers_corrupted", "prefers_random", "logprob_correct",
+                    "logprob_corrupted", "logprob_random")  # fmt: skip
+
+
+def _logprob_section(summary: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
+    title = (
+        f"log-probability analysis ({summary['n_questions']} questions): prefers_X = share of questions where X "
+        "scores highest; logprob_X = mean per-token log-probability of X's options"
+    )
+    header = ["model", *[name.replace("_", " ") for name in _LOGPROB_COLUMNS]]
+    rows = [
+        [label, *[_fmt_ci(metrics[name], signed=name.startswith("logprob")) for name in _LOGPROB_COLUMNS]]
+        for label, metrics in summary["metrics"].items()
+    ]
+    return title, header, rows
+
+
+def _count(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:.1f}"
+
+
+def _breakdown_section(
+    name: str, groups: dict[str, Any], unlearned: list[str]
+) -> tuple[str, list[str], list[list[str]]]:
+    title = f"target questions by {'person' if name == 'entity' else name} (n = questions in the row)"
+    labels = list(next(iter(groups.values()))["accuracy"]) if groups else []
+    suffix = (lambda label: f" {label}") if len(unlearned) > 1 else (lambda label: "")
+    header = [
+        "person" if name == "entity" else name,
+        "n",
+        *labels,
+        "clean knew",
+        *[f"restored{suffix(label)}" for label in unlearned],
+        *[f"restoration ratio{suffix(label)}" for label in unlearned],
+    ]
+    rows = [
+        [
+            group,
+            str(cell["n_questions"]),
+            *[_fmt(cell["accuracy"][label]) for label in labels],
+            _count(cell["target_known"]),
+            *[_count(cell["restored"][label]) for label in unlearned],
+            *[_fmt(cell["restoration_ratio"][label]) for label in unlearned],
+        ]
+        for group, cell in groups.items()
+    ]
+    return title, header, rows
 
 
 def _gate_rows(report: dict[str, Any]) -> list[list[str]]:

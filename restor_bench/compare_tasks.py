@@ -9,12 +9,13 @@ listed in `restor_bench.compare`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from restor_bench.errors import InputError
-from restor_bench.outcomes import TargetChoice, TaskSamples
+from restor_bench.outcomes import LOGPROB_FIELDS, TargetChoice, TaskSamples
 
 SPLITS = ("target", "non_target", "all")
 SPLIT_TITLES = {"target": "target", "non_target": "non-target", "all": "all"}
@@ -45,6 +46,8 @@ class AlignedTask:
     metric: str
     files: dict[str, str]
     warnings: list[str]
+    # log-probability tasks whose samples all carry LOGPROB_FIELDS: label -> field -> float array; else None
+    logprob: dict[str, dict[str, Any]] | None = None
 
     @property
     def split_masks(self) -> dict[str, Any]:
@@ -133,7 +136,23 @@ def align_task(task: str, samples: dict[str, TaskSamples], targets: TargetChoice
         metric=metrics.pop(),
         files={label: str(samples[label].samples_path) for label in labels},
         warnings=warnings,
+        logprob=_logprob_arrays(samples, ids),
     )
+
+
+def _logprob_arrays(samples: dict[str, TaskSamples], ids: list[str]) -> dict[str, dict[str, Any]] | None:
+    import numpy as np
+
+    outcomes = [samples[label].outcomes[qid] for label in samples for qid in ids]
+    if not all(outcome.logprob is not None for outcome in outcomes):
+        return None
+    return {
+        label: {
+            name: np.array([samples[label].outcomes[qid].logprob[name] for qid in ids], dtype=float)
+            for name in LOGPROB_FIELDS
+        }
+        for label in samples
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -221,6 +240,99 @@ def _ratio(aligned: AlignedTask, boot: _Bootstrap, clean: str, corrupted: str, u
     return result
 
 
+def _logprob_summary(aligned: AlignedTask, boot: _Bootstrap) -> dict[str, Any] | None:
+    """Mean of each LOGPROB_FIELDS metric over the compared questions, per model (None: not a log-probability
+    task); the means of lm-eval's own aggregates when every question is compared."""
+    if aligned.logprob is None:
+        return None
+
+    def resampled_mean(values):
+        return lambda indices: values[indices].mean(axis=1)
+
+    return {
+        "n_questions": len(aligned.ids),
+        "metrics": {
+            label: {
+                name: _value(float(values.mean()), boot.interval(resampled_mean(values)))
+                for name, values in fields.items()
+            }
+            for label, fields in aligned.logprob.items()
+        },
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Breakdowns of the target questions by relation and by person
+
+BREAKDOWNS = ("relation", "entity")
+
+
+def natural_key(text: str) -> list[Any]:
+    """Sort key that orders the numbers inside names by value ("P19" before "P106")."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text) if part]
+
+
+def group_breakdown(
+    groups: Sequence[str], correct: dict[str, Any], clean: str, corrupted: str, unlearned: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """Accuracy and restoration per group of questions (e.g. per relation), with the group's size.
+
+    `groups[i]` is the group of question i; `correct` maps each model label to its 0/1 outcomes, an array of shape
+    (questions,) or (seeds, questions) (pooled: means over seeds x the group's questions). Pass the target
+    questions only. Per group, sorted by `natural_key`: "n_questions"; "accuracy" per label; "target_known" (the
+    clean model's correct answers); per unlearned label, "restored" (known and answered correctly again) and
+    "restoration_ratio" (`restor_bench.stats.restoration_ratio` of the group's accuracies with its own
+    one-question rule, so None where the corruption moved less than one of the group's questions). With seeds,
+    the counts are means over seeds.
+    """
+    import numpy as np
+
+    from restor_bench.stats import restoration_ratio
+
+    keys = np.array(list(groups), dtype=object)
+    arrays = {label: np.atleast_2d(np.asarray(values, dtype=bool)) for label, values in correct.items()}
+    for label, values in arrays.items():
+        if values.shape[-1] != keys.size:
+            raise ValueError(f"{label}: {values.shape[-1]} outcomes for {keys.size} questions")
+    n_seeds = arrays[clean].shape[0]
+
+    def count(total: float) -> int | float:
+        return int(total) if n_seeds == 1 else float(total) / n_seeds
+
+    table = {}
+    for group in sorted(set(keys.tolist()), key=natural_key):
+        mask = keys == group
+        n = int(mask.sum())
+        accuracy = {label: float(values[:, mask].mean()) for label, values in arrays.items()}
+        known = arrays[clean][:, mask]
+        table[group] = {
+            "n_questions": n,
+            "accuracy": accuracy,
+            "target_known": count(known.sum()),
+            "restored": {label: count((known & arrays[label][:, mask]).sum()) for label in unlearned},
+            "restoration_ratio": {
+                label: restoration_ratio(accuracy[clean], accuracy[corrupted], accuracy[label], n)
+                for label in unlearned
+            },
+        }
+    return table
+
+
+def target_breakdowns(
+    aligned: AlignedTask, clean: str, corrupted: str, unlearned: Sequence[str]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """`group_breakdown` of a task's target questions by relation and by person ({"relation": ..., "entity": ...})."""
+    mask = aligned.is_target
+    correct = {label: values[mask] for label, values in aligned.correct.items()}
+    keys = {"relation": aligned.relations, "entity": aligned.entities}
+    return {
+        name: group_breakdown(
+            [key for key, target in zip(keys[name], mask) if target], correct, clean, corrupted, unlearned
+        )
+        for name in BREAKDOWNS
+    }
+
+
 def _per_question(aligned: AlignedTask) -> list[dict[str, Any]]:
     return [
         {
@@ -234,6 +346,11 @@ def _per_question(aligned: AlignedTask) -> list[dict[str, Any]]:
                     "correct": bool(aligned.correct[label][i]),
                     "gave_corrupted": bool(aligned.gave_corrupted[label][i]),
                     "prediction": aligned.predictions[label][i],
+                    **(
+                        {"logprob": {name: float(v[i]) for name, v in aligned.logprob[label].items()}}
+                        if aligned.logprob is not None
+                        else {}
+                    ),
                 }
                 for label in aligned.correct
             },
@@ -268,6 +385,8 @@ def restoration_task_report(
         ).to_dict()
         for label in [corrupted, *unlearned]
     }
+    report["breakdowns"] = target_breakdowns(aligned, clean, corrupted, unlearned)
+    report["logprob"] = _logprob_summary(aligned, boot)
     if per_question:
         report["per_question"] = _per_question(aligned)
     return report

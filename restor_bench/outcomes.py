@@ -30,6 +30,17 @@ GENERATION_METRICS = ("contains", "exact_match", "contains_legacy", "exact_match
 SAMPLED_TASK_SUFFIX = "_sampled"
 LOGPROB_METRIC = "prefers_correct"
 LOGPROB_CORRUPTED_METRIC = "prefers_corrupted"
+# The per-question metrics of the log-probability tasks (restor_tiny_logprob, restor_facts_logprob).
+LOGPROB_FIELDS = (
+    "prefers_correct",
+    "prefers_corrupted",
+    "prefers_random",
+    "logprob_correct",
+    "logprob_corrupted",
+    "logprob_random",
+)
+# Every question of this task is about a target person (see restor_bench.logprob).
+LOGPROB_TASK = "restor_facts_logprob"
 REQUIRED_DOC_FIELDS = ("id", "entity", "relation")
 
 # The ten target entities of the official RESTOR corruption documents (an alias of the data module's list).
@@ -52,6 +63,7 @@ class QuestionOutcome:
     corrupted_known: bool  # the doc lists the injected wrong value(s)
     prediction: str | None  # first filtered response of a generation task; None for log-probability tasks
     doc_hash: str | None = None
+    logprob: dict[str, float] | None = None  # the LOGPROB_FIELDS of a log-probability task's sample
 
 
 @dataclass
@@ -159,6 +171,7 @@ def _parse_sample(record: dict[str, Any], path: Path, number: int, metric: str) 
         prefers_corrupted = record.get(LOGPROB_CORRUPTED_METRIC, 0.0)
         gave_corrupted = corrupted_known and _binary(prefers_corrupted, where, LOGPROB_CORRUPTED_METRIC)
         prediction = None
+        logprob = _logprob_fields(record, where)
     else:
         used = metric
         if metric not in record:
@@ -166,6 +179,7 @@ def _parse_sample(record: dict[str, Any], path: Path, number: int, metric: str) 
         correct = _binary(record[metric], where, metric)
         prediction = _first_response(record.get("filtered_resps"), where)
         gave_corrupted = corrupted_known and _contains(prediction, corrupted_answers)
+        logprob = None
     doc_hash = record.get("doc_hash")
     outcome = QuestionOutcome(
         id=doc["id"],
@@ -176,8 +190,22 @@ def _parse_sample(record: dict[str, Any], path: Path, number: int, metric: str) 
         corrupted_known=corrupted_known,
         prediction=prediction,
         doc_hash=doc_hash if isinstance(doc_hash, str) else None,
+        logprob=logprob,
     )
     return outcome, used
+
+
+def _logprob_fields(record: dict[str, Any], where: str) -> dict[str, float] | None:
+    """The LOGPROB_FIELDS of a sample, or None when it lacks some (an older or hand-made log-probability task)."""
+    if not all(name in record for name in LOGPROB_FIELDS):
+        return None
+    values = {}
+    for name in LOGPROB_FIELDS:
+        value = record[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InputError(f"{where}: per-sample metric {name} is {value!r}, expected a number")
+        values[name] = float(value)
+    return values
 
 
 def _binary(value: Any, where: str, name: str) -> bool:
@@ -246,19 +274,29 @@ def targets_from_documents(documents: str | os.PathLike, entities: Iterable[str]
     return sorted(find_targets(entities, read_text_records(documents), SUBJECT_SHARE))
 
 
-def default_targets(task: str, task_metadata: dict[str, Any] | None = None) -> tuple[list[str], str]:
+def default_targets(
+    task: str, task_metadata: dict[str, Any] | None = None, entities: Iterable[str] | None = None
+) -> tuple[list[str], str]:
     """The target names a task is scored with when none are given, and where they come from.
 
     Tiny-world tasks: the "targets" of the world's manifest.json (the world lm-eval was given with
-    `--metadata '{"world_dir": DIR}'`, as recorded in the results file, else `$RESTOR_TINY_WORLD`, else the
-    shipped world). `restor_facts_squad`: the five people of the official SQuAD-style passages. Other official
-    tasks: the ten official target entities.
+    `--metadata '{"restor_world_dir": DIR}'`, or `world_dir` in older results, as recorded in the results file,
+    else `$RESTOR_TINY_WORLD`, else the shipped world). `restor_facts_squad`: the five people of the official
+    SQuAD-style passages. Other official tasks: the ten official target entities. `restor_facts_logprob` asks
+    only target questions: every entity of its questions (`entities`) is a target; without `entities`, those of
+    the world it ran on (its `restor_world` metadata: the tiny world's manifest, or the ten official targets).
     """
+    if task.startswith(LOGPROB_TASK):
+        if entities is not None:
+            return sorted(set(entities)), f"every person asked about; {LOGPROB_TASK} asks target questions only"
+        if (task_metadata or {}).get("restor_world") == "tiny":
+            return default_targets("restor_tiny", task_metadata)
+        return list(OFFICIAL_TARGETS), "official RESTOR targets"
     if task.startswith("restor_tiny"):
         from restor_bench.data.world import load_manifest
 
-        world_dir = (task_metadata or {}).get("world_dir")
-        manifest = load_manifest(world_dir if isinstance(world_dir, str) and world_dir else None)
+        world_dir = _metadata_path(task_metadata, "restor_world_dir", "world_dir")
+        manifest = load_manifest(world_dir)
         targets = manifest.get("targets")
         if not isinstance(targets, list) or not all(isinstance(name, str) for name in targets):
             raise InputError('tiny world manifest: "targets" is not a list of names')
@@ -266,12 +304,20 @@ def default_targets(task: str, task_metadata: dict[str, Any] | None = None) -> t
     if task.startswith("restor_facts_squad"):
         from restor_bench.data.questions import squad_target_people
 
-        data_dir = (task_metadata or {}).get("data_dir")
-        people = squad_target_people(data_dir if isinstance(data_dir, str) and data_dir else None)
+        people = squad_target_people(_metadata_path(task_metadata, "restor_data_dir", "data_dir"))
         return list(people), "people of the official SQuAD-style passages"
     if task.startswith("restor_facts"):
         return list(OFFICIAL_TARGETS), "official RESTOR targets"
     raise InputError(f"task {task}: no default target entities; pass --targets or --targets-from")
+
+
+def _metadata_path(task_metadata: dict[str, Any] | None, *keys: str) -> str | None:
+    """The first non-empty string among `keys` of a task's recorded metadata (None: the task's default)."""
+    for key in keys:
+        value = (task_metadata or {}).get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
 
 
 @dataclass(frozen=True)
@@ -288,4 +334,4 @@ class TargetChoice:
             return list(self.names), "--targets"
         if self.documents is not None:
             return targets_from_documents(self.documents, entities), f"entities named in {self.documents}"
-        return default_targets(task, task_metadata)
+        return default_targets(task, task_metadata, entities)
