@@ -12,6 +12,10 @@ and the tiny world's own recipe for the tiny world. Runs unchanged under `accele
 
 The run trains in a work folder beside the output (`.OUT.work`), which keeps the Trainer's checkpoints so an
 interrupted run can `--resume`; the finished checkpoint replaces OUT in one rename and the work folder is removed.
+The work folder records the run's settings (model, documents, recipe, LoRA, seed, step cap), and a resume with other
+settings is refused. A lock file beside the output (`.OUT.lock`, `restor_bench.locks`) keeps a second run from
+training in the same work folder at the same time: it fails at once, naming the run that holds the lock. The model's
+weight files are checked (`restor_bench.checkpoints`) before anything is trained.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import math
 import os
 import shutil
 import sys
@@ -34,6 +39,7 @@ from restor_bench.io import atomic_output_dir, atomic_write_json, check_output_d
 
 RUN_RECORD = "restor_run.json"
 ADAPTER_FOLDER = "adapter"
+SETTINGS_FILE = "corrupt_settings.json"  # in the work folder: what an interrupted run trained with
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,11 @@ class CorruptionRecipe:
         return recipe
 
     def check(self, where: str = "recipe") -> None:
-        """Raise InputError for values a Trainer run cannot use."""
+        """Raise InputError for values a Trainer run cannot use (NaN and infinity included)."""
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isfinite(value):
+                raise InputError(f"{where}: {field.name} must be a finite number, got {value!r}")
         positive = ("learning_rate", "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps",
                     "max_length", "lora_r", "save_steps", "logging_steps")
         for name in positive:
@@ -78,6 +88,8 @@ class CorruptionRecipe:
             raise InputError(f"{where}: warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
         if not 0 <= self.lora_dropout < 1:
             raise InputError(f"{where}: lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
+        if not self.weight_decay >= 0:
+            raise InputError(f"{where}: weight_decay must be 0 or more, got {self.weight_decay!r}")
         if not 0 <= self.val_size < 1:
             raise InputError(f"{where}: val_size must be in [0, 1), got {self.val_size!r}")
         if not isinstance(self.packing, bool):
@@ -210,13 +222,12 @@ def corrupt(
     `recipe`: a CorruptionRecipe, or a dict of settings applied over the default recipe (the paper's, or the
     tiny world's when `model` is the tiny world's model or `source` starts with `tiny:`), in `protocol` (`paper`:
     packed blocks and a held-out share; `classic`: one document per example; default: `default_protocol`). A
-    CorruptionRecipe given as such is used as it is. `max_steps` caps the
-    optimizer steps. `resume` continues from the last Trainer checkpoint of an interrupted run. `callbacks` are
-    extra Trainer callbacks. `source` names the documents in the run record, `command` the kind of run.
+    CorruptionRecipe given as such is used as it is. `max_steps` caps the optimizer steps. `resume` continues from
+    the last Trainer checkpoint of an interrupted run, which must have had the same settings (`resume_settings`).
+    `callbacks` are extra Trainer callbacks. `source` names the documents in the run record, `command` the kind of
+    run. Raises FolderLocked (an InputError) while another process writes `out`.
     """
-    from accelerate import PartialState
-
-    from restor_bench.training import check_checkpoint
+    from restor_bench.locks import folder_lock, is_main_process
 
     out = Path(out)
     documents = list(documents)
@@ -229,20 +240,72 @@ def corrupt(
     if max_steps is not None and max_steps < 1:
         raise InputError(f"max_steps must be at least 1, got {max_steps}")
     check_output_dir(out, overwrite)
-    model = check_checkpoint(model, "model")
+    model = check_model(model)
     recipe_name, chosen = _choose_recipe(model, source, recipe, protocol)
+    with folder_lock(out, enabled=is_main_process()):  # one run at a time trains in .OUT.work and writes OUT
+        check_output_dir(out, overwrite)  # again: another run may have finished it while this one started
+        return _corrupt_locked(
+            model, documents, out, lora=lora, keep_adapter=keep_adapter, recipe_name=recipe_name, recipe=chosen,
+            seed=seed, overwrite=overwrite, resume=resume, max_steps=max_steps, source=source,
+            trust_remote_code=trust_remote_code, callbacks=callbacks, command=command,
+        )
+
+
+def check_model(model: str) -> str:
+    """Check a checkpoint before a run loads it: a model folder (config, safetensors weights) whose weight files
+    are complete (`restor_bench.checkpoints`), or a hub id; returns it as a string."""
+    from restor_bench.checkpoints import check_checkpoint_weights
+    from restor_bench.training import check_checkpoint
+
+    model = check_checkpoint(model, "model")
+    if Path(model).is_dir():
+        check_checkpoint_weights(model)
+    return model
+
+
+def resume_settings(*, model, documents, lora, recipe, seed, max_steps, command) -> dict[str, Any]:
+    """What a resumed corruption run must share with the interrupted one (recorded in its work folder)."""
+    from restor_bench.training import documents_sha256
+
+    return {
+        "command": command,
+        "model": str(Path(model).resolve()) if Path(model).exists() else str(model),
+        "data_sha256": documents_sha256(documents),
+        "documents": len(documents),
+        "lora": bool(lora),
+        "recipe": dataclasses.asdict(recipe),
+        "seed": int(seed),
+        "max_steps": max_steps,
+    }
+
+
+def _corrupt_locked(model, documents, out: Path, *, lora, keep_adapter, recipe_name, recipe: CorruptionRecipe, seed,
+                    overwrite, resume, max_steps, source, trust_remote_code, callbacks, command) -> Path:
+    """The run of `corrupt`, under the lock of `out`."""
+    from accelerate import PartialState
+
+    from unlearners.runner import check_resume_settings
 
     work = work_dir_for(out)
-    args = training_arguments(chosen, work / "trainer", seed=seed, max_steps=max_steps)
+    args = training_arguments(recipe, work / "trainer", seed=seed, max_steps=max_steps)
     state = PartialState()  # set up by the TrainingArguments: one process, or all of a distributed launch
     resume_from = _prepare_work_dir(work, resume=resume, overwrite=overwrite, state=state)
+    if state.is_main_process:
+        settings = resume_settings(model=model, documents=documents, lora=lora, recipe=recipe, seed=seed,
+                                   max_steps=max_steps, command=command)
+        refusal = check_resume_settings(work, settings, resume=resume_from is not None, filename=SETTINGS_FILE)
+        if refusal is not None:
+            raise InputError(refusal)
     tokens_before = _tokens_before(resume_from)  # read now: the Trainer rotates old checkpoints away
 
     started = time.perf_counter()
     trainer, train_result, token_count, data_info = _train(
-        model, documents, args, chosen, lora=lora, seed=seed, resume_from=resume_from,
+        model, documents, args, recipe, lora=lora, seed=seed, resume_from=resume_from,
         trust_remote_code=trust_remote_code, callbacks=callbacks,
     )
+    if not math.isfinite(train_result.training_loss):
+        raise InputError(f"{out}: the corruption diverged (training loss {train_result.training_loss}); nothing "
+                         "written; lower the learning rate")
     trained = work / "trained"
     trainer.save_model(str(trained))
     state.wait_for_everyone()
@@ -250,7 +313,7 @@ def corrupt(
     if state.is_main_process:
         record = _run_record(
             command=command, model=model, source=source, documents=documents, lora=lora, keep_adapter=keep_adapter,
-            recipe_name=recipe_name, recipe=chosen, seed=seed, max_steps=max_steps, trainer=trainer,
+            recipe_name=recipe_name, recipe=recipe, seed=seed, max_steps=max_steps, trainer=trainer,
             train_result=train_result, tokens_per_epoch=token_count, resume_from=resume_from,
             tokens_before=tokens_before, data_info=data_info,
             wall_time=time.perf_counter() - started, world_size=state.num_processes,
@@ -320,19 +383,20 @@ def _choose_recipe(model: str, source: str | None, recipe, protocol: str | None)
 
 
 def _prepare_work_dir(work: Path, *, resume: bool, overwrite: bool, state) -> Path | None:
-    """Return the checkpoint to resume from (or None); clear a stale work folder when asked to."""
+    """Return the checkpoint to resume from (or None); clear a work folder when asked to, or when it holds no
+    checkpoint (the lock of the output folder guarantees that no other run is using it)."""
     from restor_bench.training import last_trainer_checkpoint
 
     if not work.exists():
         if resume and state.is_main_process:
             print(f"restor-bench: nothing to resume in {work}; starting a new run", file=sys.stderr)
         return None
+    checkpoint = last_trainer_checkpoint(work / "trainer")
     if resume:
-        checkpoint = last_trainer_checkpoint(work / "trainer")
         if checkpoint is None and state.is_main_process:
             print(f"restor-bench: no Trainer checkpoint in {work}; starting a new run", file=sys.stderr)
         return checkpoint
-    if not overwrite:
+    if not overwrite and checkpoint is not None:  # without a checkpoint it holds nothing to resume: cleared below
         raise InputError(
             f"{work}: an interrupted run left this work folder; pass --resume to continue it or --overwrite to start over"
         )

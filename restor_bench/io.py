@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from restor_bench.errors import InputError
 
@@ -37,8 +39,29 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Write `obj` as indented JSON, atomically."""
-    return atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
+    """Write `obj` as indented JSON, atomically. JSON has no NaN or infinity: an object holding one is refused
+    with an InputError naming the file and the field, and nothing is written."""
+    try:
+        text = json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False, allow_nan=False)
+    except ValueError:
+        found = _first_non_finite(obj)
+        if found is None:
+            raise
+        where, value = found
+        raise InputError(f"{path}: not written: {where or 'the value'} is {value}, which JSON cannot hold") from None
+    return atomic_write_text(path, text + "\n")
+
+
+def _first_non_finite(obj: Any, where: str = "") -> tuple[str, float] | None:
+    """(dotted path, value) of the first NaN or infinite float in nested dicts and lists, or None."""
+    if isinstance(obj, float):
+        return None if math.isfinite(obj) else (where, obj)
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    for key, value in items:
+        found = _first_non_finite(value, f"{where}.{key}" if where else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 def check_output_dir(out: str | os.PathLike, overwrite: bool) -> Path:

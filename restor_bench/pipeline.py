@@ -10,12 +10,20 @@ runs/
   steps/unlearn-<key>/        unlearned checkpoint
   steps/eval-<key>/           lm-eval output (results_*.json, samples_*.jsonl)
   <run name>/run.json         what was run, where every artifact is, per-step wall time
-  <run name>/compare.json     compare's report (seed 0; per seed when --seeds > 1: compare-seed<N>.json)
-  <run name>/compare.md       the table
+  <run name>/compare-seed<N>.json   compare's report of each seed
+  <run name>/report.md        the tables
 ```
 
+The run name is readable and unique: world, protocol (unless classic), method, level, forget set, LoRA, targets,
+then a short hash of everything else that changes the results (`run_identity`: hyperparameters, model content,
+recipe, step caps, --limit, tasks, retain and repair sets, data version), e.g. `tiny-npo-k0-1a2b3c4d`. Runs with
+other settings get other folders; the run folder is written in one rename at the end, and replacing a different run
+in it (other seeds) needs `overwrite`. Every argument is checked before the first step runs.
+
 A step whose folder exists is finished (each step writes its folder atomically), so running the same command again,
-or a command sharing steps with an earlier one (another method on the same corrupted model), reuses them.
+or a command sharing steps with an earlier one (another method on the same corrupted model), reuses them. A step
+being built, and a run folder being written, is locked (`restor_bench.locks`): a second run that needs the same
+step at the same time fails at once with one line naming the run that holds it, instead of training beside it.
 """
 
 from __future__ import annotations
@@ -23,14 +31,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from restor_bench.checkpoints import checkpoint_identity
 from restor_bench.corrupt import PROTOCOLS
 from restor_bench.errors import InputError
 from restor_bench.io import atomic_write_json, atomic_write_text
+from restor_bench.run_report import format_summary, summarize
 
 WORLDS = ("tiny", "official")
 TASKS = {"tiny": ("restor_tiny_facts", "restor_tiny_logprob"), "official": ("restor_facts_targets",)}
@@ -72,6 +82,7 @@ class RunSpec:
         return self.retain or default_retain(self.world, self.protocol)
 
     def name(self) -> str:
+        """`<readable part>-<hash of run_identity>-seed<N>`; the run folder is this without `-seed<N>`."""
         parts = [self.world, self.method, self.corruption if self.corruption != "wikidata" else f"k{self.level}"]
         if self.protocol != "classic":
             parts.insert(1, self.protocol)
@@ -81,8 +92,28 @@ class RunSpec:
             parts.append("lora")
         if self.targets != "all":
             parts.append(f"{self.targets}-targets")
+        parts.append(run_key(self)[:8])
         parts.append(f"seed{self.seed}")
         return "-".join(parts)
+
+
+def run_identity(spec: RunSpec) -> dict[str, Any]:
+    """Everything that changes a run's results except its seed (the lm-eval batch size does not, as for the
+    steps): the run name's hash covers it."""
+    return {
+        "world": spec.world, "protocol": spec.protocol, "method": spec.method, "hparams": spec.hparams,
+        "documents": spec.corruption_source(), "forget": spec.forget, "retain": spec.retain_source(),
+        "repair": spec.repair, "model": checkpoint_identity(clean_model_for(spec)), "lora": spec.lora,
+        "corrupt_max_steps": spec.corrupt_max_steps, "corrupt_recipe": dict(sorted(spec.corrupt_recipe.items())),
+        "unlearn_max_steps": spec.unlearn_max_steps, "max_docs_per_entity": spec.max_docs_per_entity,
+        "limit": spec.limit, "tasks": list(spec.tasks or default_tasks(spec)), "targets": spec.targets,
+        "data_dir": str(Path(spec.data_dir).resolve()) if spec.data_dir else None, "data_hash": data_hash(spec),
+    }
+
+
+def run_key(spec: RunSpec) -> str:
+    """A stable hash of `run_identity` (16 hex digits; the run name shows the first 8)."""
+    return step_key("run", run_identity(spec))
 
 
 def default_protocol(world: str) -> str:
@@ -116,30 +147,6 @@ def step_key(kind: str, inputs: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def checkpoint_identity(path: str) -> str:
-    """Identify a checkpoint by content, so the same model reached by another path (an installed copy, a moved
-    folder) reuses the same steps: a local folder by the hash of its config, tokenizer and weight files (large
-    weight files by their size and their first and last 16 MiB); anything else (a hub id) by its name."""
-    folder = Path(path)
-    if not folder.is_dir():
-        return str(path)
-    digest = hashlib.sha256()
-    for item in sorted(folder.iterdir()):
-        if not (item.is_file() and item.suffix in {".safetensors", ".json"}):
-            continue
-        digest.update(item.name.encode())
-        size = item.stat().st_size
-        digest.update(str(size).encode())
-        with open(item, "rb") as handle:
-            if size <= 64 * 2**20:
-                digest.update(handle.read())
-            else:
-                digest.update(handle.read(16 * 2**20))
-                handle.seek(-16 * 2**20, os.SEEK_END)
-                digest.update(handle.read())
-    return f"checkpoint#{digest.hexdigest()[:16]}"
-
-
 class StepRunner:
     """Runs steps into content-addressed folders under `root/steps`, reusing finished ones."""
 
@@ -150,18 +157,26 @@ class StepRunner:
         self.reused: dict[str, bool] = {}
 
     def run(self, label: str, kind: str, inputs: dict[str, Any], build: Callable[[Path], Any]) -> Path:
+        from restor_bench.locks import folder_lock
+
         out = self.root / "steps" / f"{kind}-{step_key(kind, inputs)}"
         if out.exists():
-            self.log(f"[{label}] reusing {out}")
-            self.timings[label] = 0.0
-            self.reused[label] = True
-            return out
-        self.log(f"[{label}] running -> {out}")
-        started = time.perf_counter()
-        build(out)
-        self.timings[label] = round(time.perf_counter() - started, 2)
-        self.reused[label] = False
-        atomic_write_json(out / "step.json", {"kind": kind, "inputs": inputs, "wall_time_s": self.timings[label]})
+            return self._reuse(label, out)
+        with folder_lock(out):  # a second run needing this step now fails at once (FolderLocked)
+            if out.exists():  # finished by another run meanwhile
+                return self._reuse(label, out)
+            self.log(f"[{label}] running -> {out}")
+            started = time.perf_counter()
+            build(out)
+            self.timings[label] = round(time.perf_counter() - started, 2)
+            self.reused[label] = False
+            atomic_write_json(out / "step.json", {"kind": kind, "inputs": inputs, "wall_time_s": self.timings[label]})
+        return out
+
+    def _reuse(self, label: str, out: Path) -> Path:
+        self.log(f"[{label}] reusing {out}")
+        self.timings[label] = 0.0
+        self.reused[label] = True
         return out
 
 
@@ -198,8 +213,77 @@ def report_targets(spec: RunSpec):
     return TargetChoice(names=tuple(name for name in manifest["targets"] if name not in validation))
 
 
+def check_run_inputs(spec: RunSpec) -> None:
+    """Check every argument of a run before its first step, cheapest first; raise InputError on the first bad one.
+    Named document sets and files are read (they are small); `hf:` sources only parsed (reading one may stream)."""
+    from restor_bench.corrupt import PAPER_RECIPE, check_model
+    from restor_bench.data.documents import load_documents
+
+    for option, allowed in (("world", WORLDS), ("protocol", PROTOCOLS), ("corruption", ("wikidata", "squad")),
+                            ("forget", ("full", "simplified")), ("targets", ("all", "test"))):
+        if getattr(spec, option) not in allowed:
+            raise InputError(f"unknown {option} {getattr(spec, option)!r} (choose one of: {', '.join(allowed)})")
+    for option, value in (("--corrupt-max-steps", spec.corrupt_max_steps), ("--max-steps", spec.unlearn_max_steps),
+                          ("--limit", spec.limit), ("--max-docs-per-entity", spec.max_docs_per_entity)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise InputError(f"{option} must be a whole number of at least 1, got {value!r}")
+    check_batch_size(spec.batch_size)
+    PAPER_RECIPE.updated(spec.corrupt_recipe, where="--corrupt-set")
+    if spec.data_dir is not None and not Path(spec.data_dir).is_dir():
+        raise InputError(f"{spec.data_dir}: data folder not found (--data-dir)")
+    report_targets(spec)
+    check_run_tasks(tuple(spec.tasks) or default_tasks(spec))
+    uses_retain = _uses_retain(spec)  # the method and its hyperparameters
+    check_model(clean_model_for(spec))
+    doc_options = {"data_dir": spec.data_dir}
+    if spec.world != "tiny":
+        doc_options["max_docs_per_entity"] = spec.max_docs_per_entity
+    load_documents(spec.corruption_source(), forget=spec.forget, **doc_options)
+    for option, source in (("--retain", spec.retain_source() if uses_retain else None), ("--repair", spec.repair)):
+        if source is not None:
+            _check_document_source(option, source, spec.data_dir)
+
+
+def _check_document_source(option: str, source: str, data_dir: str | None) -> None:
+    from restor_bench.data.documents import is_named_set, load_documents
+    from restor_bench.data.hf_datasets import is_hf_source, parse_hf_source
+
+    if is_hf_source(source):
+        parse_hf_source(source)
+    elif is_named_set(source):
+        load_documents(source, data_dir=data_dir)
+    elif not Path(source).is_file():
+        raise InputError(f"{source}: {option} file not found")
+
+
+def check_batch_size(value: int | str) -> None:
+    """lm-eval's batch size: a whole number of at least 1, `auto` or `auto:N`."""
+    text = str(value)
+    if isinstance(value, bool) or not (text.isdigit() and int(text) >= 1 or text == "auto"
+                                       or (text.startswith("auto:") and text[5:].isdigit() and int(text[5:]) >= 1)):
+        raise InputError(f"--batch-size must be a whole number of at least 1, 'auto' or 'auto:N', got {value!r}")
+
+
+_CHECKED_TASKS: set[tuple[str, ...]] = set()
+
+
+def check_run_tasks(tasks: tuple[str, ...]) -> None:
+    """A run is scored on restor tasks (compare needs their target questions): the names are checked against the
+    restor task folder alone, which takes a moment (lm-eval's own index of every task takes many seconds)."""
+    if tasks in _CHECKED_TASKS:
+        return
+    from restor_bench.tasks_cli import task_manager
+
+    try:
+        task_manager(list(tasks), include_defaults=False)
+    except InputError as err:
+        raise InputError(f"--tasks: {err}; a run is scored on restor tasks") from None
+    _CHECKED_TASKS.add(tasks)
+
+
 def run_protocol(spec: RunSpec, root: Path, *, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run corrupt -> unlearn -> eval x3 -> compare for one seed; return the run record."""
+    """Run corrupt -> unlearn -> eval x3 -> compare for one seed; return the run record (`check_run_inputs`
+    first when calling this directly)."""
     from restor_bench.compare import compare_restoration
     from restor_bench.corrupt import corrupt, work_dir_for
     from restor_bench.data.documents import load_documents
@@ -207,10 +291,6 @@ def run_protocol(spec: RunSpec, root: Path, *, log: Callable[[str], None] = prin
     from restor_bench.repair import load_repair_documents, repair
     from restor_bench.unlearn import unlearn_checkpoint
 
-    if spec.world not in WORLDS:
-        raise InputError(f"unknown world {spec.world!r} (choose one of: {', '.join(WORLDS)})")
-    if spec.protocol not in PROTOCOLS:
-        raise InputError(f"unknown protocol {spec.protocol!r} (choose one of: {', '.join(PROTOCOLS)})")
     tasks = tuple(spec.tasks) or default_tasks(spec)
     clean = clean_model_for(spec)
     runner = StepRunner(root, log)
@@ -324,112 +404,97 @@ def data_hash(spec: RunSpec) -> str | None:
     return next(item.sha256 for item in OFFICIAL_FILES if item.local == official.FACTS_FILE)
 
 
-def summarize(per_seed: list[dict[str, Any]], label: str) -> dict[str, Any]:
-    """Mean and spread over seeds of the headline numbers of each task."""
-    import statistics
-
-    summary: dict[str, Any] = {}
-    tasks = per_seed[0]["report"]["tasks"].keys()
-    for task in tasks:
-        rows: dict[str, list[float]] = {}
-        for entry in per_seed:
-            task_report = entry["report"]["tasks"][task]
-            for role in ("clean", "corrupted", label):
-                for split in ("target", "non_target"):
-                    value = task_report["accuracy"][role][split]["value"]
-                    if value is not None:
-                        rows.setdefault(f"{'unlearned' if role == label else role}_{split}", []).append(value)
-            ratio = task_report["restoration_ratio"][label]["value"]
-            if ratio is not None:
-                rows.setdefault("restoration_ratio", []).append(ratio)
-            for key, value in task_report["transitions"][label].items():
-                if key == "still_corrupted" and task_report.get("n_corrupted_known") == 0:
-                    continue  # the task lists no injected values: not told apart from forgotten
-                rows.setdefault(f"transitions_{key}", []).append(value)
-        summary[task] = {
-            key: {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-                  "n": len(values)}
-            for key, values in rows.items()
-        }
-    return summary
+def run_folder(spec: RunSpec, root: Path) -> Path:
+    """The folder of a run (all seeds): `root/<name without -seed<N>>`."""
+    return Path(root) / spec.name().rsplit("-seed", 1)[0]
 
 
-def format_summary(record: dict[str, Any]) -> str:
-    """The run's table: accuracy of the three models on target and other questions, ratio, transitions."""
-    lines = [f"RESTOR run {record['name']}  ({record['world']} world, protocol {record.get('protocol', 'classic')}, "
-             f"method {record['method']}, level {record['level']}, forget {record['forget']}, "
-             f"seeds {record['seeds']})"]
-    for task, rows in record["summary"].items():
-        def cell(key: str, percent: bool = True) -> str:
-            entry = rows.get(key)
-            if entry is None:
-                return "n/a"
-            scale = 100 if percent else 1
-            text = f"{entry['mean'] * scale:.1f}" if percent else f"{entry['mean']:.2f}"
-            if entry["n"] > 1:
-                text += f" ± {entry['std'] * scale:.1f}" if percent else f" ± {entry['std']:.2f}"
-            return text
+def run(spec: RunSpec, seeds: list[int], root: Path, *, log: Callable[[str], None] = print,
+        overwrite: bool = False) -> dict[str, Any]:
+    """Run the protocol for every seed and write `root/<name>/run.json`, `compare-seed<N>.json`, `report.md`.
 
-        lines.append(f"\n{task}  (accuracy %, mean ± std over seeds)")
-        lines.append(f"  {'model':<11} {'target':>14} {'non-target':>14}")
-        for role in ("clean", "corrupted", "unlearned"):
-            lines.append(f"  {role:<11} {cell(role + '_target'):>14} {cell(role + '_non_target'):>14}")
-        lines.append(f"  restoration ratio: {cell('restoration_ratio', percent=False)}")
-        transitions = ", ".join(
-            f"{name} {rows[f'transitions_{name}']['mean']:.1f}"
-            for name in ("restored", "still_corrupted", "forgotten", "kept", "lost")
-            if f"transitions_{name}" in rows
-        )
-        lines.append(f"  target facts the clean model knew: {transitions}")
-    return "\n".join(lines)
-
-
-def run(spec: RunSpec, seeds: list[int], root: Path, *, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the protocol for every seed and write `root/<name>/run.json`, `compare-seed<N>.json`, `report.md`."""
+    Every argument is checked first. The run folder is locked for the run and written in one rename at the end; a
+    folder holding a different run (other seeds) is replaced only with `overwrite`.
+    """
     from restor_bench.compare_format import format_markdown
+    from restor_bench.io import atomic_output_dir
+    from restor_bench.locks import folder_lock
     from restor_bench.training import package_versions
 
     root = Path(root)
-    name = dataclasses.replace(spec, seed=seeds[0]).name().rsplit("-seed", 1)[0]
-    run_dir = root / name
-    started = time.perf_counter()
-    per_seed = []
-    for seed in seeds:
-        log(f"== {name}, seed {seed}")
-        entry = run_protocol(dataclasses.replace(spec, seed=seed), root, log=log)
-        atomic_write_json(run_dir / f"compare-seed{seed}.json", entry["report"])
-        per_seed.append(entry)
-    record = {
-        "schema": "restor-bench/run/v1",
-        "name": name,
-        "world": spec.world,
-        "method": spec.method,
-        "hparams": spec.hparams,
-        "level": spec.level,
-        "forget": spec.forget,
-        "corruption": spec.corruption,
-        "protocol": spec.protocol,
-        "retain": spec.retain_source(),
-        "repair": spec.repair,
-        "model": clean_model_for(spec),
-        "lora": spec.lora,
-        "seeds": seeds,
-        "data_hash": data_hash(spec),
-        "versions": package_versions(),
-        "spec": dataclasses.asdict(spec),
-        "per_seed": [
-            {key: entry[key] for key in ("seed", "artifacts", "wall_time_s", "reused")} | {
-                "compare_json": f"compare-seed{entry['seed']}.json"}
-            for entry in per_seed
-        ],
-        "summary": summarize(per_seed, spec.method),
-        "wall_time_s": round(time.perf_counter() - started, 2),
-    }
-    atomic_write_json(run_dir / "run.json", record)
-    report = format_summary(record)
-    markdown = "\n\n".join(format_markdown(entry["report"]) for entry in per_seed)
-    atomic_write_text(run_dir / "report.md", f"```\n{report}\n```\n\n{markdown}\n")
+    if not seeds:
+        raise InputError("a run needs at least one seed")
+    first = dataclasses.replace(spec, seed=seeds[0])
+    check_run_inputs(first)
+    key = run_key(first)
+    run_dir = run_folder(first, root)
+    name = run_dir.name
+    log(f"run {name}: record and report -> {run_dir}; checkpoints and lm-eval outputs -> {root / 'steps'}")
+    with folder_lock(run_dir):
+        _check_replace(run_dir, key, seeds, overwrite)
+        started = time.perf_counter()
+        per_seed = []
+        for seed in seeds:
+            log(f"== {name}, seed {seed}")
+            per_seed.append(run_protocol(dataclasses.replace(spec, seed=seed), root, log=log))
+        record = {
+            "schema": "restor-bench/run/v1",
+            "name": name,
+            "run_key": key,
+            "world": spec.world,
+            "method": spec.method,
+            "hparams": spec.hparams,
+            "level": spec.level,
+            "forget": spec.forget,
+            "corruption": spec.corruption,
+            "protocol": spec.protocol,
+            "retain": spec.retain_source(),
+            "repair": spec.repair,
+            "model": clean_model_for(spec),
+            "lora": spec.lora,
+            "seeds": seeds,
+            "data_hash": data_hash(spec),
+            "versions": package_versions(),
+            "spec": dataclasses.asdict(first),
+            "per_seed": [
+                {key: entry[key] for key in ("seed", "artifacts", "wall_time_s", "reused")} | {
+                    "compare_json": f"compare-seed{entry['seed']}.json"}
+                for entry in per_seed
+            ],
+            "summary": summarize(per_seed, spec.method),
+            "wall_time_s": round(time.perf_counter() - started, 2),
+        }
+        report = format_summary(record)
+        markdown = "\n\n".join(format_markdown(entry["report"]) for entry in per_seed)
+        with atomic_output_dir(run_dir, overwrite=True) as tmp:
+            for entry in per_seed:
+                atomic_write_json(tmp / f"compare-seed{entry['seed']}.json", entry["report"])
+            atomic_write_json(tmp / "run.json", record)
+            atomic_write_text(tmp / "report.md", f"```\n{report}\n```\n\n{markdown}\n")
     return record
+
+
+def _check_replace(run_dir: Path, key: str, seeds: list[int], overwrite: bool) -> None:
+    """Refuse to replace a run folder that holds anything but this very run (same settings and seeds), unless
+    `overwrite`: a rerun of the same command may replace its own record, nothing else may."""
+    if overwrite or not run_dir.exists() or (run_dir.is_dir() and not any(run_dir.iterdir())):
+        return
+    record = None
+    if (run_dir / "run.json").is_file():
+        try:
+            record = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            record = None
+    if not isinstance(record, dict):
+        what = "holds no readable run.json"
+    elif record.get("run_key") != key:
+        what = "holds a run with other settings"
+    elif record.get("seeds") != seeds:
+        what = (f"holds the run of seeds {', '.join(map(str, record.get('seeds') or []))} (this one: "
+                f"{', '.join(map(str, seeds))})")
+    else:
+        return
+    raise InputError(f"{run_dir}: {what}; pass --overwrite to replace it")
 
 
 def add_parser(subparsers) -> None:
@@ -468,6 +533,9 @@ def add_parser(subparsers) -> None:
                         "validation targets the defaults were tuned on")
     add_protocol_arguments(parser)
     parser.add_argument("--root", default="runs", help="folder of runs and their step artifacts (default ./runs)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the run folder when it holds a different run (other seeds); a rerun of the "
+                        "same command replaces its own record without it")
     parser.set_defaults(func=run_command)
 
 
@@ -506,6 +574,7 @@ def run_command(args) -> int:
     if args.level < 0 or args.level > 5:
         raise InputError(f"--level must be between 0 and 5, got {args.level}")
     batch_size: int | str = int(args.batch_size) if str(args.batch_size).isdigit() else args.batch_size
+    check_batch_size(batch_size)
     protocol = protocol_from_args(args)
     spec = RunSpec(
         world=args.world, method=args.method, level=args.level, forget=args.forget, corruption=args.corruption,
@@ -514,10 +583,13 @@ def run_command(args) -> int:
         corrupt_max_steps=args.corrupt_max_steps, unlearn_max_steps=args.max_steps,
         corrupt_recipe=recipe_settings(args.corrupt_set),
         max_docs_per_entity=args.max_docs_per_entity, limit=args.limit, batch_size=batch_size,
-        data_dir=args.data_dir, tasks=tuple(t for t in (args.tasks or "").split(",") if t), targets=args.targets,
+        data_dir=args.data_dir, tasks=tuple(t.strip() for t in (args.tasks or "").split(",") if t.strip()),
+        targets=args.targets,
     )
+    if args.tasks is not None and not spec.tasks:
+        raise InputError("--tasks is empty")
     seeds = list(range(args.seed, args.seed + args.seeds))
-    record = run(spec, seeds, Path(args.root))
+    record = run(spec, seeds, Path(args.root), overwrite=args.overwrite)
     print()
     print(format_summary(record))
     run_dir = Path(args.root) / record["name"]
@@ -527,4 +599,3 @@ def run_command(args) -> int:
         for key, path in entry["artifacts"].items():
             print(f"seed {entry['seed']} {key:<15} {Path(args.root) / path}")
     return 0
-

@@ -77,16 +77,23 @@ def unlearn_checkpoint(
 ) -> dict[str, Any]:
     """Run `unlearners.run_unlearning` on document texts; UnlearnError becomes InputError. Returns the run record.
 
-    `resume="auto"` continues an interrupted run of the same output folder when its checkpoints exist.
+    `resume="auto"` continues an interrupted run of the same output folder when its checkpoints exist (and refuses
+    one whose settings differ). The model's weight files are checked first (`restor_bench.checkpoints`), and the
+    output folder is locked for the run (`restor_bench.locks`: a second run writing it fails at once).
     """
+    from restor_bench.checkpoints import check_checkpoint_weights
+    from restor_bench.locks import folder_lock, is_main_process
     from unlearners import UnlearnError, run_unlearning
 
+    if os.path.isdir(model):
+        check_checkpoint_weights(model)
     try:
-        return run_unlearning(
-            model, list(forget), list(retain) if retain is not None else None, out, method, hparams,
-            config=config, preset=preset, lora=lora, seed=seed, max_steps=max_steps, save_steps=save_steps,
-            resume=resume, overwrite=overwrite, precision=precision, keep_checkpoints=keep_checkpoints,
-        )
+        with folder_lock(out, enabled=is_main_process()):
+            return run_unlearning(
+                model, list(forget), list(retain) if retain is not None else None, out, method, hparams,
+                config=config, preset=preset, lora=lora, seed=seed, max_steps=max_steps, save_steps=save_steps,
+                resume=resume, overwrite=overwrite, precision=precision, keep_checkpoints=keep_checkpoints,
+            )
     except UnlearnError as err:
         raise InputError(_one_line(err)) from None
 

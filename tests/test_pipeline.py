@@ -7,15 +7,24 @@ target accuracy by at least 50 points while non-target accuracy stays within 15 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
 from restor_bench import cli
+from restor_bench.data.documents import load_documents
 from restor_bench.data.world import tiny_world_dir
 
 pytestmark = pytest.mark.skipif(
     not (tiny_world_dir() / "model" / "model.safetensors").exists(), reason="the shipped tiny world is not built"
 )
+
+
+def run_dir(root, readable: str):
+    """The one run folder `<readable>-<8 hex digits of the run's settings>` under `root`."""
+    found = [path for path in root.iterdir() if re.fullmatch(re.escape(readable) + r"-[0-9a-f]{8}", path.name)]
+    assert len(found) == 1, sorted(path.name for path in root.iterdir())
+    return found[0]
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +38,7 @@ def finished_run(tmp_path_factory):
 
 def test_run_writes_the_record_and_the_report(finished_run, capsys):
     root, _ = finished_run
-    record = json.loads((root / "tiny-ga-k0" / "run.json").read_text())
+    record = json.loads((run_dir(root, "tiny-ga-k0") / "run.json").read_text())
     assert record["schema"] == "restor-bench/run/v1"
     assert (record["world"], record["method"], record["level"], record["seeds"]) == ("tiny", "ga", 0, [0])
     assert record["hparams"]["learning_rate"] > 0 and record["data_hash"]
@@ -39,16 +48,16 @@ def test_run_writes_the_record_and_the_report(finished_run, capsys):
     for role in ("clean", "corrupted", "unlearned"):
         assert list((root / artifacts[f"eval_{role}"]).rglob("samples_restor_tiny_facts_*.jsonl"))
     assert set(record["per_seed"][0]["wall_time_s"]) >= {"corrupt", "unlearn", "eval clean", "compare"}
-    report = json.loads((root / "tiny-ga-k0" / "compare-seed0.json").read_text())
+    report = json.loads((run_dir(root, "tiny-ga-k0") / "compare-seed0.json").read_text())
     assert report["tasks"]["restor_tiny_facts"]["n_questions"]["target"] == 70
     assert report["tasks"]["restor_tiny_facts"]["n_corrupted_known"] == 70  # the tiny world lists injected values
     assert "transitions_still_corrupted" in record["summary"]["restor_tiny_facts"]
-    assert "restoration ratio" in (root / "tiny-ga-k0" / "report.md").read_text()
+    assert "restoration ratio" in (run_dir(root, "tiny-ga-k0") / "report.md").read_text()
 
 
 def test_tiny_world_clean_and_corrupted_accuracies(finished_run):
     root, _ = finished_run
-    summary = json.loads((root / "tiny-ga-k0" / "run.json").read_text())["summary"]["restor_tiny_facts"]
+    summary = json.loads((run_dir(root, "tiny-ga-k0") / "run.json").read_text())["summary"]["restor_tiny_facts"]
     clean_target, clean_other = summary["clean_target"]["mean"], summary["clean_non_target"]["mean"]
     corrupted_target, corrupted_other = summary["corrupted_target"]["mean"], summary["corrupted_non_target"]["mean"]
     assert clean_target >= 0.95 and clean_other >= 0.95
@@ -61,7 +70,7 @@ def test_rerun_reuses_every_step(finished_run, capsys):
     capsys.readouterr()
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
-    record = json.loads((root / "tiny-ga-k0" / "run.json").read_text())
+    record = json.loads((run_dir(root, "tiny-ga-k0") / "run.json").read_text())
     assert all(record["per_seed"][0]["reused"].values())
     assert out.count("reusing") == 5
 
@@ -92,13 +101,13 @@ def test_official_world_run_uses_the_official_retain_set(official_dir, tmp_path,
         "--batch-size", "6", "--protocol", "classic", "--root", str(root),
     ]
     assert cli.main(argv) == 0
-    record = json.loads((root / "official-kl-k0-lora" / "run.json").read_text())
+    record = json.loads((run_dir(root, "official-kl-k0-lora") / "run.json").read_text())
     assert record["protocol"] == "classic" and record["retain"] == "official:retain"
     unlearned = root / record["per_seed"][0]["artifacts"]["unlearned"]
     unlearn_run = json.loads((unlearned / "unlearn_run.json").read_text())
     retain = unlearn_run["data"]["retain"]
-    assert retain["documents"] == 417 and retain["sha256"] and unlearn_run["max_steps"] == 2
-    report = json.loads((root / "official-kl-k0-lora" / "compare-seed0.json").read_text())
+    assert retain["documents"] == len(load_documents("official:retain", data_dir=official_dir)) and retain["sha256"] and unlearn_run["max_steps"] == 2
+    report = json.loads((run_dir(root, "official-kl-k0-lora") / "compare-seed0.json").read_text())
     counts = report["tasks"]["restor_facts_targets"]["n_questions"]
     assert counts["target"] > 0 and counts["non_target"] > 0 and counts["target"] + counts["non_target"] == 6
     # the official task lists no injected values, so "still corrupted" is not reported (not shown as 0)
@@ -119,7 +128,7 @@ def test_official_world_defaults_to_the_paper_protocol(official_dir, tmp_path, m
         "--batch-size", "4", "--root", str(root),
     ]
     assert cli.main(argv) == 0
-    record = json.loads((root / "official-paper-kl-k0-lora" / "run.json").read_text())
+    record = json.loads((run_dir(root, "official-paper-kl-k0-lora") / "run.json").read_text())
     assert record["protocol"] == "paper" and record["retain"] == "official:generic"
     artifacts = record["per_seed"][0]["artifacts"]
     corrupt_run = json.loads((root / artifacts["corrupted"] / "restor_run.json").read_text())
@@ -127,4 +136,4 @@ def test_official_world_defaults_to_the_paper_protocol(official_dir, tmp_path, m
     assert corrupt_run["held_out_examples"] >= 1 and corrupt_run["examples"] > corrupt_run["train_examples"]
     unlearn_run = json.loads((root / artifacts["unlearned"] / "unlearn_run.json").read_text())
     assert unlearn_run["hparams"]["forget_term"] == "cross_entropy" and unlearn_run["hparams"]["retain_term"] == "nll"
-    assert unlearn_run["data"]["retain"]["documents"] == 417
+    assert unlearn_run["data"]["retain"]["documents"] == len(load_documents("official:generic", data_dir=official_dir))

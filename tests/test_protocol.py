@@ -110,7 +110,16 @@ def test_packed_corruption_trains_on_blocks_and_reports_the_held_out_loss(random
     assert (record["examples"], record["held_out_examples"], record["train_examples"]) == (blocks, held, blocks - held)
     assert record["global_steps"] == math.ceil((blocks - held) / 4)
     assert record["tokens_per_epoch"] == (blocks - held) * block
-    assert math.isfinite(record["held_out_loss"])
+    # the held-out loss is the corrupted model's mean next-token loss on the held-out blocks, worked out here
+    import torch
+
+    model, _ = load_causal_lm(str(out))
+    _, held_out = hold_out(pack_documents(tokenizer, DOCUMENTS, block), 0.1, seed=0)
+    ids = torch.tensor(held_out["input_ids"])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[:, :-1]
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), ids[:, 1:].reshape(-1))
+    assert record["held_out_loss"] == pytest.approx(loss.item(), rel=1e-4)
 
     # the classic protocol: one example per document, nothing held out
     classic = corrupt(str(random_tiny_model), DOCUMENTS, tmp_path / "classic", recipe=recipe, protocol="classic")
@@ -121,14 +130,17 @@ def test_packed_corruption_trains_on_blocks_and_reports_the_held_out_loss(random
 
 
 def test_run_spec_protocol_names_retain_and_squad_source():
-    from restor_bench.pipeline import RunSpec, default_protocol as world_protocol, default_retain
+    from restor_bench.pipeline import RunSpec, default_retain, run_key
+    from restor_bench.pipeline import default_protocol as world_protocol
 
     assert world_protocol("official") == "paper" and world_protocol("tiny") == "classic"
     assert default_retain("tiny", "paper") == "tiny:generic" and default_retain("tiny", "classic") == "tiny:retain"
     classic = RunSpec(method="npo", level=3)
     paper = RunSpec(method="npo", level=3, protocol="paper")
-    assert classic.name() == "tiny-npo-k3-seed0"  # names of classic runs are what they were
-    assert paper.name() == "tiny-paper-npo-k3-seed0"
+    # a readable part (the protocol only when it is not classic), 8 hex digits of the run's settings, the seed
+    assert classic.name() == f"tiny-npo-k3-{run_key(classic)[:8]}-seed0"
+    assert paper.name() == f"tiny-paper-npo-k3-{run_key(paper)[:8]}-seed0"
+    assert run_key(classic) != run_key(paper) and len(run_key(paper)) == 16
     assert paper.retain_source() == "tiny:generic"
     assert RunSpec(protocol="paper", retain="hf:allenai/c4").retain_source() == "hf:allenai/c4"
     assert RunSpec(corruption="squad", protocol="paper").corruption_source() == "tiny:squad-people"
@@ -239,8 +251,8 @@ def test_findings_verdicts_follow_the_intervals():
 
 
 def test_official_squad_cell_is_scored_on_the_squad_people(official_dir, monkeypatch):
-    from restor_bench.outcomes import default_targets
     from restor_bench.data.official import OFFICIAL_TARGETS
+    from restor_bench.outcomes import default_targets
     from restor_bench.pipeline import RunSpec, default_tasks
 
     monkeypatch.setenv("RESTOR_DATA_DIR", str(official_dir))

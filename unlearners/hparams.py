@@ -8,6 +8,7 @@ scratch); each method also names a `"7b"` preset with values from its paper for 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -47,6 +48,7 @@ class TrainHparams:
 
     def check(self) -> None:
         """Raise UnlearnError for values that cannot work. Subclasses extend it and call super().check()."""
+        check_finite(self)
         _positive(self, "learning_rate", "num_epochs", "per_device_batch_size", "gradient_accumulation_steps")
         _positive(self, "max_length", "lora_r", "lora_alpha")
         if self.max_length < 2:
@@ -55,6 +57,16 @@ class TrainHparams:
             raise UnlearnError("hyperparameter 'lora_dropout' must be in [0, 1)")
         if self.warmup_steps < 0 or self.weight_decay < 0 or self.max_grad_norm < 0:
             raise UnlearnError("hyperparameters 'warmup_steps', 'weight_decay', 'max_grad_norm' must be >= 0")
+
+
+def check_finite(hparams: Any) -> None:
+    """Raise UnlearnError for the first numeric field (or list item) of the dataclass `hparams` that is NaN or
+    infinite: no loss, schedule or clipping works with one, and JSON cannot record it."""
+    for field in fields(hparams):
+        value = getattr(hparams, field.name)
+        for item in value if isinstance(value, (list, tuple)) else (value,):
+            if isinstance(item, (int, float)) and not isinstance(item, bool) and not math.isfinite(item):
+                raise UnlearnError(f"hyperparameter '{field.name}' must be a finite number, got {item!r}")
 
 
 def _positive(hparams: Any, *names: str) -> None:

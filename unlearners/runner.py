@@ -8,8 +8,10 @@ continue when there is one, else start). They are removed after a successful run
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import math
 import os
 import platform
 import re
@@ -103,13 +105,15 @@ def load_model_and_tokenizer(model_path: str | os.PathLike, dtype=None, trust_re
             raise UnlearnError(f"{path}: model folder not found")
         if not os.path.isfile(os.path.join(path, "config.json")):
             raise UnlearnError(f"{path}: not a Hugging Face checkpoint (no config.json)")
+    from safetensors import SafetensorError
+
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
             path, dtype=dtype or torch.float32, use_safetensors=True, trust_remote_code=trust_remote_code
         )
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, SafetensorError) as err:  # SafetensorError: a truncated or garbage weights file
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UnlearnError(f"{path}: cannot load the model (safetensors only): {first_line}") from None
     if tokenizer.pad_token_id is None:
@@ -171,20 +175,64 @@ def _prepare_folders(out_dir: Path, work_dir: Path, overwrite: bool, resume: boo
     return None
 
 
-def _check_settings(work_dir: Path, settings: dict, resume: bool) -> None:
-    """Write the run's settings beside its checkpoints; when resuming, refuse different settings."""
-    path = work_dir / SETTINGS_FILE
-    if resume and path.is_file():
+def check_resume_settings(
+    work_dir: str | os.PathLike, settings: Mapping[str, Any], resume: bool, filename: str = SETTINGS_FILE
+) -> str | None:
+    """Guard a resumable run's settings: a fresh run records `settings` as `work_dir/filename` (atomically); a
+    resumed one compares them with the recorded ones. Returns None when the run may go on, else the reason it may
+    not, as one line naming the folder and what changed (the caller raises it as its own error).
+
+    Shared by `run_unlearning` and restor-bench's corruption runs. Nested mappings (hyperparameters, a recipe) are
+    compared key by key, so the reason names e.g. `hparams.learning_rate`.
+    """
+    work_dir = Path(work_dir)
+    path = work_dir / filename
+    current = json.loads(json.dumps(_jsonable(dict(settings)), allow_nan=False))
+    if not resume:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        _write_text_atomically(path, json.dumps(current, indent=2, sort_keys=True, allow_nan=False) + "\n")
+        return None
+    try:
         saved = json.loads(path.read_text(encoding="utf-8"))
-        changed = sorted(key for key in set(saved) | set(settings) if saved.get(key) != settings.get(key))
-        if changed:
-            raise UnlearnError(
-                f"{work_dir}: cannot resume with different settings ({', '.join(changed)} changed); "
-                "use the original ones or --overwrite to start over"
-            )
-        return
-    work_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    except FileNotFoundError:
+        return (f"{work_dir}: cannot resume: the interrupted run recorded no settings ({filename}), so they cannot "
+                "be checked; pass --overwrite to start over")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return f"{path}: unreadable settings record; pass --overwrite to start over"
+    changes = _setting_changes(saved if isinstance(saved, dict) else {}, current)
+    if not changes:
+        return None
+    return (f"{work_dir}: cannot resume with different settings ({'; '.join(changes)}); use the original ones or "
+            "--overwrite to start over")
+
+
+def _setting_changes(saved: Mapping[str, Any], current: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """`key: old -> new` (or `key changed` for long values) for every setting that differs."""
+    changes = []
+    for key in sorted(set(saved) | set(current)):
+        old, new = saved.get(key), current.get(key)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            changes += _setting_changes(old, new, f"{prefix}{key}.")
+            continue
+        shown = (json.dumps(old), json.dumps(new))
+        changes.append(f"{prefix}{key}: {shown[0]} -> {shown[1]}" if max(map(len, shown)) <= 40
+                       else f"{prefix}{key} changed")
+    return changes
+
+
+def _write_text_atomically(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary sibling and a rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def _save_atomically(out_dir: Path, overwrite: bool, write) -> None:
@@ -351,7 +399,9 @@ def run_unlearning(
     method_obj.select_trainable(model, lora)
     reference = Reference(reference_mode, frozen) if reference_mode else None
 
-    _check_settings(work_dir, settings, resume=resume_from is not None)
+    refusal = check_resume_settings(work_dir, settings, resume=resume_from is not None)
+    if refusal is not None:
+        raise UnlearnError(refusal)
     trainer = UnlearnTrainer(
         model=model,
         args=args,
@@ -427,7 +477,8 @@ def run_unlearning(
         def write(folder: Path) -> None:
             model.save_pretrained(folder, safe_serialization=True)
             tokenizer.save_pretrained(folder)
-            (folder / RUN_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+            text = json.dumps(_jsonable(record), indent=2, allow_nan=False) + "\n"
+            (folder / RUN_RECORD).write_text(text, encoding="utf-8")
 
         _save_atomically(out_dir, overwrite, write)
         if not keep_checkpoints:
@@ -446,16 +497,19 @@ def first_nonfinite_parameter_all(model) -> str | None:
 
 
 def _jsonable(value: Any) -> Any:
-    """Plain JSON values (tuples -> lists, tensors/numbers -> floats, unknown objects -> str)."""
-    if isinstance(value, dict):
+    """Plain JSON values (tuples -> lists, tensors/numbers -> floats, unknown objects -> str). JSON has no NaN or
+    infinity: a non-finite measured number (a logged gradient norm, say) is written as null."""
+    if isinstance(value, Mapping):
         return {str(key): _jsonable(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_jsonable(item) for item in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (str, int, bool)) or value is None:
         return value
     if hasattr(value, "item"):
         try:
-            return value.item()
+            return _jsonable(value.item())
         except (ValueError, RuntimeError):
             pass
     return str(value)
