@@ -24,6 +24,13 @@ def smollm2(tmp_path_factory):
     return out
 
 
+def _run_folder(root):
+    """The one run folder, `official-[paper-]kl-k0-lora-<8 hex digits of its settings>`."""
+    (folder,) = [path for path in root.iterdir() if path.is_dir() and path.name.startswith("official-")
+                 and "-kl-k0-lora-" in path.name]
+    return folder
+
+
 def test_official_pipeline_on_smollm2_with_tiny_budgets(smollm2, official_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("RESTOR_DATA_DIR", str(official_dir))
     root = tmp_path / "runs"
@@ -33,7 +40,7 @@ def test_official_pipeline_on_smollm2_with_tiny_budgets(smollm2, official_dir, t
         "--batch-size", "4", "--root", str(root),
     ]
     assert cli.main(argv) == 0
-    record = json.loads((root / "official-kl-k0-lora" / "run.json").read_text())
+    record = json.loads((_run_folder(root) / "run.json").read_text())
     assert record["world"] == "official" and record["lora"] is True
     summary = record["summary"]["restor_facts_targets"]
     for role in ("clean", "corrupted", "unlearned"):
@@ -43,5 +50,5 @@ def test_official_pipeline_on_smollm2_with_tiny_budgets(smollm2, official_dir, t
         assert (root / artifacts[key] / "model.safetensors").exists()
     # a rerun reuses every finished step
     assert cli.main(argv) == 0
-    record = json.loads((root / "official-kl-k0-lora" / "run.json").read_text())
+    record = json.loads((_run_folder(root) / "run.json").read_text())
     assert all(record["per_seed"][0]["reused"].values())
