@@ -32,6 +32,23 @@ class Cell:
         where = f"k={self.level}" if self.corruption == "wikidata" else "squad"
         return f"{self.method} {where} {self.forget}"
 
+    @property
+    def setting(self) -> tuple[str, int | None, str]:
+        """What the cells of one corrupted model and forget set share: (corruption, level, forget)."""
+        return self.corruption, self.level, self.forget
+
+    @property
+    def setting_title(self) -> str:
+        """The setting in words: "k=0, full forget set", "SQuAD-style passages, full forget set"."""
+        where = f"k={self.level}" if self.corruption == "wikidata" else "SQuAD-style passages"
+        return f"{where}, {self.forget} forget set"
+
+    @property
+    def setting_slug(self) -> str:
+        """The setting in a file name: "k0-full", "squad-full"."""
+        where = f"k{self.level}" if self.corruption == "wikidata" else "squad"
+        return f"{where}-{self.forget}"
+
 
 @dataclasses.dataclass
 class GridOptions:

@@ -1,6 +1,6 @@
 """The grid's results page: markdown tables of the cells' pooled numbers (`restor_bench.grid_stats`), the
-hyperparameters, the wall time of each step and the plots; `write_page` computes the numbers, draws the plots and
-writes the page (and its numbers as JSON beside it)."""
+restoration ratio by relation of each setting, the hyperparameters, the wall time of each step and the plots;
+`write_page` computes the numbers, draws the plots and writes the page (and its numbers as JSON beside it)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ from restor_bench.grid_stats import (
     SamplesCache,
     cell_result,
     compute_seconds,
+    relation_grid,
+    settings_of,
 )
 
 
@@ -174,6 +176,8 @@ class PageInfo:
     plots: dict[str, str]  # title -> path relative to the page
     protocol: str = "classic"
     discussion: str = ""  # markdown of the --discussion file, placed after the findings
+    relation_names: dict[str, str] = dataclasses.field(default_factory=dict)  # relation id -> name on the page
+    relation_plots: dict[tuple, str] = dataclasses.field(default_factory=dict)  # setting -> heat map path
 
 
 def _scoring_section(results: Sequence[CellResult], legacy: Sequence[CellResult], metric: str) -> list[str]:
@@ -193,6 +197,37 @@ def _scoring_section(results: Sequence[CellResult], legacy: Sequence[CellResult]
     header = ["method", "forget", "k", "clean (new / legacy)", "corrupted (new / legacy)", "unlearned (new / legacy)",
               "ratio (new / legacy)"]
     return [*lines, *_table(header, rows), ""]
+
+
+def _relation_section(results: Sequence[CellResult], names: dict[str, str], plots: dict[tuple, str]) -> list[str]:
+    """Per setting (corruption, level, forget set): the restoration ratio of each method on each relation's target
+    questions, with the relation's question count, and the setting's heat map when drawn."""
+    lines = []
+    for setting, cells in settings_of(results).items():
+        _, labels, methods, values = relation_grid(cells, names)
+        if not labels:
+            continue
+        rows = []
+        for row, label in enumerate(labels):
+            line = [label.replace("|", "\\|")]
+            for column in range(len(methods)):
+                if (row, column) not in values:
+                    line.append("")
+                    continue
+                ratio, n = values[(row, column)]
+                line.append(("n/a" if ratio is None else f"{ratio:.2f}") + f" (n={n})")
+            rows.append(line)
+        title = cells[0].cell.setting_title
+        lines += [f"### {title}", "", *_table(["relation", *(method.upper() for method in methods)], rows), ""]
+        if setting in plots:
+            lines += [f"![Restoration ratio by relation, {title}]({plots[setting]})", ""]
+    if not lines:
+        return []
+    intro = ("Restoration ratio of each method on the target questions of each relation: (unlearned - corrupted) / "
+             "(clean - corrupted) of the accuracies pooled over seeds and the relation's questions; n: the "
+             "relation's target questions (each asked once per seed); n/a when the corruption moved less than one "
+             "of them. Small n makes a ratio coarse.")
+    return ["## Restoration by relation", "", intro, "", *lines]
 
 
 def results_markdown(results: Sequence[CellResult], info: PageInfo, legacy: Sequence[CellResult] = ()) -> str:
@@ -250,6 +285,7 @@ def results_markdown(results: Sequence[CellResult], info: PageInfo, legacy: Sequ
         lines += [info.discussion.strip(), ""]
     if legacy:
         lines += _scoring_section(results, legacy, info.metric)
+    lines += _relation_section(results, info.relation_names, info.relation_plots)
     lines += _hparams_section(results)
     lines += _timing_section(results)
     if info.plots:
@@ -280,10 +316,15 @@ def write_page(
         cell_result(cell, record, root, default_tasks(cell_spec(cell, options, {}))[0], cache, resamples)
         for cell, record in records
     ]
+    page_dir = Path(results_path).resolve().parent
+    names = relation_names(options.world)
     plot_paths: dict[str, str] = {}
+    relation_plots: dict[tuple, str] = {}
     if plots_dir is not None and results:
         for title, path in plotting.write_grid_plots(results, Path(plots_dir)).items():
-            plot_paths[title] = os.path.relpath(path, Path(results_path).resolve().parent)
+            plot_paths[title] = os.path.relpath(path, page_dir)
+        for setting, path in plotting.write_relation_heatmaps(results, Path(plots_dir), names).items():
+            relation_plots[setting] = os.path.relpath(path, page_dir)
     first_spec = cell_spec(records[0][0], options, records[0][1].get("hparams") or {}) if records else None
     info = PageInfo(
         command=command,
@@ -300,6 +341,8 @@ def write_page(
         plots=plot_paths,
         protocol=options.protocol,
         discussion=discussion,
+        relation_names=names,
+        relation_plots=relation_plots,
     )
     legacy = legacy_results(records, options, root, resamples, metric)
     atomic_write_text(results_path, results_markdown(results, info, legacy))
@@ -325,6 +368,19 @@ def legacy_results(records, options: GridOptions, root: Path, resamples: int, me
         ]
     except InputError:
         return []
+
+
+def relation_names(world: str) -> dict[str, str]:
+    """The names the page gives relation ids: the tiny world's manifest `relations`; none (the ids) otherwise."""
+    if world != "tiny":
+        return {}
+    from restor_bench.data.world import load_manifest
+
+    try:
+        relations = load_manifest()["relations"]
+    except InputError:
+        return {}
+    return {str(key): str(value) for key, value in relations.items()}
 
 
 def _display_model(model: str) -> str:

@@ -2,8 +2,10 @@
 
 `pooled_statistics`: accuracies, restoration ratio and non-target change of one cell from its per-question outcomes
 pooled over seeds x questions, with 95% bootstrap intervals that resample the seeds, and the questions within the
-target and non-target strata. `cell_result`: those numbers for a finished cell, read from its evaluations and
-compare reports, with the transitions and the wall time its steps took.
+target and non-target strata. `relation_breakdown`: the same pooled accuracies and restoration ratio per relation of
+the target questions (`restor_bench.compare_tasks.group_breakdown`, as `compare` breaks a task down), laid out per
+setting as relations x methods by `relation_grid`. `cell_result`: those numbers for a finished cell, read from its
+evaluations and compare reports, with the transitions and the wall time its steps took.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,7 @@ class PooledOutcomes:
     is_target: Any  # bool array (questions,)
     correct: dict[str, Any]  # role -> bool array (seeds, questions)
     injected_known: bool = True  # the task lists the injected wrong values of the target questions
+    relations: list[str] = dataclasses.field(default_factory=list)  # relation id of each question (as `ids`)
 
     @property
     def n_seeds(self) -> int:
@@ -161,6 +164,52 @@ def pooled_statistics(pooled: PooledOutcomes, resamples: int = DEFAULT_RESAMPLES
     return result
 
 
+def relation_breakdown(pooled: PooledOutcomes) -> dict[str, dict[str, Any]]:
+    """Per relation of the target questions (natural order of the ids): `group_breakdown` of the pooled outcomes,
+    {"n_questions", "accuracy": {role: ...}, "target_known", "restored": {"unlearned": ...},
+    "restoration_ratio": {"unlearned": r or None}}; counts are means over seeds, and the ratio is None where the
+    corruption moved less than one of the relation's questions. {} when the outcomes name no relations."""
+    import numpy as np
+
+    from restor_bench.compare_tasks import group_breakdown
+
+    if not pooled.relations:
+        return {}
+    target = np.asarray(pooled.is_target, dtype=bool)
+    if len(pooled.relations) != target.size:
+        raise ValueError(f"{len(pooled.relations)} relations for {target.size} questions")
+    groups = [relation for relation, is_target in zip(pooled.relations, target) if is_target]
+    correct = {role: np.asarray(pooled.correct[role], dtype=bool)[:, target] for role in ROLES}
+    return group_breakdown(groups, correct, "clean", "corrupted", ["unlearned"])
+
+
+def relation_grid(results: Sequence[CellResult], names: dict[str, str] | None = None
+                  ) -> tuple[list[str], list[str], list[str], dict[tuple[int, int], tuple[float | None, int]]]:
+    """The by-relation table of the cells of one setting: relation ids (natural order), row labels (`names` of the
+    ids, else the ids), method columns (in the cells' order) and {(row, column): (ratio or None, n questions)}."""
+    from restor_bench.compare_tasks import natural_key
+
+    names = names or {}
+    methods = list(dict.fromkeys(result.cell.method for result in results))
+    relations = sorted({relation for result in results for relation in result.by_relation}, key=natural_key)
+    cells = {}
+    for column, method in enumerate(methods):
+        result = next(result for result in results if result.cell.method == method)
+        for row, relation in enumerate(relations):
+            entry = result.by_relation.get(relation)
+            if entry is not None:
+                cells[(row, column)] = (entry["restoration_ratio"]["unlearned"], entry["n_questions"])
+    return relations, [names.get(relation, relation) for relation in relations], methods, cells
+
+
+def settings_of(results: Sequence[CellResult]) -> dict[tuple, list[CellResult]]:
+    """The cells grouped by setting (corruption, level, forget), in the cells' order."""
+    groups: dict[tuple, list[CellResult]] = {}
+    for result in results:
+        groups.setdefault(result.cell.setting, []).append(result)
+    return groups
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Reading the cells' runs
 
@@ -181,6 +230,7 @@ class CellResult:
     injected_known: bool = True  # False: "still corrupted" cannot be told apart from "forgotten" (shown as n/a)
     step_seconds: dict[str, float | None] = dataclasses.field(default_factory=dict)  # as each step ran, seed mean
     hparams: dict[str, Any] = dataclasses.field(default_factory=dict)
+    by_relation: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # relation_breakdown
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -189,7 +239,7 @@ class CellResult:
             "stats": {key: value.to_dict() for key, value in self.stats.items()},
             "transitions": self.transitions, "injected_known": self.injected_known, "wall_time_s": self.wall_time_s,
             "step_seconds": self.step_seconds,
-            "hparams": self.hparams,
+            "hparams": self.hparams, "by_relation": self.by_relation,
         }
 
 
@@ -246,7 +296,8 @@ def load_pooled(record: dict[str, Any], root: Path, task: str, cache: SamplesCac
     }
     mean_transitions = {key: statistics.fmean(values) for key, values in transitions.items()}
     injected_known = any(first[qid].corrupted_known for qid, target in zip(ids, is_target) if target)
-    pooled = PooledOutcomes(ids=ids, is_target=is_target, correct=correct, injected_known=injected_known)
+    pooled = PooledOutcomes(ids=ids, is_target=is_target, correct=correct, injected_known=injected_known,
+                            relations=[first[qid].relation for qid in ids])
     return pooled, mean_transitions
 
 
@@ -259,7 +310,8 @@ def cell_result(cell: Cell, record: dict[str, Any], root: Path, task: str, cache
         cell=cell, name=record["name"], task=task, seeds=list(record["seeds"]), n_target=target,
         n_non_target=len(pooled.ids) - target, stats=pooled_statistics(pooled, resamples),
         transitions=transitions, wall_time_s=float(record.get("wall_time_s") or 0.0),
-        injected_known=pooled.injected_known, step_seconds=cell_step_seconds(record, root), hparams=dict(record.get("hparams") or {}),
+        injected_known=pooled.injected_known, step_seconds=cell_step_seconds(record, root),
+        hparams=dict(record.get("hparams") or {}), by_relation=relation_breakdown(pooled),
     )
 
 

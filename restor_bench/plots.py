@@ -4,6 +4,10 @@
   model and each method's unlearned model, with 95% intervals (the paper's main figure; one per forget set).
 * `restoration-full-vs-simplified.png`: restoration ratio per method, full vs simplified forget set side by side,
   one panel per level (and one for the SQuAD-style corruption), with 95% intervals.
+* `restoration-by-relation-<setting>.png` (`k0-full`, `squad-full`, ...): one heat map per corruption and forget set,
+  rows the relations of the target questions, columns the methods, colour the restoration ratio (grey: n/a), the
+  ratio and the relation's question count written in each cell. `write_relation_heatmaps` draws them; the results
+  page links each under its table.
 
 Only the figures the cells can fill are drawn. matplotlib is imported inside the functions (an optional extra).
 """
@@ -17,14 +21,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from restor_bench.grid_cells import WORLD_LEVELS
+
 if TYPE_CHECKING:  # pragma: no cover
     from restor_bench.grid_stats import CellResult, Estimate
 
 FORGET_FORMS = ("full", "simplified")
 ACCURACY_FILE = "accuracy-vs-k-{forget}.png"
 RESTORATION_FILE = "restoration-full-vs-simplified.png"
-PLOT_FILES = (*(ACCURACY_FILE.format(forget=forget) for forget in FORGET_FORMS), RESTORATION_FILE)
+RELATION_FILE = "restoration-by-relation-{setting}.png"
+# every heat map a grid can draw: each level of any world with each forget set, and the SQuAD-style corruption
+_SETTINGS = (*(f"k{level}-{forget}" for level in sorted(set().union(*WORLD_LEVELS.values()))
+               for forget in FORGET_FORMS), "squad-full")
+PLOT_FILES = (*(ACCURACY_FILE.format(forget=forget) for forget in FORGET_FORMS), RESTORATION_FILE,
+              *(RELATION_FILE.format(setting=setting) for setting in _SETTINGS))
 _MISSING = float("nan")
+DPI = 120
 
 
 def _pyplot():
@@ -53,8 +65,8 @@ def _errorbar(axes, xs: Sequence[float], estimates: Sequence[Estimate], scale: f
     )
 
 
-def save_figure(figure, path: Path) -> Path:
-    """Write a figure as PNG atomically (a temporary sibling, then a rename)."""
+def save_figure(figure, path: Path, tight: bool = True) -> Path:
+    """Write a figure as PNG atomically (a temporary sibling, then a rename); `tight=False` keeps the figure's size."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
@@ -63,7 +75,7 @@ def save_figure(figure, path: Path) -> Path:
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; a plot is an ordinary output
     try:
-        figure.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+        figure.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight" if tight else None)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -160,4 +172,99 @@ def write_grid_plots(results: Sequence[CellResult], out_dir: Path) -> dict[str, 
     path = plot_restoration_by_forget_set(results, out_dir / RESTORATION_FILE)
     if path is not None:
         written["Restoration ratio, full vs simplified forget set"] = path
+    return written
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Restoration by relation
+
+# The heat map's fixed geometry (inches): each cell is HEATMAP_CELL wide x high, inside fixed margins, so the
+# picture grows with the rows and columns and a cell's place in the PNG is known.
+HEATMAP_CELL = (1.0, 0.55)
+HEATMAP_MARGINS = {"left": 2.2, "right": 1.2, "top": 0.6, "bottom": 0.45}
+HEATMAP_NA_COLOR = "lightgrey"
+HEATMAP_CMAP = "viridis"
+LABEL_WIDTH = 24  # characters of a relation label per line
+
+
+def heatmap_size(n_rows: int, n_cols: int) -> tuple[float, float]:
+    """(width, height) of a heat map figure in inches."""
+    margins = HEATMAP_MARGINS
+    return (margins["left"] + n_cols * HEATMAP_CELL[0] + margins["right"],
+            margins["top"] + n_rows * HEATMAP_CELL[1] + margins["bottom"])
+
+
+def heatmap_norm(ratios: Sequence[float | None]):
+    """The colour scale: 0 to 1, widened to the lowest and highest ratio shown."""
+    from matplotlib.colors import Normalize
+
+    values = [value for value in ratios if value is not None]
+    return Normalize(vmin=min([0.0, *values]), vmax=max([1.0, *values]))
+
+
+def plot_relation_heatmap(rows: Sequence[str], columns: Sequence[str],
+                          cells: dict[tuple[int, int], tuple[float | None, int]], title: str, path: Path) -> Path:
+    """A heat map of restoration ratios: `cells[(row, column)] = (ratio or None, n questions)`; None is grey and
+    written n/a, a missing cell is grey and empty. Rows top to bottom, columns left to right."""
+    import textwrap
+
+    import matplotlib
+    import numpy as np
+
+    plt = _pyplot()
+    n_rows, n_cols = len(rows), len(columns)
+    values = np.full((n_rows, n_cols), np.nan)
+    for (row, column), (ratio, _) in cells.items():
+        if ratio is not None:
+            values[row, column] = ratio
+    norm = heatmap_norm([ratio for ratio, _ in cells.values()])
+    cmap = matplotlib.colormaps[HEATMAP_CMAP].with_extremes(bad=HEATMAP_NA_COLOR)
+    width, height = heatmap_size(n_rows, n_cols)
+    margins = HEATMAP_MARGINS
+    figure = plt.figure(figsize=(width, height))
+    grid_box = [margins["left"] / width, margins["bottom"] / height, n_cols * HEATMAP_CELL[0] / width,
+                n_rows * HEATMAP_CELL[1] / height]
+    axes = figure.add_axes(grid_box)
+    image = axes.imshow(np.ma.masked_invalid(values), cmap=cmap, norm=norm, aspect="auto", interpolation="nearest")
+    for (row, column), (ratio, n) in cells.items():
+        text = ("n/a" if ratio is None else f"{ratio:.2f}") + f"\nn={n}"
+        shade = matplotlib.colors.to_rgb(HEATMAP_NA_COLOR) if ratio is None else cmap(norm(ratio))[:3]
+        luminance = 0.299 * shade[0] + 0.587 * shade[1] + 0.114 * shade[2]
+        axes.text(column, row, text, ha="center", va="center", fontsize=8,
+                  color="white" if luminance < 0.5 else "black")
+    axes.set_xticks(range(n_cols))
+    axes.set_xticklabels(columns, fontsize=8)
+    axes.set_yticks(range(n_rows))
+    axes.set_yticklabels([textwrap.fill(label, LABEL_WIDTH) for label in rows], fontsize=8)
+    axes.set_xticks(np.arange(-0.5, n_cols), minor=True)
+    axes.set_yticks(np.arange(-0.5, n_rows), minor=True)
+    axes.grid(which="minor", color="white", linewidth=1.5)  # cells apart, even when all are grey
+    axes.tick_params(which="both", length=0)
+    for spine in axes.spines.values():
+        spine.set_visible(False)
+    bar = figure.add_axes([(margins["left"] + n_cols * HEATMAP_CELL[0] + 0.2) / width, grid_box[1], 0.15 / width,
+                           grid_box[3]])
+    figure.colorbar(image, cax=bar).set_label("restoration ratio", fontsize=8)
+    bar.tick_params(labelsize=7)
+    figure.suptitle(title, fontsize=9, y=1 - 0.1 / height, va="top")
+    try:
+        return save_figure(figure, path, tight=False)
+    finally:
+        plt.close(figure)
+
+
+def write_relation_heatmaps(results: Sequence[CellResult], out_dir: Path,
+                            names: dict[str, str] | None = None) -> dict[tuple, Path]:
+    """One restoration-by-relation heat map per setting whose cells have a relation breakdown; {setting: path}."""
+    from restor_bench.grid_stats import relation_grid, settings_of
+
+    written = {}
+    for setting, cells in settings_of(results).items():
+        _, labels, methods, values = relation_grid(cells, names)
+        if not labels:
+            continue
+        first = cells[0].cell
+        path = Path(out_dir) / RELATION_FILE.format(setting=first.setting_slug)
+        title = f"Restoration ratio by relation\n{first.setting_title}"
+        written[setting] = plot_relation_heatmap(labels, [method.upper() for method in methods], values, title, path)
     return written

@@ -39,12 +39,13 @@ def test_shared_steps_are_counted_once():
     assert grid.estimate_seconds({"corrupt": 1, "unlearn": 2, "eval": 3}, seconds) == 23
 
 
-def _pooled(clean, corrupted, unlearned, is_target) -> PooledOutcomes:
+def _pooled(clean, corrupted, unlearned, is_target, relations=()) -> PooledOutcomes:
     return PooledOutcomes(
         ids=[str(i) for i in range(len(is_target))],
         is_target=np.array(is_target, dtype=bool),
         correct={role: np.array(rows, dtype=bool) for role, rows in
                  (("clean", clean), ("corrupted", corrupted), ("unlearned", unlearned))},
+        relations=list(relations),
     )
 
 
@@ -123,6 +124,18 @@ def small_world(tmp_path, random_tiny_model, monkeypatch) -> Path:
     return world
 
 
+def _readable(name: str) -> str:
+    """A run name without the hash of its inputs the pipeline may put before `-seed<N>` or at the end."""
+    return re.sub(r"-[0-9a-f]{8}(?=-seed\d+$|$)", "", name)
+
+
+def _run_folder(root: Path, readable: str) -> Path:
+    """The run folder of a cell under `root` by its readable name (a path that does not exist when none)."""
+    found = [path for path in root.iterdir() if path.is_dir() and _readable(path.name) == readable]
+    assert len(found) <= 1, found
+    return found[0] if found else root / readable
+
+
 def test_grid_runs_is_interrupted_resumes_and_writes_the_page(small_world, tmp_path, monkeypatch, capsys):
     root, results, plots = tmp_path / "runs", tmp_path / "docs" / "RESULTS.md", tmp_path / "docs" / "plots"
     argv = ["grid", "--methods", "ga,kl", "--levels", "0,3", "--forget", "full", "--corruption", "wikidata",
@@ -153,8 +166,8 @@ def test_grid_runs_is_interrupted_resumes_and_writes_the_page(small_world, tmp_p
     assert main(argv) == 130
     capsys.readouterr()
     names = ["tiny-ga-k0", "tiny-kl-k0", "tiny-ga-k3", "tiny-kl-k3"]
-    assert calls == [f"{name}-seed0" for name in names[:3]]
-    assert [(root / name / "run.json").exists() for name in names] == [True, True, False, False]
+    assert [_readable(call) for call in calls] == [f"{name}-seed0" for name in names[:3]]
+    assert [(_run_folder(root, name) / "run.json").exists() for name in names] == [True, True, False, False]
     assert not results.exists()
     steps_before = {path.name: path.stat().st_mtime_ns for path in (root / "steps").iterdir()}
     assert len(steps_before) == 2 + 3 + 1 + 2 + 3  # corrupt k0, k3; unlearn x3; eval clean; corrupted x2; unlearned x3
@@ -165,9 +178,9 @@ def test_grid_runs_is_interrupted_resumes_and_writes_the_page(small_world, tmp_p
     out = capsys.readouterr().out
     assert out.count("finished earlier, skipped") == 2
     assert "[grid] cell 3/4 tiny-ga-k3" in out and "[grid] cell 4/4 tiny-kl-k3" in out
-    third = json.loads((root / "tiny-ga-k3" / "run.json").read_text())["per_seed"][0]["reused"]
+    third = json.loads((_run_folder(root, "tiny-ga-k3") / "run.json").read_text())["per_seed"][0]["reused"]
     assert all(third.values()) and len(third) == 5
-    fourth = json.loads((root / "tiny-kl-k3" / "run.json").read_text())["per_seed"][0]["reused"]
+    fourth = json.loads((_run_folder(root, "tiny-kl-k3") / "run.json").read_text())["per_seed"][0]["reused"]
     assert fourth == {"corrupt": True, "unlearn": False, "eval clean": True, "eval corrupted": True,
                       "eval unlearned": False}
     steps_after = {path.name: path.stat().st_mtime_ns for path in (root / "steps").iterdir()}
@@ -186,17 +199,26 @@ def test_grid_runs_is_interrupted_resumes_and_writes_the_page(small_world, tmp_p
     timing = re.compile(r"\| (ga|kl) \| full \| [03] \| (\d+m )?\d+s \|")
     timing_rows = [line for line in page.splitlines() if timing.match(line)]
     assert len(timing_rows) == 4, page  # the wall-time table: one row per cell, every step timed
-    corrupted = root / json.loads((root / "tiny-ga-k0" / "run.json").read_text())["per_seed"][0]["artifacts"][
+    corrupted = root / json.loads((_run_folder(root, "tiny-ga-k0") / "run.json").read_text())["per_seed"][0]["artifacts"][
         "corrupted"]
     assert json.loads((corrupted / "step.json").read_text())["inputs"]["recipe"] == {"learning_rate": 0.002}
     numbers = json.loads(results.with_suffix(".json").read_text())
-    assert [cell["name"] for cell in numbers["cells"]] == names
+    assert [_readable(cell["name"]) for cell in numbers["cells"]] == names
     assert all(cell["n_target"] > 0 and cell["n_target"] + cell["n_non_target"] == 14 for cell in numbers["cells"])
     for name in ("accuracy-vs-k-full.png", "restoration-full-vs-simplified.png"):
         data = (plots / name).read_bytes()
         assert data.startswith(PNG_SIGNATURE) and len(data) > 5000, name
         assert f"](plots/{name})" in page
     assert not (plots / "accuracy-vs-k-simplified.png").exists()
+    # restoration by relation: a table and a heat map per level; each cell's relations hold all its target questions
+    assert "## Restoration by relation" in page
+    for level in (0, 3):
+        assert f"### k={level}, full forget set" in page
+        data = (plots / f"restoration-by-relation-k{level}-full.png").read_bytes()
+        assert data.startswith(PNG_SIGNATURE), level
+        assert f"](plots/restoration-by-relation-k{level}-full.png)" in page
+    for cell in numbers["cells"]:
+        assert sum(entry["n_questions"] for entry in cell["by_relation"].values()) == cell["n_target"], cell["name"]
 
     # a finished grid again: the page exists, so --overwrite is needed; with it nothing is rerun
     assert main(argv) == 2
