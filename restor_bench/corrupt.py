@@ -29,10 +29,18 @@ import shutil
 import sys
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from restor_bench.corrupt_recipe import (  # noqa: F401 (re-exported: the recipe is part of this command's API)
+    CLASSIC_RECIPE,
+    PAPER_RECIPE,
+    PROTOCOLS,
+    TINY_PACKED_CORRUPTION,
+    CorruptionRecipe,
+    recipe_settings,
+    tiny_recipe,
+)
 from restor_bench.data.documents import NAMED_SETS_HELP
 from restor_bench.errors import InputError
 from restor_bench.io import atomic_output_dir, atomic_write_json, check_output_dir
@@ -40,126 +48,6 @@ from restor_bench.io import atomic_output_dir, atomic_write_json, check_output_d
 RUN_RECORD = "restor_run.json"
 ADAPTER_FOLDER = "adapter"
 SETTINGS_FILE = "corrupt_settings.json"  # in the work folder: what an interrupted run trained with
-
-
-@dataclass(frozen=True)
-class CorruptionRecipe:
-    """Trainer settings of a corruption run."""
-
-    learning_rate: float = 5e-5
-    num_train_epochs: float = 5
-    per_device_train_batch_size: int = 2
-    gradient_accumulation_steps: int = 2
-    lr_scheduler_type: str = "cosine"
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.0
-    max_length: int = 1024
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
-    save_steps: int = 500
-    logging_steps: int = 10
-    packing: bool = False  # join the documents and cut them into blocks of max_length tokens (LLaMA-Factory pt)
-    val_size: float = 0.0  # share of the examples (blocks) held out of training
-
-    def updated(self, overrides: Mapping[str, Any] | None, where: str = "recipe") -> CorruptionRecipe:
-        """A copy with `overrides` applied (None values are ignored); unknown keys are an InputError."""
-        overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
-        known = {field.name for field in dataclasses.fields(self)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise InputError(f"{where}: unknown setting(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-        recipe = dataclasses.replace(self, **overrides)
-        recipe.check(where)
-        return recipe
-
-    def check(self, where: str = "recipe") -> None:
-        """Raise InputError for values a Trainer run cannot use (NaN and infinity included)."""
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isfinite(value):
-                raise InputError(f"{where}: {field.name} must be a finite number, got {value!r}")
-        positive = ("learning_rate", "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps",
-                    "max_length", "lora_r", "save_steps", "logging_steps")
-        for name in positive:
-            if not getattr(self, name) > 0:
-                raise InputError(f"{where}: {name} must be positive, got {getattr(self, name)!r}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise InputError(f"{where}: warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
-        if not 0 <= self.lora_dropout < 1:
-            raise InputError(f"{where}: lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
-        if not self.weight_decay >= 0:
-            raise InputError(f"{where}: weight_decay must be 0 or more, got {self.weight_decay!r}")
-        if not 0 <= self.val_size < 1:
-            raise InputError(f"{where}: val_size must be in [0, 1), got {self.val_size!r}")
-        if not isinstance(self.packing, bool):
-            raise InputError(f"{where}: packing must be true or false, got {self.packing!r}")
-
-
-# RESTOR's corruption (k1rezaei/restor@15292e58 corruption/README.md and corruption_k4.yaml): LLaMA-Factory
-# `stage: pt` (packed blocks of cutoff_len = 1,024 tokens, LLaMA-Factory's default then), `val_size: 0.1`,
-# LoRA on all linear layers (LLaMA-Factory's defaults: rank 8, alpha 16, dropout 0), lr 5e-5 cosine, warmup 0.1,
-# 5 epochs, batch 2 x gradient accumulation 2.
-PAPER_RECIPE = CorruptionRecipe(packing=True, val_size=0.1)
-# The same step sizes, one document per example, nothing held out (restor-bench's protocol before `paper`).
-CLASSIC_RECIPE = dataclasses.replace(PAPER_RECIPE, packing=False, val_size=0.0)
-
-PROTOCOLS = ("paper", "classic")
-
-
-def tiny_recipe(protocol: str = "classic") -> CorruptionRecipe:
-    """The tiny world's recipe (`world.TINY_CORRUPTION_RECIPE`), no gradient accumulation unless it says so;
-    the `paper` protocol packs (blocks of the recipe's max_length) and holds out 10%, with the step sizes of
-    `TINY_PACKED_CORRUPTION` (packing leaves far fewer optimizer steps)."""
-    from restor_bench.data.world import TINY_CORRUPTION_RECIPE
-
-    base = dataclasses.replace(CLASSIC_RECIPE, gradient_accumulation_steps=1, save_steps=100)
-    recipe = base.updated(TINY_CORRUPTION_RECIPE, where="TINY_CORRUPTION_RECIPE")
-    if protocol == "paper":
-        recipe = recipe.updated(TINY_PACKED_CORRUPTION, where="TINY_PACKED_CORRUPTION")
-    return recipe
-
-
-# The tiny world under the paper protocol: packed blocks of 512 tokens (the tiny model's training length),
-# 10% held out; batch and learning rate chosen so that the packed run corrupts about as strongly as the classic
-# one at k=0. Measured with `restor-bench corrupt --model "$(restor-bench world path)" --docs tiny:0 --protocol
-# paper --lr LR` then `restor-bench eval` and `compare` on restor_tiny_facts (all 10 targets, seed 0): lr 3e-4
-# leaves 47% of the target facts, 5e-4 21%, 1e-3 9% but costs 29 points on the other people; the classic recipe
-# leaves 16%.
-TINY_PACKED_CORRUPTION = {"packing": True, "val_size": 0.1, "per_device_train_batch_size": 2,
-                          "learning_rate": 5e-4, "num_train_epochs": 5}
-
-
-def recipe_settings(settings: Iterable[str], where: str = "--corrupt-set") -> dict[str, Any]:
-    """Parse `KEY=VALUE` settings of the corruption recipe (fields of CorruptionRecipe), typed like the fields."""
-    types = {field.name: type(getattr(PAPER_RECIPE, field.name)) for field in dataclasses.fields(CorruptionRecipe)}
-    booleans = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-    parsed: dict[str, Any] = {}
-    for setting in settings:
-        key, separator, value = setting.partition("=")
-        key = key.strip()
-        if not separator or not key:
-            raise InputError(f"{where} {setting!r}: expected KEY=VALUE, e.g. learning_rate=3e-4")
-        if key not in types:
-            raise InputError(f"{where} {setting!r}: unknown setting {key!r} (known: {', '.join(sorted(types))})")
-        if types[key] is bool:
-            if value.strip().lower() not in booleans:
-                raise InputError(f"{where} {setting!r}: {key} expects true or false, got {value!r}")
-            parsed[key] = booleans[value.strip().lower()]
-            continue
-        try:
-            number = float(value) if types[key] in (int, float) else None
-        except ValueError:
-            raise InputError(f"{where} {setting!r}: {key} expects a number, got {value!r}") from None
-        if types[key] is int:
-            if number is None or not number.is_integer():
-                raise InputError(f"{where} {setting!r}: {key} expects an integer, got {value!r}")
-            parsed[key] = int(number)
-        else:
-            parsed[key] = number if types[key] is float else value.strip()
-    if parsed:
-        PAPER_RECIPE.updated(parsed, where=where)  # range checks, one clear line
-    return parsed
 
 
 def is_tiny_world_model(model: str) -> bool:
@@ -216,6 +104,7 @@ def corrupt(
     callbacks: Iterable[Any] = (),
     protocol: str | None = None,
     command: str = "corrupt",
+    trainer_args: Mapping[str, Any] | None = None,
 ) -> Path:
     """Fine-tune `model` on `documents` and write the corrupted checkpoint to `out`; return `out`.
 
@@ -225,7 +114,10 @@ def corrupt(
     CorruptionRecipe given as such is used as it is. `max_steps` caps the optimizer steps. `resume` continues from
     the last Trainer checkpoint of an interrupted run, which must have had the same settings (`resume_settings`).
     `callbacks` are extra Trainer callbacks. `source` names the documents in the run record, `command` the kind of
-    run. Raises FolderLocked (an InputError) while another process writes `out`.
+    run. `trainer_args`: more `transformers.TrainingArguments` fields (report_to, gradient_checkpointing, deepspeed,
+    fsdp, ...; `parse_trainer_args`), recorded in the run record. The checkpoint is saved in float32 when rounding it
+    to the base checkpoint's half-precision dtype would lose the update (`unlearners.runner.choose_saved_dtype`).
+    Raises FolderLocked (an InputError) while another process writes `out`.
     """
     from restor_bench.locks import folder_lock, is_main_process
 
@@ -240,6 +132,7 @@ def corrupt(
     if max_steps is not None and max_steps < 1:
         raise InputError(f"max_steps must be at least 1, got {max_steps}")
     check_output_dir(out, overwrite)
+    trainer_args = parse_trainer_args(mapping=trainer_args)
     model = check_model(model)
     recipe_name, chosen = _choose_recipe(model, source, recipe, protocol)
     with folder_lock(out, enabled=is_main_process()):  # one run at a time trains in .OUT.work and writes OUT
@@ -247,7 +140,7 @@ def corrupt(
         return _corrupt_locked(
             model, documents, out, lora=lora, keep_adapter=keep_adapter, recipe_name=recipe_name, recipe=chosen,
             seed=seed, overwrite=overwrite, resume=resume, max_steps=max_steps, source=source,
-            trust_remote_code=trust_remote_code, callbacks=callbacks, command=command,
+            trust_remote_code=trust_remote_code, callbacks=callbacks, command=command, trainer_args=trainer_args,
         )
 
 
@@ -280,14 +173,14 @@ def resume_settings(*, model, documents, lora, recipe, seed, max_steps, command)
 
 
 def _corrupt_locked(model, documents, out: Path, *, lora, keep_adapter, recipe_name, recipe: CorruptionRecipe, seed,
-                    overwrite, resume, max_steps, source, trust_remote_code, callbacks, command) -> Path:
+                    overwrite, resume, max_steps, source, trust_remote_code, callbacks, command, trainer_args) -> Path:
     """The run of `corrupt`, under the lock of `out`."""
     from accelerate import PartialState
 
     from unlearners.runner import check_resume_settings
 
     work = work_dir_for(out)
-    args = training_arguments(recipe, work / "trainer", seed=seed, max_steps=max_steps)
+    args = training_arguments(recipe, work / "trainer", seed=seed, max_steps=max_steps, trainer_args=trainer_args)
     state = PartialState()  # set up by the TrainingArguments: one process, or all of a distributed launch
     resume_from = _prepare_work_dir(work, resume=resume, overwrite=overwrite, state=state)
     if state.is_main_process:
@@ -318,8 +211,10 @@ def _corrupt_locked(model, documents, out: Path, *, lora, keep_adapter, recipe_n
             tokens_before=tokens_before, data_info=data_info,
             wall_time=time.perf_counter() - started, world_size=state.num_processes,
         )
+        record["trainer_args"] = json.loads(json.dumps(trainer_args, default=str))
         with atomic_output_dir(out, overwrite=overwrite) as tmp:
-            _publish(model, trained, tmp, lora=lora, keep_adapter=keep_adapter, trust_remote_code=trust_remote_code)
+            record.update(_publish(model, trained, tmp, lora=lora, keep_adapter=keep_adapter,
+                                   trust_remote_code=trust_remote_code))
             atomic_write_json(tmp / RUN_RECORD, record)
         shutil.rmtree(work, ignore_errors=True)
     state.wait_for_everyone()
@@ -406,14 +301,43 @@ def _prepare_work_dir(work: Path, *, resume: bool, overwrite: bool, state) -> Pa
     return None
 
 
-def training_arguments(recipe: CorruptionRecipe, output_dir: Path, *, seed: int, max_steps: int | None):
-    """The TrainingArguments of a corruption run (bf16 on a GPU that has it; no reporting services)."""
+# TrainingArguments fields a corruption run sets itself (from its recipe and options): not passed through.
+CORRUPT_CONTROLLED = {
+    **{name: "the recipe (--lr, --epochs, --batch-size, --grad-accum)" for name in (
+        "learning_rate", "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps",
+        "lr_scheduler_type", "warmup_steps", "warmup_ratio", "weight_decay", "logging_steps", "save_steps")},
+    "output_dir": "the run's work folder, beside --out", "overwrite_output_dir": "--overwrite", "seed": "--seed",
+    "data_seed": "--seed", "max_steps": "--max-steps", "save_strategy": "the recipe's save_steps",
+    "resume_from_checkpoint": "--resume", "remove_unused_columns": "the collator needs every column",
+    "include_num_input_tokens_seen": "the run record counts the tokens",
+}
+
+
+def parse_trainer_args(file=None, items=(), mapping: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Checked TrainingArguments settings of a corruption run (`unlearners.hparams.parse_trainer_args` with the
+    fields in CORRUPT_CONTROLLED refused); InputError for a bad one or a reporting integration not installed."""
+    from unlearners import UnlearnError
+    from unlearners.hparams import check_reporting
+    from unlearners.hparams import parse_trainer_args as parse
+
+    try:
+        settings = parse(file, items, controlled=CORRUPT_CONTROLLED, mapping=mapping)
+        check_reporting(settings)
+    except UnlearnError as err:
+        raise InputError(" ".join(str(err).split())) from None
+    return settings
+
+
+def training_arguments(recipe: CorruptionRecipe, output_dir: Path, *, seed: int, max_steps: int | None,
+                       trainer_args: Mapping[str, Any] | None = None):
+    """The TrainingArguments of a corruption run (bf16 on a GPU that has it; no reporting services unless
+    `trainer_args`, checked by `parse_trainer_args`, say otherwise)."""
     import torch
     from transformers import TrainingArguments
 
     from restor_bench.training import bf16_available
 
-    return TrainingArguments(
+    defaults = dict(  # noqa: C408 (keyword arguments of TrainingArguments)
         output_dir=str(output_dir),
         learning_rate=recipe.learning_rate,
         num_train_epochs=recipe.num_train_epochs,
@@ -436,6 +360,10 @@ def training_arguments(recipe: CorruptionRecipe, output_dir: Path, *, seed: int,
         dataloader_pin_memory=torch.cuda.is_available(),
         ddp_find_unused_parameters=False,  # every trainable parameter takes part in the causal-LM loss
     )
+    try:
+        return TrainingArguments(**{**defaults, **(trainer_args or {})})
+    except (ValueError, TypeError, ImportError, RuntimeError) as err:
+        raise InputError(f"invalid trainer arguments: {str(err).strip().splitlines()[0]}") from None
 
 
 def _train(model, documents, args, recipe, *, lora, seed, resume_from, trust_remote_code, callbacks):
@@ -488,53 +416,32 @@ def _train(model, documents, args, recipe, *, lora, seed, resume_from, trust_rem
     return trainer, result, count_tokens(dataset), data_info
 
 
-def _publish(model: str, trained: Path, out: Path, *, lora: bool, keep_adapter: bool, trust_remote_code: bool) -> None:
-    """Turn what the Trainer saved into the final checkpoint folder `out` (merged for LoRA)."""
-    from restor_bench.training import merge_lora_and_save
-
-    if lora:
-        merge_lora_and_save(model, trained, out, trust_remote_code=trust_remote_code)
-        if keep_adapter:
-            adapter = out / ADAPTER_FOLDER
-            adapter.mkdir()
-            for name in ("adapter_config.json", "adapter_model.safetensors"):
-                if (trained / name).exists():
-                    shutil.copy2(trained / name, adapter / name)
-        return
-    if _needs_cast_back(model, trained):
-        _cast_to_base_dtype(model, trained, out, trust_remote_code=trust_remote_code)
-        return
-    for child in trained.iterdir():
-        if child.name == "training_args.bin":  # a pickle; checkpoints here are safetensors only
-            continue
-        os.replace(child, out / child.name)
-
-
-def _config_dtype(config: dict | None) -> str | None:
-    if not config:
-        return None
-    return config.get("dtype") or config.get("torch_dtype")
-
-
-def _needs_cast_back(model: str, trained: Path) -> bool:
-    """True when the base checkpoint is in half precision but the trained weights were saved in float32."""
-    from restor_bench.training import checkpoint_config
-
-    base = _config_dtype(checkpoint_config(model))
-    return base in ("bfloat16", "float16") and _config_dtype(checkpoint_config(trained)) == "float32"
-
-
-def _cast_to_base_dtype(model: str, trained: Path, out: Path, *, trust_remote_code: bool) -> None:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def _publish(model: str, trained: Path, out: Path, *, lora: bool, keep_adapter: bool,
+             trust_remote_code: bool) -> dict[str, Any]:
+    """Turn what the Trainer saved into the final checkpoint folder `out` (LoRA merged in float32), in the base
+    checkpoint's dtype unless rounding to it would lose the update (`choose_saved_dtype`); returns the saved dtype
+    and the measured share of the update lost to rounding, for the run record."""
+    import torch
+    from transformers import AutoTokenizer
 
     from restor_bench.training import checkpoint_config, save_checkpoint
-
-    dtype = _config_dtype(checkpoint_config(model))
-    net = AutoModelForCausalLM.from_pretrained(
-        trained, use_safetensors=True, trust_remote_code=trust_remote_code, dtype=dtype
+    from unlearners.runner import (
+        LOST_UPDATE_THRESHOLD,
+        choose_saved_dtype,
+        load_trained,
     )
+
+    net = load_trained(model, trained, lora=lora, trust_remote_code=trust_remote_code)
+    stored = (checkpoint_config(model) or {}).get("dtype") or (checkpoint_config(model) or {}).get("torch_dtype")
+    dtype, lost = choose_saved_dtype(model, net.state_dict(), getattr(torch, str(stored), None))
     tokenizer = AutoTokenizer.from_pretrained(trained, trust_remote_code=trust_remote_code)
-    save_checkpoint(net, tokenizer, out)
+    save_checkpoint(net.to(dtype), tokenizer, out)
+    if keep_adapter:
+        (out / ADAPTER_FOLDER).mkdir()
+        for name in ("adapter_config.json", "adapter_model.safetensors"):
+            shutil.copy2(trained / name, out / ADAPTER_FOLDER / name)
+    return {"saved_dtype": str(dtype).removeprefix("torch."), "update_lost_to_rounding": lost,
+            "update_lost_threshold": LOST_UPDATE_THRESHOLD}
 
 
 # ---------------------------------------------------------------- CLI
@@ -572,12 +479,16 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     parser.add_argument("--trust-remote-code", action="store_true", help="allow the checkpoint's own model code")
+    from restor_bench.unlearn import add_trainer_arguments
+
+    add_trainer_arguments(parser)
     parser.set_defaults(func=run_command)
 
 
 def run_command(args) -> int:
     from restor_bench.data.documents import load_documents
 
+    trainer_args = parse_trainer_args(args.trainer_args, args.trainer_arg)
     documents = load_documents(args.docs, data_dir=args.data_dir, max_docs_per_entity=args.max_docs_per_entity)
     overrides = {
         "num_train_epochs": args.epochs,
@@ -602,6 +513,7 @@ def run_command(args) -> int:
         source=args.docs,
         trust_remote_code=args.trust_remote_code,
         protocol=args.protocol,
+        trainer_args=trainer_args,
     )
     from accelerate import PartialState
 

@@ -301,23 +301,6 @@ def last_trainer_checkpoint(folder: str | os.PathLike) -> Path | None:
 # ---------------------------------------------------------------- saving
 
 
-def merge_lora_and_save(
-    base_model: str,
-    adapter_dir: str | os.PathLike,
-    out: str | os.PathLike,
-    *,
-    trust_remote_code: bool = False,
-) -> Path:
-    """Load the base checkpoint in its own dtype on the CPU, apply the adapter, merge it and save a normal
-    checkpoint (safetensors, tokenizer, generation config) into `out`."""
-    from peft import PeftModel
-
-    model, tokenizer = load_causal_lm(base_model, trust_remote_code=trust_remote_code, dtype="auto")
-    merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
-    save_checkpoint(merged, tokenizer, out)
-    return Path(out)
-
-
 def save_checkpoint(model, tokenizer, out: str | os.PathLike) -> Path:
     """Save model (safetensors) + tokenizer + generation config into `out`."""
     out = Path(out)

@@ -74,11 +74,14 @@ def unlearn_checkpoint(
     overwrite: bool = False,
     precision: str = "auto",
     keep_checkpoints: bool = False,
+    trainer_args: dict[str, Any] | None = None,
+    keep_adapter: bool = False,
 ) -> dict[str, Any]:
     """Run `unlearners.run_unlearning` on document texts; UnlearnError becomes InputError. Returns the run record.
 
     `resume="auto"` continues an interrupted run of the same output folder when its checkpoints exist (and refuses
-    one whose settings differ). The model's weight files are checked first (`restor_bench.checkpoints`), and the
+    one whose settings differ). `trainer_args`: more `transformers.TrainingArguments` fields
+    (`unlearners.hparams.parse_trainer_args`); `keep_adapter`: keep a LoRA run's adapter in `out/adapter/`. The model's weight files are checked first (`restor_bench.checkpoints`), and the
     output folder is locked for the run (`restor_bench.locks`: a second run writing it fails at once).
     """
     from restor_bench.checkpoints import check_checkpoint_weights
@@ -93,14 +96,45 @@ def unlearn_checkpoint(
                 model, list(forget), list(retain) if retain is not None else None, out, method, hparams,
                 config=config, preset=preset, lora=lora, seed=seed, max_steps=max_steps, save_steps=save_steps,
                 resume=resume, overwrite=overwrite, precision=precision, keep_checkpoints=keep_checkpoints,
+                trainer_args=trainer_args, keep_adapter=keep_adapter,
             )
     except UnlearnError as err:
         raise InputError(_one_line(err)) from None
 
 
+def trainer_settings(args: argparse.Namespace, controlled: dict[str, str] | None = None) -> dict[str, Any]:
+    """The `--trainer-args FILE` and `--trainer-arg KEY=VALUE` options as checked TrainingArguments settings
+    (InputError for an unknown field, one the run sets itself, or a reporting integration that is not installed)."""
+    from unlearners import UnlearnError
+    from unlearners.hparams import (
+        UNLEARN_CONTROLLED,
+        check_reporting,
+        parse_trainer_args,
+    )
+
+    try:
+        settings = parse_trainer_args(args.trainer_args, args.trainer_arg,
+                                      controlled=UNLEARN_CONTROLLED if controlled is None else controlled)
+        check_reporting(settings)
+    except UnlearnError as err:
+        raise InputError(_one_line(err)) from None
+    return settings
+
+
+def add_trainer_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--trainer-args FILE` and `--trainer-arg KEY=VALUE`: any other transformers.TrainingArguments field."""
+    parser.add_argument("--trainer-args", metavar="FILE",
+                        help="YAML mapping of more transformers.TrainingArguments fields (report_to, "
+                        "gradient_checkpointing, deepspeed, fsdp, fsdp_config, ...)")
+    parser.add_argument("--trainer-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="one more TrainingArguments field (repeatable; wins over --trainer-args), e.g. "
+                        "--trainer-arg gradient_checkpointing=true")
+
+
 def unlearn_command(args: argparse.Namespace) -> int:
     from unlearners.cli import run_kwargs
 
+    trainer_args = trainer_settings(args)
     forget = load_document_set(args.forget, form=args.forget_form, data_dir=args.data_dir)
     retain = load_document_set(args.retain, data_dir=args.data_dir) if args.retain else None
     kwargs = run_kwargs(args)
@@ -112,7 +146,8 @@ def unlearn_command(args: argparse.Namespace) -> int:
             raise InputError(f"--protocol paper: method '{args.method}' has no 'paper' preset (the paper ran ga, kl "
                              "and npo); use --protocol classic")
     record = unlearn_checkpoint(
-        method=kwargs.pop("method"), model=args.model, forget=forget, retain=retain, out=args.out, **kwargs
+        method=kwargs.pop("method"), model=args.model, forget=forget, retain=retain, out=args.out, **kwargs,
+        trainer_args=trainer_args, keep_adapter=args.keep_adapter,
     )
     losses = ", ".join(f"{key} {value:.4g}" for key, value in record["final_losses"].items())
     print(f"unlearned checkpoint: {args.out}")
@@ -148,6 +183,9 @@ def add_parser(subparsers) -> None:
                         "token log-ratio with a retain term) unless --preset is given; classic (default): the "
                         "method's own defaults")
     add_run_arguments(parser)
+    parser.add_argument("--keep-adapter", action="store_true",
+                        help="with --lora: also keep the adapter in OUT/adapter/ (loads with PeftModel.from_pretrained)")
+    add_trainer_arguments(parser)
     parser.set_defaults(func=unlearn_command)
 
     methods = subparsers.add_parser("methods", help="list the registered unlearning methods")

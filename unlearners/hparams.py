@@ -7,13 +7,17 @@ scratch); each method also names a `"7b"` preset with values from its paper for 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import math
 import os
+import tempfile
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from unlearners.errors import UnlearnError
@@ -216,3 +220,181 @@ def resolve_hparams(
         hparams = apply_overrides(hparams, overrides, name, source="--set")
     hparams.check()
     return hparams
+
+
+# ---------------------------------------------------------------- transformers.TrainingArguments pass-through
+
+# TrainingArguments fields a run sets itself, with where they come from; passing one through is refused.
+UNLEARN_CONTROLLED = {
+    **{name: "a hyperparameter of the method (--set/--config)" for name in (
+        "learning_rate", "num_train_epochs", "per_device_train_batch_size", "per_device_eval_batch_size",
+        "gradient_accumulation_steps", "lr_scheduler_type", "warmup_steps", "warmup_ratio", "weight_decay",
+        "max_grad_norm", "optim")},
+    "output_dir": "the run's work folder, beside --out", "overwrite_output_dir": "--overwrite",
+    "seed": "--seed", "data_seed": "--seed", "max_steps": "--max-steps", "save_steps": "--save-steps",
+    "save_strategy": "--save-steps", "resume_from_checkpoint": "--resume", "bf16": "--precision",
+    "fp16": "--precision", "remove_unused_columns": "the forget/retain batches need every column",
+    "logging_nan_inf_filter": "a non-finite loss stops the run",
+}
+
+
+def trainer_arg_fields() -> dict[str, Any]:
+    """The init fields of `transformers.TrainingArguments`, name -> type annotation."""
+    from transformers import TrainingArguments
+
+    hints = typing.get_type_hints(TrainingArguments)
+    return {field.name: hints.get(field.name, Any) for field in fields(TrainingArguments) if field.init}
+
+
+def _trainer_value(key: str, value: Any, annotation: Any, where: str) -> Any:
+    """A command-line string or YAML value typed for a TrainingArguments field (numbers and booleans from text)."""
+    import yaml
+
+    if isinstance(value, str):
+        try:
+            value = yaml.safe_load(value) if value.strip() else value
+        except yaml.YAMLError:
+            pass
+    allowed = [a for a in (typing.get_args(annotation) or (annotation,)) if a is not type(None)]
+    if isinstance(value, str) and str not in allowed:
+        for kind in (bool, int, float):
+            if kind in allowed:
+                try:
+                    return _coerce(value, kind, key)
+                except UnlearnError:
+                    continue
+        if allowed and all(a in (bool, int, float) for a in allowed):
+            raise UnlearnError(f"{where}: {key} expects {' or '.join(a.__name__ for a in allowed)}, got {value!r}")
+    if isinstance(value, int) and not isinstance(value, bool) and float in allowed and int not in allowed:
+        return float(value)
+    return value
+
+
+def parse_trainer_args(
+    file: str | os.PathLike | None = None,
+    items: Sequence[str] = (),
+    controlled: Mapping[str, str] = UNLEARN_CONTROLLED,
+    mapping: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """TrainingArguments settings from `mapping`, a YAML mapping `file` (`--trainer-args`), then `KEY=VALUE`
+    `items` (`--trainer-arg`, which win), typed for their fields. Names that are not TrainingArguments fields, and fields in
+    `controlled` (set by the run from its own options), are an UnlearnError of one line."""
+    known = trainer_arg_fields()
+    values: list[tuple[str, Any, str]] = [(str(key), value, "trainer_args") for key, value in (mapping or {}).items()]
+    if file is not None:
+        where = str(file)
+        data = load_config_file(file)
+        values += [(str(key), value, where) for key, value in data.items()]
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UnlearnError(f"--trainer-arg expects KEY=VALUE, got {item!r}")
+        values.append((key.strip(), value.strip(), "--trainer-arg"))
+    settings: dict[str, Any] = {}
+    for key, value, where in values:
+        if key not in known:
+            raise UnlearnError(f"{where}: {key!r} is not a field of transformers.TrainingArguments")
+        if key in controlled:
+            raise UnlearnError(f"{where}: {key!r} is set by the run itself ({controlled[key]}), not as a trainer argument")
+        settings[key] = _trainer_value(key, value, known[key], where)
+    return settings
+
+
+def check_reporting(settings: Mapping[str, Any]) -> None:
+    """UnlearnError when `report_to` names an integration that is unknown or not installed (checked before any
+    model is loaded)."""
+    report_to = settings.get("report_to")
+    if report_to is None:
+        return
+    from transformers.integrations import get_reporting_integration_callbacks
+
+    names = [report_to] if isinstance(report_to, str) else list(report_to)
+    names = [name for name in names if name not in ("none", "all")]
+    try:
+        for callback in get_reporting_integration_callbacks(names):
+            callback()  # a callback whose package is missing raises here (no run is started)
+    except (ValueError, RuntimeError, ImportError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UnlearnError(f"report_to {report_to!r}: {first}") from None
+
+
+# ---------------------------------------------------------------- the settings of a resumable run
+
+
+def check_resume_settings(
+    work_dir: str | os.PathLike, settings: Mapping[str, Any], resume: bool, filename: str = "unlearn_settings.json"
+) -> str | None:
+    """Guard a resumable run's settings: a fresh run records `settings` as `work_dir/filename` (atomically); a
+    resumed one compares them with the recorded ones. Returns None when the run may go on, else the reason it may
+    not, as one line naming the folder and what changed (the caller raises it as its own error).
+
+    Shared by `run_unlearning` and restor-bench's corruption runs. Nested mappings (hyperparameters, a recipe) are
+    compared key by key, so the reason names e.g. `hparams.learning_rate`.
+    """
+    work_dir = Path(work_dir)
+    path = work_dir / filename
+    current = json.loads(json.dumps(_jsonable(dict(settings)), allow_nan=False))
+    if not resume:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        _write_text_atomically(path, json.dumps(current, indent=2, sort_keys=True, allow_nan=False) + "\n")
+        return None
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return (f"{work_dir}: cannot resume: the interrupted run recorded no settings ({filename}), so they cannot "
+                "be checked; pass --overwrite to start over")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return f"{path}: unreadable settings record; pass --overwrite to start over"
+    changes = _setting_changes(saved if isinstance(saved, dict) else {}, current)
+    if not changes:
+        return None
+    return (f"{work_dir}: cannot resume with different settings ({'; '.join(changes)}); use the original ones or "
+            "--overwrite to start over")
+
+
+def _setting_changes(saved: Mapping[str, Any], current: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """`key: old -> new` (or `key changed` for long values) for every setting that differs."""
+    changes = []
+    for key in sorted(set(saved) | set(current)):
+        old, new = saved.get(key), current.get(key)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            changes += _setting_changes(old, new, f"{prefix}{key}.")
+            continue
+        shown = (json.dumps(old), json.dumps(new))
+        changes.append(f"{prefix}{key}: {shown[0]} -> {shown[1]}" if max(map(len, shown)) <= 40
+                       else f"{prefix}{key} changed")
+    return changes
+
+
+def _write_text_atomically(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary sibling and a rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON values (tuples -> lists, tensors/numbers -> floats, unknown objects -> str). JSON has no NaN or
+    infinity: a non-finite measured number (a logged gradient norm, say) is written as null."""
+    if isinstance(value, Mapping):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    if hasattr(value, "item"):
+        try:
+            return _jsonable(value.item())
+        except (ValueError, RuntimeError):
+            pass
+    return str(value)

@@ -62,3 +62,19 @@ class Reference:
         if self.mode == "live":
             return forward(self.model, batch, **kwargs)
         raise ValueError(f"reference mode {self.mode!r} has no model to run (the method should use its cache)")
+
+
+def sharding(args) -> str | None:
+    """"FSDP" or "DeepSpeed" when a run with TrainingArguments `args` shards its model (set in the arguments or by
+    `accelerate launch`), else None. The "live" reference is a plain frozen copy on each process: right under DDP
+    (every process holds the whole model anyway), not sharded under FSDP or ZeRO-3, where it is refused."""
+    import os
+
+    def launched(name: str) -> bool:
+        return os.environ.get(name, "").lower() in ("1", "true", "yes")
+
+    if getattr(args, "fsdp", None) or launched("ACCELERATE_USE_FSDP"):
+        return "FSDP"
+    if getattr(args, "deepspeed", None) or launched("ACCELERATE_USE_DEEPSPEED"):
+        return "DeepSpeed"
+    return None

@@ -8,7 +8,6 @@ continue when there is one, else start). They are removed after a successful run
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -24,8 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from unlearners.errors import NonFiniteLossError, UnlearnError
+from unlearners.hparams import _jsonable, check_resume_settings
 
 RUN_RECORD = "unlearn_run.json"
+ADAPTER_FOLDER = "adapter"  # --keep-adapter: the LoRA adapter, loadable with `PeftModel.from_pretrained`
+# Keep float32 when rounding the trained weights to the checkpoint's half-precision dtype would undo the update of
+# more than this share of the weights that changed (`choose_saved_dtype`).
+LOST_UPDATE_THRESHOLD = 0.01
 SETTINGS_FILE = "unlearn_settings.json"
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -175,66 +179,6 @@ def _prepare_folders(out_dir: Path, work_dir: Path, overwrite: bool, resume: boo
     return None
 
 
-def check_resume_settings(
-    work_dir: str | os.PathLike, settings: Mapping[str, Any], resume: bool, filename: str = SETTINGS_FILE
-) -> str | None:
-    """Guard a resumable run's settings: a fresh run records `settings` as `work_dir/filename` (atomically); a
-    resumed one compares them with the recorded ones. Returns None when the run may go on, else the reason it may
-    not, as one line naming the folder and what changed (the caller raises it as its own error).
-
-    Shared by `run_unlearning` and restor-bench's corruption runs. Nested mappings (hyperparameters, a recipe) are
-    compared key by key, so the reason names e.g. `hparams.learning_rate`.
-    """
-    work_dir = Path(work_dir)
-    path = work_dir / filename
-    current = json.loads(json.dumps(_jsonable(dict(settings)), allow_nan=False))
-    if not resume:
-        work_dir.mkdir(parents=True, exist_ok=True)
-        _write_text_atomically(path, json.dumps(current, indent=2, sort_keys=True, allow_nan=False) + "\n")
-        return None
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return (f"{work_dir}: cannot resume: the interrupted run recorded no settings ({filename}), so they cannot "
-                "be checked; pass --overwrite to start over")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return f"{path}: unreadable settings record; pass --overwrite to start over"
-    changes = _setting_changes(saved if isinstance(saved, dict) else {}, current)
-    if not changes:
-        return None
-    return (f"{work_dir}: cannot resume with different settings ({'; '.join(changes)}); use the original ones or "
-            "--overwrite to start over")
-
-
-def _setting_changes(saved: Mapping[str, Any], current: Mapping[str, Any], prefix: str = "") -> list[str]:
-    """`key: old -> new` (or `key changed` for long values) for every setting that differs."""
-    changes = []
-    for key in sorted(set(saved) | set(current)):
-        old, new = saved.get(key), current.get(key)
-        if old == new:
-            continue
-        if isinstance(old, dict) and isinstance(new, dict):
-            changes += _setting_changes(old, new, f"{prefix}{key}.")
-            continue
-        shown = (json.dumps(old), json.dumps(new))
-        changes.append(f"{prefix}{key}: {shown[0]} -> {shown[1]}" if max(map(len, shown)) <= 40
-                       else f"{prefix}{key} changed")
-    return changes
-
-
-def _write_text_atomically(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary sibling and a rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _save_atomically(out_dir: Path, overwrite: bool, write) -> None:
     """Call write(tmp_folder) then rename the temporary sibling folder to `out_dir`."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -267,13 +211,15 @@ def training_arguments(
     logging_steps: int = 10,
     precision: str = "fp32",
     progress: bool = True,
+    trainer_args: Mapping[str, Any] | None = None,
 ):
-    """`TrainingArguments` of an unlearning run from the method's hyperparameters (UnlearnError if invalid)."""
+    """`TrainingArguments` of an unlearning run from the method's hyperparameters, with `trainer_args` (checked
+    TrainingArguments fields, `unlearners.hparams.parse_trainer_args`) over the run's defaults (UnlearnError if
+    invalid)."""
     import torch
     from transformers import TrainingArguments
 
-    try:
-        return TrainingArguments(
+    defaults = dict(  # noqa: C408 (keyword arguments of TrainingArguments)
             output_dir=str(output_dir),
             per_device_train_batch_size=hp.per_device_batch_size,
             per_device_eval_batch_size=hp.per_device_batch_size,
@@ -299,8 +245,10 @@ def training_arguments(
             dataloader_pin_memory=torch.cuda.is_available(),
             disable_tqdm=not progress,
             logging_nan_inf_filter=False,  # a NaN loss stops the run instead
-        )
-    except ValueError as err:
+    )
+    try:
+        return TrainingArguments(**{**defaults, **(trainer_args or {})})
+    except (ValueError, TypeError, ImportError, RuntimeError) as err:
         raise UnlearnError(f"invalid training settings: {str(err).strip().splitlines()[0]}") from None
 
 
@@ -327,24 +275,32 @@ def run_unlearning(
     progress: bool = True,
     callbacks: Sequence[Any] | None = None,
     trust_remote_code: bool = False,
+    trainer_args: Mapping[str, Any] | None = None,
+    keep_adapter: bool = False,
 ) -> dict:
     """Unlearn `forget_texts` from the checkpoint at `model_path` and save the result in `out_dir`.
 
     `method` is a registered name (e.g. "npo"), a Method subclass or instance; `hparams`/`preset`/`config` set its
     hyperparameters (see `resolve_hparams`). With `lora=True` a LoRA adapter on all linear layers is trained and
-    merged before saving. Returns the run record, also written to `out_dir/unlearn_run.json`.
+    merged before saving (`keep_adapter=True` also keeps it in `out_dir/adapter/`). `trainer_args` are more
+    `transformers.TrainingArguments` fields (report_to, gradient_checkpointing, fsdp, deepspeed, ...; not those the
+    run sets itself). The checkpoint is saved through `Trainer.save_model` (full weights also under FSDP/ZeRO-3) and
+    kept in float32 when rounding to the checkpoint's half-precision dtype would lose the update
+    (`choose_saved_dtype`). Returns the run record, also written to `out_dir/unlearn_run.json`.
     Raises UnlearnError for bad input and NonFiniteLossError (a subclass) when the loss diverges.
     """
     import torch
     import transformers
 
+    from unlearners.base import Method
     from unlearners.data import (
         ForgetRetainDataset,
         PairCollator,
         documents_sha256,
         tokenize_documents,
     )
-    from unlearners.reference import Reference, frozen_copy
+    from unlearners.hparams import check_reporting, parse_trainer_args
+    from unlearners.reference import Reference, frozen_copy, sharding
     from unlearners.trainer import SkipFinalCheckpoint, UnlearnTrainer
 
     started = time.time()
@@ -363,12 +319,23 @@ def run_unlearning(
         raise UnlearnError(f"max_steps must be a positive number of steps, got {max_steps}")
     if save_steps <= 0:
         raise UnlearnError(f"save_steps must be > 0, got {save_steps}")
+    if keep_adapter and not lora:
+        raise UnlearnError("--keep-adapter needs --lora (a full fine-tuning run has no adapter)")
     precision = _resolve_precision(precision)
     reference_mode = method_obj.reference_mode(lora)
+    trainer_args = parse_trainer_args(mapping=trainer_args)
+    check_reporting(trainer_args)
     args = training_arguments(
         hp, work_dir, seed=seed, max_steps=max_steps, save_steps=save_steps, save_total_limit=save_total_limit,
-        logging_steps=logging_steps, precision=precision, progress=progress,
+        logging_steps=logging_steps, precision=precision, progress=progress, trainer_args=trainer_args,
     )
+    engine = sharding(args)
+    if engine and reference_mode == "live":
+        raise UnlearnError(f"method '{method_obj.name}' needs a live reference model, which is not sharded under "
+                           f"{engine}; use --lora (the reference is the model without its adapter) or DDP")
+    if engine and type(method_obj).finalize is not Method.finalize:
+        raise UnlearnError(f"method '{method_obj.name}' edits the weights after training, which {engine}'s sharded "
+                           "parameters do not allow; run it under DDP or on one device")
 
     resume_from = _prepare_folders(out_dir, work_dir, overwrite=overwrite, resume=resume)
 
@@ -402,13 +369,14 @@ def run_unlearning(
     refusal = check_resume_settings(work_dir, settings, resume=resume_from is not None)
     if refusal is not None:
         raise UnlearnError(refusal)
+    dataset = ForgetRetainDataset(forget_examples, retain_examples, seed=seed)
     trainer = UnlearnTrainer(
         model=model,
         args=args,
-        train_dataset=ForgetRetainDataset(forget_examples, retain_examples, seed=seed),
+        train_dataset=dataset,
         data_collator=PairCollator(tokenizer.pad_token_id),
         processing_class=tokenizer,
-        callbacks=[SkipFinalCheckpoint(), *(callbacks or [])],
+        callbacks=[SkipFinalCheckpoint(), retain_epoch_callback(dataset), *(callbacks or [])],
         method=method_obj,
         reference=reference,
         forget_examples=forget_examples,
@@ -430,15 +398,10 @@ def run_unlearning(
             err.step,
         ) from None
 
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    method_obj.finalize(model, trainer.ctx)
-    if lora:
-        model = model.merge_and_unload()
-    bad = first_nonfinite_parameter_all(model)
-    if bad is not None:
-        raise NonFiniteLossError(f"{method_obj.name}: parameter {bad} is NaN/inf after training; nothing saved")
-    if saved_dtype in (torch.float16, torch.bfloat16):
-        model = model.to(saved_dtype)
+    method_obj.finalize(trainer.accelerator.unwrap_model(trainer.model), trainer.ctx)
+    trained = work_dir / "final"
+    trainer.save_model(str(trained))  # every process: FSDP / ZeRO-3 gather their shards into one full checkpoint
+    trainer.accelerator.wait_for_everyone()
 
     record = {
         "method": method_obj.name,
@@ -470,13 +433,27 @@ def run_unlearning(
         "method_state": _jsonable(trainer.ctx.state),
         "log_history": _jsonable(trainer.state.log_history),
         "versions": package_versions(),
+        "trainer_args": _jsonable(trainer_args),
+        "keep_adapter": bool(keep_adapter),
     }
 
     if trainer.args.should_save:
+        model = load_trained(model_path, trained, lora=lora, trust_remote_code=trust_remote_code)
+        bad = first_nonfinite_parameter_all(model)
+        if bad is not None:
+            raise NonFiniteLossError(f"{method_obj.name}: parameter {bad} is NaN/inf after training; nothing saved")
+        dtype, lost = choose_saved_dtype(model_path, model.state_dict(), saved_dtype)
+        model = model.to(dtype)
+        record.update(saved_dtype=str(dtype).removeprefix("torch."), update_lost_to_rounding=lost,
+                      update_lost_threshold=LOST_UPDATE_THRESHOLD)
 
         def write(folder: Path) -> None:
             model.save_pretrained(folder, safe_serialization=True)
             tokenizer.save_pretrained(folder)
+            if keep_adapter:
+                (folder / ADAPTER_FOLDER).mkdir()
+                for name in ("adapter_config.json", "adapter_model.safetensors"):
+                    shutil.copy2(trained / name, folder / ADAPTER_FOLDER / name)
             text = json.dumps(_jsonable(record), indent=2, allow_nan=False) + "\n"
             (folder / RUN_RECORD).write_text(text, encoding="utf-8")
 
@@ -484,6 +461,71 @@ def run_unlearning(
         if not keep_checkpoints:
             shutil.rmtree(work_dir, ignore_errors=True)
     return record
+
+
+def load_trained(model_path, trained: Path, *, lora: bool, trust_remote_code: bool = False):
+    """The trained model (float32) from what `Trainer.save_model` wrote: full weights, or the base model with the
+    LoRA adapter merged."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if not lora:
+        return AutoModelForCausalLM.from_pretrained(
+            trained, dtype=torch.float32, use_safetensors=True, trust_remote_code=trust_remote_code)
+    from peft import PeftModel
+
+    base = AutoModelForCausalLM.from_pretrained(
+        model_path, dtype=torch.float32, use_safetensors=True, trust_remote_code=trust_remote_code)
+    return PeftModel.from_pretrained(base, str(trained)).merge_and_unload()
+
+
+def update_lost_to_rounding(base: str | os.PathLike, state_dict: Mapping[str, Any], dtype) -> float | None:
+    """Share of the weights that differ from the checkpoint `base` (its safetensors files) whose new value rounds
+    back to the old one in `dtype`; None when `base` is not a local folder."""
+    from safetensors import safe_open
+
+    files = sorted(Path(base).glob("*.safetensors")) if os.path.isdir(base) else []
+    if not files:
+        return None
+    changed = lost = 0
+    for file in files:
+        with safe_open(str(file), framework="pt") as handle:
+            for key in handle.keys():  # noqa: SIM118 (a safetensors file, not a dict)
+                new = state_dict.get(key)
+                if new is None or not new.is_floating_point():
+                    continue
+                old, new = handle.get_tensor(key).float(), new.detach().float().cpu()
+                if old.shape != new.shape:
+                    continue
+                moved = new != old
+                changed += int(moved.sum())
+                lost += int((moved & (new.to(dtype).float() == old)).sum())
+    return lost / changed if changed else 0.0
+
+
+def choose_saved_dtype(base, state_dict: Mapping[str, Any], stored_dtype, threshold: float = LOST_UPDATE_THRESHOLD):
+    """(dtype to save, measured share of the update lost to rounding) for weights trained in float32 from the
+    checkpoint `base` stored in `stored_dtype`: the stored half-precision dtype when rounding to it loses at most
+    `threshold` of the changed weights, else float32 (float32 also when it cannot be measured)."""
+    import torch
+
+    if stored_dtype not in (torch.float16, torch.bfloat16):
+        return torch.float32, 0.0
+    lost = update_lost_to_rounding(base, state_dict, stored_dtype)
+    return (stored_dtype if lost is not None and lost <= threshold else torch.float32), lost
+
+
+def retain_epoch_callback(dataset):
+    """A Trainer callback that sets the epoch of `dataset` (its retain pairing) at every epoch, on every process:
+    accelerate's `DataLoaderShard.set_epoch` skips the dataset's own `set_epoch` when the sampler has one, as in
+    multi-process runs."""
+    from transformers import TrainerCallback
+
+    class _RetainEpoch(TrainerCallback):
+        def on_epoch_begin(self, args, state, control, **kwargs):
+            dataset.set_epoch(math.floor((state.epoch or 0.0) + 1e-6))
+
+    return _RetainEpoch()
 
 
 def first_nonfinite_parameter_all(model) -> str | None:
@@ -494,22 +536,3 @@ def first_nonfinite_parameter_all(model) -> str | None:
         if not torch.isfinite(param.detach()).all():
             return name
     return None
-
-
-def _jsonable(value: Any) -> Any:
-    """Plain JSON values (tuples -> lists, tensors/numbers -> floats, unknown objects -> str). JSON has no NaN or
-    infinity: a non-finite measured number (a logged gradient norm, say) is written as null."""
-    if isinstance(value, Mapping):
-        return {str(key): _jsonable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, (str, int, bool)) or value is None:
-        return value
-    if hasattr(value, "item"):
-        try:
-            return _jsonable(value.item())
-        except (ValueError, RuntimeError):
-            pass
-    return str(value)
