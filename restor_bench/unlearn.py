@@ -134,10 +134,14 @@ def add_trainer_arguments(parser: argparse.ArgumentParser) -> None:
 def unlearn_command(args: argparse.Namespace) -> int:
     from unlearners.cli import run_kwargs
 
-    trainer_args = trainer_settings(args)
+    from unlearners import UnlearnError
+
+    try:
+        kwargs = run_kwargs(args)  # the trainer arguments are checked here, before any document is read
+    except UnlearnError as err:
+        raise InputError(_one_line(err)) from None
     forget = load_document_set(args.forget, form=args.forget_form, data_dir=args.data_dir)
     retain = load_document_set(args.retain, data_dir=args.data_dir) if args.retain else None
-    kwargs = run_kwargs(args)
     if args.protocol == "paper" and not kwargs.get("preset"):
         from restor_bench.pipeline import method_preset
 
@@ -147,7 +151,6 @@ def unlearn_command(args: argparse.Namespace) -> int:
                              "and npo); use --protocol classic")
     record = unlearn_checkpoint(
         method=kwargs.pop("method"), model=args.model, forget=forget, retain=retain, out=args.out, **kwargs,
-        trainer_args=trainer_args, keep_adapter=args.keep_adapter,
     )
     losses = ", ".join(f"{key} {value:.4g}" for key, value in record["final_losses"].items())
     print(f"unlearned checkpoint: {args.out}")
@@ -182,10 +185,7 @@ def add_parser(subparsers) -> None:
                         help="paper: the method's 'paper' preset (RESTOR's loss form, e.g. NPO on the batch's mean "
                         "token log-ratio with a retain term) unless --preset is given; classic (default): the "
                         "method's own defaults")
-    add_run_arguments(parser)
-    parser.add_argument("--keep-adapter", action="store_true",
-                        help="with --lora: also keep the adapter in OUT/adapter/ (loads with PeftModel.from_pretrained)")
-    add_trainer_arguments(parser)
+    add_run_arguments(parser)  # includes --keep-adapter, --trainer-args and --trainer-arg
     parser.set_defaults(func=unlearn_command)
 
     methods = subparsers.add_parser("methods", help="list the registered unlearning methods")

@@ -18,6 +18,7 @@ torch = pytest.importorskip("torch")
 
 from restor_bench.cli import main  # noqa: E402
 from restor_bench.errors import InputError  # noqa: E402
+from restor_bench.gguf_file import ArrayInfo, GgufFormatError, read_gguf_header  # noqa: E402
 from restor_bench.model_import import (  # noqa: E402
     find_package_gguf,
     import_gguf,
@@ -260,13 +261,15 @@ def fake_package(root: Path, name: str, gguf_files: dict[str, Path]) -> Path:
 def test_from_package_finds_the_file_without_importing_the_package(tmp_path, tiny_gguf, monkeypatch, capsys):
     package = fake_package(tmp_path / "site", "tiny_model_pkg", {"weights/tiny.gguf": tiny_gguf})
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
-    assert find_package_gguf("tiny-model-pkg") == package / "weights" / "tiny.gguf"
+    found = find_package_gguf("tiny-model-pkg")
+    assert (found.name, found.parts, found.chunked) == ("weights/tiny.gguf", (package / "weights/tiny.gguf",), False)
 
     out = tmp_path / "from-package"
     code = main(["model", "import-gguf", "--from-package", "tiny_model_pkg", "--out", str(out), "--dtype", "float32"])
     assert code == 0, capsys.readouterr().err
     source = json.loads((out / "gguf_source.json").read_text())
-    assert (source["file"], source["package"]) == ("tiny.gguf", "tiny_model_pkg")
+    assert (source["file"], source["package"], source["chunks"]) == ("tiny.gguf", "tiny_model_pkg", None)
+    assert source["sha256_checked"] is False
     assert safetensors_dtypes(out) == {"F32"}
 
 
@@ -275,12 +278,139 @@ def test_from_package_with_several_files_needs_a_name(tmp_path, tiny_gguf, monke
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     with pytest.raises(InputError, match="several .gguf files"):
         find_package_gguf("two_models_pkg")
-    assert find_package_gguf("two_models_pkg", "b.gguf") == package / "b.gguf"
+    assert find_package_gguf("two_models_pkg", "b.gguf").parts == (package / "b.gguf",)
     with pytest.raises(InputError, match="no file 'c.gguf'"):
         find_package_gguf("two_models_pkg", "c.gguf")
     fake_package(tmp_path / "site", "no_models_pkg", {})
     with pytest.raises(InputError, match="holds no .gguf file"):
         find_package_gguf("no_models_pkg")
+
+
+def fake_distribution(site: Path, dist_name: str, files: dict[str, bytes], requires: tuple[str, ...] = ()) -> Path:
+    """An installed distribution as pip leaves it: a package folder (whose code raises if imported), its data
+    files, and a dist-info folder with METADATA (Requires-Dist), top_level.txt and RECORD."""
+    module = dist_name.replace("-", "_")
+    package = site / module
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("raise RuntimeError('package code was imported')\n")
+    for relative, data in files.items():
+        (package / relative).parent.mkdir(parents=True, exist_ok=True)
+        (package / relative).write_bytes(data)
+    info = site / f"{module}-1.0.dist-info"
+    info.mkdir()
+    metadata = ["Metadata-Version: 2.1", f"Name: {dist_name}", "Version: 1.0"]
+    (info / "METADATA").write_text("\n".join(metadata + [f"Requires-Dist: {line}" for line in requires]) + "\n")
+    (info / "top_level.txt").write_text(module + "\n")
+    listed = ["__init__.py", *files]
+    record = [f"{module}/{relative},," for relative in listed]
+    record += [f"{info.name}/{name},," for name in ("METADATA", "top_level.txt", "RECORD")]
+    (info / "RECORD").write_text("\n".join(record) + "\n")
+    return package
+
+
+def chunked_site(site: Path, data: bytes, *, install_second_part: bool = True, checksum: str | None = None) -> None:
+    """`tiny-chunks` requires `tiny-chunks-part1` (chunks 00 and 01) and `tiny-chunks-part2` (chunk 02)."""
+    cut = [0, len(data) // 3, 2 * len(data) // 3, len(data)]
+    chunks = [data[cut[index] : cut[index + 1]] for index in range(3)]
+    requires = ("tiny-chunks-part1==1.0", "tiny-chunks-part2==1.0", 'pytest; extra == "test"')
+    sums = {"data/SHA256SUMS": f"{checksum or hashlib.sha256(data).hexdigest()}  tiny.gguf\n".encode()}
+    fake_distribution(site, "tiny-chunks", sums, requires)
+    first_two = {"data/tiny.gguf.part00": chunks[0], "data/tiny.gguf.part01": chunks[1]}
+    fake_distribution(site, "tiny-chunks-part1", first_two)
+    if install_second_part:
+        fake_distribution(site, "tiny-chunks-part2", {"data/tiny.gguf.part02": chunks[2]})
+
+
+def test_chunked_package_is_assembled_in_order_and_checked(tmp_path, tiny_gguf, original, monkeypatch, capsys):
+    data = tiny_gguf.read_bytes()
+    chunked_site(tmp_path / "site", data)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    found = find_package_gguf("tiny-chunks")
+    assert (found.name, found.chunked, found.expected_sha256) == ("tiny.gguf", True, hashlib.sha256(data).hexdigest())
+    assert [(part.parent.parent.name, part.name) for part in found.parts] == [
+        ("tiny_chunks_part1", "tiny.gguf.part00"),
+        ("tiny_chunks_part1", "tiny.gguf.part01"),
+        ("tiny_chunks_part2", "tiny.gguf.part02"),
+    ]
+    assert find_package_gguf("tiny_chunks", "tiny.gguf").parts == found.parts
+
+    out = tmp_path / "assembled"
+    code = main(["model", "import-gguf", "--from-package", "tiny-chunks", "--out", str(out), "--dtype", "float32"])
+    assert code == 0, capsys.readouterr().err
+    source = json.loads((out / "gguf_source.json").read_text())
+    assert source["file"] == "tiny.gguf" and source["package"] == "tiny-chunks"
+    assert source["chunks"] == ["tiny.gguf.part00", "tiny.gguf.part01", "tiny.gguf.part02"]
+    assert (source["sha256"], source["sha256_checked"]) == (hashlib.sha256(data).hexdigest(), True)
+    assert sorted(path.name for path in out.iterdir() if path.name.startswith(".") or "gguf" in path.name) == [
+        "gguf_source.json"
+    ]  # the assembled file was removed
+    model, _ = load_checkpoint(out)
+    for name, tensor in original.state_dict().items():
+        assert torch.equal(model.state_dict()[name], tensor), name
+
+
+def test_chunked_package_errors(tmp_path, tiny_gguf, monkeypatch, capsys):
+    data = tiny_gguf.read_bytes()
+    chunked_site(tmp_path / "bad-sum", data, checksum="0" * 64)
+    monkeypatch.syspath_prepend(str(tmp_path / "bad-sum"))
+    out = tmp_path / "out"
+    line = run_cli_error(["model", "import-gguf", "--from-package", "tiny_chunks", "--out", str(out)], capsys)
+    assert f"tiny.gguf has sha256 {hashlib.sha256(data).hexdigest()}" in line and "SHA256SUMS says 0000" in line
+    assert not out.exists() and not [path for path in tmp_path.iterdir() if path.name.startswith(".out")]
+
+    monkeypatch.syspath_prepend(str(tmp_path / "part-missing"))
+    fake_distribution(tmp_path / "part-missing", "half-chunks", {}, ("half-chunks-part1==1.0", "half-chunks-part2"))
+    fake_distribution(tmp_path / "part-missing", "half-chunks-part1", {"half.gguf.part00": data[:100]})
+    with pytest.raises(InputError, match=r"half.gguf is assembled from chunk packages, and half-chunks-part2 is not"):
+        find_package_gguf("half_chunks")
+
+    monkeypatch.syspath_prepend(str(tmp_path / "gap"))
+    fake_distribution(tmp_path / "gap", "gap-chunks", {"gap.gguf.part00": data[:100], "gap.gguf.part02": data[200:]})
+    with pytest.raises(InputError, match=r"gap.gguf is split into chunks and chunk\(s\) 1 of 3 are missing"):
+        find_package_gguf("gap_chunks")
+
+    monkeypatch.syspath_prepend(str(tmp_path / "twice"))
+    fake_distribution(tmp_path / "twice", "twice-chunks", {}, ("twice-chunks-a", "twice-chunks-b"))
+    fake_distribution(tmp_path / "twice", "twice-chunks-a", {"m.gguf.part00": data[:100], "m.gguf.part01": data[100:]})
+    fake_distribution(tmp_path / "twice", "twice-chunks-b", {"m.gguf.part01": data[100:]})
+    with pytest.raises(InputError, match=r"chunk 1 of m.gguf is installed more than once"):
+        find_package_gguf("twice_chunks")
+
+
+def test_header_reader_matches_the_gguf_package(tiny_gguf, tmp_path):
+    header = read_gguf_header(tiny_gguf)
+    reference = gguf.GGUFReader(tiny_gguf)
+    expected = {key: field.contents() for key, field in reference.fields.items() if not key.startswith("GGUF.")}
+    assert header.metadata == expected
+    assert header.data_offset == reference.data_offset
+    assert [(tensor.name, tensor.shape, tensor.ggml_type, tensor.offset) for tensor in header.tensors] == [
+        (tensor.name, tuple(int(size) for size in tensor.shape), int(tensor.tensor_type), tensor.data_offset)
+        for tensor in reference.tensors
+    ]
+
+    long_file = tmp_path / "long-arrays.gguf"
+    writer = gguf.GGUFWriter(str(long_file), "llama", endianess=gguf.GGUFEndian.BIG)
+    writer.add_array("test.numbers", list(range(3000)))
+    writer.add_token_list([f"token{index}" for index in range(2000)])
+    writer.add_uint32("test.after", 7)
+    writer.add_tensor("blk.0.weight", torch.arange(6, dtype=torch.float32).reshape(2, 3).numpy())
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    long_header = read_gguf_header(long_file)
+    assert long_header.metadata["test.numbers"] == ArrayInfo(element_type=5, count=3000)
+    assert long_header.metadata["tokenizer.ggml.tokens"] == ArrayInfo(element_type=8, count=2000)
+    assert (long_header.metadata["test.after"], long_header.metadata["general.architecture"]) == (7, "llama")
+    assert [(tensor.name, tensor.shape) for tensor in long_header.tensors] == [("blk.0.weight", (3, 2))]
+
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(tiny_gguf.read_bytes()[:5000])  # inside the metadata (the token list)
+    with pytest.raises(GgufFormatError, match=r"file ends inside the header \(at byte 4997\)"):
+        read_gguf_header(cut)
+    cut.write_bytes(tiny_gguf.read_bytes()[: header.data_offset + 8])  # no room for the tensors
+    with pytest.raises(GgufFormatError, match="starts past the end of the file"):
+        read_gguf_header(cut)
 
 
 def run_cli_error(argv: list[str], capsys) -> str:

@@ -38,10 +38,23 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="bf16 mixed precision where the GPU supports it (auto), or force one")
     parser.add_argument("--keep-checkpoints", action="store_true",
                         help="keep the checkpoints (.<out>.work/ beside --out) after a successful run")
+    parser.add_argument("--keep-adapter", action="store_true",
+                        help="with --lora: also keep the adapter in OUT/adapter/ (loads with PeftModel.from_pretrained)")
+    parser.add_argument("--trainer-args", metavar="FILE",
+                        help="YAML mapping of more transformers.TrainingArguments fields (report_to, "
+                        "gradient_checkpointing, deepspeed, fsdp, fsdp_config, ...)")
+    parser.add_argument("--trainer-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="one more TrainingArguments field (repeatable; wins over --trainer-args), e.g. "
+                        "--trainer-arg gradient_checkpointing=true")
 
 
 def run_kwargs(args: argparse.Namespace) -> dict:
-    """Keyword arguments of `run_unlearning` taken from parsed `add_run_arguments` options."""
+    """Keyword arguments of `run_unlearning` taken from parsed `add_run_arguments` options (UnlearnError for a
+    trainer argument that is not a TrainingArguments field, one the run sets itself, or an uninstalled reporter)."""
+    from unlearners.hparams import check_reporting, parse_trainer_args
+
+    trainer_args = parse_trainer_args(args.trainer_args, args.trainer_arg)
+    check_reporting(trainer_args)
     return {
         "method": args.method,
         "hparams": list(args.overrides) or None,
@@ -55,6 +68,8 @@ def run_kwargs(args: argparse.Namespace) -> dict:
         "overwrite": args.overwrite,
         "precision": args.precision,
         "keep_checkpoints": args.keep_checkpoints,
+        "keep_adapter": args.keep_adapter,
+        "trainer_args": trainer_args,
     }
 
 
