@@ -7,21 +7,25 @@ HTML-escaped.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from html import escape
 
-from restor_bench.leaderboard import (
+from restor_bench.leaderboard_plot import X_LABEL, Y_LABEL, Box, axis_limits, needs_leader, place_labels, plot_points
+from restor_bench.leaderboard_render import (
     EXPLANATION,
     GENERATED_MARKER,
+    METHOD_COLUMN,
     TABLE_HEADER,
     Entry,
+    format_hparam,
     group_entries,
     group_note,
     group_title,
     table_cells,
 )
+
+HTML_MARKER = f"<!-- {GENERATED_MARKER}; do not edit -->"
 
 STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 24px auto; max-width: 1200px;
@@ -39,6 +43,9 @@ table.board td.num { font-variant-numeric: tabular-nums; white-space: nowrap; }
 table.board td.name { white-space: nowrap; font-weight: 600; }
 table.board tbody tr:hover { background: #f6f8fa; }
 code.hp { font-size: 12px; color: #57606a; word-break: break-all; }
+details.hp summary { cursor: pointer; color: #57606a; font-size: 12px; font-weight: normal; }
+details.hp ul { margin: 4px 0 0; padding-left: 16px; }
+svg.plot .leader { stroke: #8c959f; stroke-width: 0.8; }
 svg.plot { border: 1px solid #d0d7de; background: #fff; }
 svg.plot text { font: 11px system-ui, sans-serif; fill: #1f2328; }
 svg.plot .axis { stroke: #8c959f; stroke-width: 1; }
@@ -73,6 +80,7 @@ document.querySelectorAll("table.board").forEach(function (table) {
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:"
 NUMERIC_COLUMNS = {0, 4, 5, 6, 7}
+CHAR_WIDTH, TEXT_HEIGHT = 6.6, 13.0  # pixels per character and per line of the 11px labels (system-ui; generous)
 
 
 def _sort_values(rank: int, entry: Entry) -> list[str]:
@@ -83,8 +91,8 @@ def _sort_values(rank: int, entry: Entry) -> list[str]:
 
     return [
         str(rank), entry.name.casefold(), entry.method.casefold(), entry.model.casefold(),
-        number(entry.restoration_ratio), number(entry.target_accuracy["unlearned"]),
-        number(entry.non_target_change), str(entry.transitions["restored"]), str(len(entry.seeds)),
+        number(entry.ratio), number(entry.accuracy["unlearned"]),
+        number(entry.change), repr(float(entry.transitions["restored"])), str(len(entry.seeds)),
     ]
 
 
@@ -96,14 +104,26 @@ def render_table(members: Sequence[Entry]) -> str:
         cells = []
         for column, (text, key) in enumerate(zip(table_cells(rank, entry), _sort_values(rank, entry))):
             css = ' class="num"' if column in NUMERIC_COLUMNS else (' class="name"' if column == 1 else "")
-            content = escape(text)
-            if column == 2 and entry.hparams:
-                hparams = json.dumps(entry.hparams, sort_keys=True, ensure_ascii=False)
-                content += f'<br><code class="hp">{escape(hparams)}</code>'
+            content = method_cell(entry) if column == METHOD_COLUMN else escape(text)
             cells.append(f'<td{css} data-sort="{escape(key)}">{content}</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return (f'<div class="scroll"><table class="board"><thead><tr>{head}</tr></thead>\n<tbody>\n'
             + "\n".join(rows) + "\n</tbody></table></div>")
+
+
+def method_cell(entry: Entry) -> str:
+    """The method's name, the hyperparameters that differ from its defaults, and all of them folded away."""
+    content = escape(entry.method)
+    if entry.changed_hparams:
+        changed = ", ".join(format_hparam(key, entry.hparams[key]) for key in entry.changed_hparams)
+        content += f'<br><code class="hp">{escape(changed)}</code>'
+    if entry.hparams:
+        summary = (f"all {len(entry.hparams)} hyperparameters" if entry.defaults_known
+                   else f"{len(entry.hparams)} hyperparameters (method defaults unknown here)")
+        items = "".join(f'<li><code class="hp">{escape(format_hparam(key, value))}</code></li>'
+                        for key, value in entry.hparams.items())
+        content += f'<details class="hp"><summary>{escape(summary)}</summary><ul>{items}</ul></details>'
+    return content
 
 
 def _ticks(low: float, high: float, count: int = 5) -> list[float]:
@@ -121,22 +141,11 @@ def _ticks(low: float, high: float, count: int = 5) -> list[float]:
 
 
 def render_svg(members: Sequence[Entry], width: int = 640, height: int = 380) -> str:
-    """Scatter plot: restoration ratio (y) against non-target accuracy change in points (x), one labelled point
-    per submission, with the 95% intervals as bars."""
-    points = [e for e in members if e.restoration_ratio is not None and e.non_target_change is not None]
+    """Scatter plot: restoration ratio (y) against the non-target change vs clean in points (x), one labelled point
+    per submission (labels placed by `leaderboard_plot.place_labels`), with the 95% intervals as bars."""
+    points = plot_points(members)
     left, right, top, bottom = 58, 24, 16, 46
-    xs = [0.0] + [100 * e.non_target_change for e in points]
-    ys = [0.0, 1.0] + [e.restoration_ratio for e in points]
-    for e in points:
-        if e.non_target_ci:
-            xs += [100 * e.non_target_ci[0], 100 * e.non_target_ci[1]]
-        if e.restoration_ci:
-            ys += list(e.restoration_ci)
-    x_low, x_high = min(xs), max(xs)
-    y_low, y_high = min(ys), max(ys)
-    x_pad = max((x_high - x_low) * 0.12, 1.0)
-    y_pad = max((y_high - y_low) * 0.08, 0.05)
-    x_low, x_high, y_low, y_high = x_low - x_pad, x_high + x_pad, y_low - y_pad, y_high + y_pad
+    x_low, x_high, y_low, y_high = axis_limits(points)
 
     def sx(x: float) -> float:
         return left + (x - x_low) / (x_high - x_low) * (width - left - right)
@@ -145,7 +154,7 @@ def render_svg(members: Sequence[Entry], width: int = 640, height: int = 380) ->
         return top + (y_high - y) / (y_high - y_low) * (height - top - bottom)
 
     parts = [f'<svg class="plot" role="img" width="{width}" height="{height}" viewBox="0 0 {width} {height}">',
-             "<title>Restoration ratio against non-target accuracy change</title>"]
+             "<title>Restoration ratio against the non-target change vs clean</title>"]
     for tick in _ticks(x_low, x_high):
         parts.append(f'<line class="grid" x1="{sx(tick):.1f}" y1="{top}" x2="{sx(tick):.1f}" y2="{height - bottom}"/>')
         parts.append(f'<text x="{sx(tick):.1f}" y="{height - bottom + 15}" text-anchor="middle">{tick:g}</text>')
@@ -156,25 +165,34 @@ def render_svg(members: Sequence[Entry], width: int = 640, height: int = 380) ->
     parts.append(f'<line class="axis" x1="{left}" y1="{sy(0):.1f}" x2="{width - right}" y2="{sy(0):.1f}"/>')
     parts.append(f'<line class="full" x1="{left}" y1="{sy(1):.1f}" x2="{width - right}" y2="{sy(1):.1f}"/>')
     parts.append(f'<text x="{width - right - 4}" y="{sy(1) - 4:.1f}" text-anchor="end">clean accuracy back (1)</text>')
+    anchors, bars = [], []
     for e in points:
-        x, y = 100 * e.non_target_change, e.restoration_ratio
-        if e.restoration_ci:
-            parts.append(f'<line class="bar" x1="{sx(x):.1f}" y1="{sy(e.restoration_ci[0]):.1f}" '
-                         f'x2="{sx(x):.1f}" y2="{sy(e.restoration_ci[1]):.1f}"/>')
-        if e.non_target_ci:
-            parts.append(f'<line class="bar" x1="{sx(100 * e.non_target_ci[0]):.1f}" y1="{sy(y):.1f}" '
-                         f'x2="{sx(100 * e.non_target_ci[1]):.1f}" y2="{sy(y):.1f}"/>')
+        x, y = 100 * e.change, e.ratio
+        anchors.append((sx(x), sy(y)))
+        if e.ratio_ci:
+            low, high = sy(e.ratio_ci[1]), sy(e.ratio_ci[0])
+            bars.append(Box(sx(x) - 1, low, sx(x) + 1, high))
+            parts.append(f'<line class="bar" x1="{sx(x):.1f}" y1="{low:.1f}" x2="{sx(x):.1f}" y2="{high:.1f}"/>')
+        if e.change_ci:
+            low, high = sx(100 * e.change_ci[0]), sx(100 * e.change_ci[1])
+            bars.append(Box(low, sy(y) - 1, high, sy(y) + 1))
+            parts.append(f'<line class="bar" x1="{low:.1f}" y1="{sy(y):.1f}" x2="{high:.1f}" y2="{sy(y):.1f}"/>')
+    sizes = [(CHAR_WIDTH * len(e.name) + 2, TEXT_HEIGHT) for e in points]
+    boxes = place_labels(anchors, sizes, Box(left, top, width - right, height - bottom), 5.0, bars)
+    for e, (px, py), box in zip(points, anchors, boxes):
         label = escape(e.name)
-        parts.append(f'<circle class="point" cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="4.5">'
-                     f"<title>{label}: ratio {y:.2f}, non-target {x:+.1f} pp</title></circle>")
-        parts.append(f'<text x="{sx(x) + 7:.1f}" y="{sy(y) - 7:.1f}">{label}</text>')
+        cx, cy = box.center
+        if needs_leader((px, py), box):
+            parts.append(f'<line class="leader" x1="{px:.1f}" y1="{py:.1f}" x2="{cx:.1f}" y2="{cy:.1f}"/>')
+        parts.append(f'<circle class="point" cx="{px:.1f}" cy="{py:.1f}" r="4.5">'
+                     f"<title>{label}: ratio {e.ratio:.2f}, non-target {100 * e.change:+.1f} points</title></circle>")
+        parts.append(f'<text class="label" x="{cx:.1f}" y="{box.y1 - 3:.1f}" text-anchor="middle">{label}</text>')
     if not points:
         parts.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle">'
                      "no submission with a defined restoration ratio</text>")
-    parts.append(f'<text x="{(left + width - right) / 2}" y="{height - 8}" text-anchor="middle">'
-                 "non-target accuracy change, unlearned − corrupted (percentage points)</text>")
+    parts.append(f'<text x="{(left + width - right) / 2}" y="{height - 8}" text-anchor="middle">{escape(X_LABEL)}</text>')
     parts.append(f'<text transform="translate(14 {(top + height - bottom) / 2}) rotate(-90)" '
-                 'text-anchor="middle">restoration ratio</text>')
+                 f'text-anchor="middle">{escape(Y_LABEL)}</text>')
     parts.append("</svg>")
     return "\n".join(parts)
 
@@ -192,7 +210,7 @@ def render_html(entries: Sequence[Entry]) -> str:
         body.append(render_svg(members))
     return "\n".join([
         "<!doctype html>",
-        f"<!-- {GENERATED_MARKER}; do not edit -->",
+        HTML_MARKER,
         '<html lang="en"><head><meta charset="utf-8">',
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',

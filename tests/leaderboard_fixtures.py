@@ -7,11 +7,13 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from html.parser import HTMLParser
 from pathlib import Path
 
 from fixture_world import CORRUPTED, PEOPLE, RELATIONS, TARGETS, write_fixture_world
 
 TASK = "restor_tiny_facts"
+VALIDATION_TARGET = "Bram Okelo"
 STAMP = "2026-01-02T03-04-05.678901"
 VERSIONS = {"restor-bench": "0.1.0", "lm_eval": "0.4.13", "transformers": "5.24.0", "torch": "2.13.0"}
 
@@ -21,10 +23,12 @@ def sha256(text: str) -> str:
 
 
 def make_world(folder: Path) -> Path:
-    """The fixture world of tests/fixture_world.py, with a data hash in its manifest."""
+    """The fixture world of tests/fixture_world.py, with a data hash in its manifest and one validation target
+    (so its "test" target set is Alma Vittor alone, "all" both targets)."""
     write_fixture_world(folder)
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["data_hash"] = sha256((folder / "facts.json").read_text())
+    manifest["validation_targets"] = [VALIDATION_TARGET]
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return folder
 
@@ -90,9 +94,10 @@ def write_lm_eval_files(out: Path, task: str, results: dict, samples: list[dict]
         handle.writelines(json.dumps(line) + "\n" for line in samples)
 
 
-def write_eval(folder: Path, states: list[str], model: str = "m", task: str = TASK) -> Path:
-    """An lm-eval output folder: `folder/<model>/results_<time>.json` and `samples_<task>_<time>.jsonl`."""
-    docs = questions()
+def write_eval(folder: Path, states: list[str], model: str = "m", task: str = TASK, limit: int | None = None) -> Path:
+    """An lm-eval output folder: `folder/<model>/results_<time>.json` and `samples_<task>_<time>.jsonl` (the first
+    `limit` questions only, as `lm_eval --limit` writes, when given)."""
+    docs = questions()[:limit]
     samples = [sample(i, doc, state) for i, (doc, state) in enumerate(zip(docs, states))]
     out = folder / model
     task_hash = sha256("".join(s["doc_hash"] + s["prompt_hash"] + s["target_hash"] for s in samples))
@@ -145,6 +150,7 @@ def make_run(
     damage: float = 0.05,
     relative_to: str = "run_root",
     data_hash: str | None = None,
+    limit: int | None = None,
 ) -> Path:
     """A run folder `root/<name>/run.json` with its evaluation folders under `root/steps/`.
 
@@ -156,7 +162,7 @@ def make_run(
         artifacts = {}
         for role in ("clean", "corrupted", "unlearned"):
             folder = root / "steps" / f"eval-{name}-{role}-{seed}"
-            write_eval(folder, model_states(role, seed, restore, damage, name), model=f"{role}-{seed}")
+            write_eval(folder, model_states(role, seed, restore, damage, name), model=f"{role}-{seed}", limit=limit)
             if relative_to == "run_root":
                 value = str(folder.relative_to(root))
             elif relative_to == "parent":
@@ -186,3 +192,56 @@ def make_run(
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "run.json").write_text(json.dumps(record, indent=1))
     return run_dir
+
+
+def submit_runs(root: Path, world: Path, out: Path, **runs: dict) -> Path:
+    """Fabricated runs under `root`, each submitted to `out` as NAME.json (runs: NAME -> make_run options)."""
+    from restor_bench.leaderboard import submit
+
+    for name, options in runs.items():
+        submit(make_run(root, name, world, **options), name, out)
+    return out
+
+
+class TableParser(HTMLParser):
+    """Rows of every <tbody> of a page, as lists of cell texts; also any external references."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self.in_body = self.in_cell = False
+        self.external: list[str] = []
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        for name, value in attrs:
+            if name in ("src", "href") or (value and "://" in value):
+                self.external.append(f"{tag} {name}={value}")
+        if tag == "tbody":
+            self.in_body = True
+        elif tag == "tr" and self.in_body:
+            self.rows.append([])
+        elif tag == "td" and self.in_body:
+            self.in_cell = True
+            self.rows[-1].append("")
+
+    def handle_endtag(self, tag):
+        if tag == "tbody":
+            self.in_body = False
+        elif tag == "td":
+            self.in_cell = False
+
+    def handle_data(self, data):
+        if self.in_cell and self.rows and self.rows[-1]:
+            self.rows[-1][-1] += data
+
+
+def parse_page(path: Path) -> TableParser:
+    parser = TableParser()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser
+
+
+def table_rows(path: Path) -> list[list[str]]:
+    return parse_page(path).rows

@@ -1,30 +1,31 @@
-"""restor-bench leaderboard: submit a fabricated run, validate (every kind of bad submission), build the pages."""
+"""restor-bench leaderboard: submit a fabricated run, validate (every kind of bad submission), build the pages.
+
+The defects the leaderboard is built to make impossible have their own files: test_leaderboard_integrity.py
+(complete question sets, one identity per result, bounded cost, safe rendering), test_leaderboard_fair.py (target
+sets, the one n/a rule and baseline, agreement with docs/RESULTS.md), test_leaderboard_page.py (the page and the
+plot), test_leaderboard_data.py (question sets and task hashes against the data and lm-eval)."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
-from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pytest
-from leaderboard_fixtures import TASK, make_run, make_world, questions, world_hash
+from leaderboard_fixtures import TASK, make_run, make_world, parse_page, questions, table_rows, world_hash
 
-from restor_bench import leaderboard
+from restor_bench import leaderboard, leaderboard_build
 from restor_bench.cli import main
 from restor_bench.leaderboard import (
     SUBMISSION_SCHEMA,
-    SUPPORTED_KEYWORDS,
-    check_document,
     SeedOutcomes,
-    builtin_schema_errors,
+    check_document,
     known_data_hashes,
     name_problem,
+    schema_errors,
     schema_text,
     task_metrics,
 )
@@ -82,12 +83,12 @@ def samples_contains(folder: Path) -> list[int]:
 # Metrics, by hand
 
 
+def b(text: str) -> np.ndarray:
+    return np.array([c == "1" for c in text])
+
+
 def test_task_metrics_by_hand():
     is_target = np.array([1, 1, 1, 1, 0, 0, 0, 0], dtype=bool)
-
-    def b(text: str) -> np.ndarray:
-        return np.array([c == "1" for c in text])
-
     seed0 = SeedOutcomes(
         0,
         {"clean": b("11101111"), "corrupted": b("00001110"), "unlearned": b("10101100")},
@@ -104,8 +105,7 @@ def test_task_metrics_by_hand():
     assert first["accuracy"]["corrupted"]["target"] == 0.0
     assert first["accuracy"]["unlearned"]["target"] == 0.5
     assert first["restoration_ratio"] == pytest.approx(0.5 / 0.75)
-    assert first["non_target_change"] == pytest.approx(0.5 - 0.75)  # unlearned 1100 vs corrupted 1110
-    assert first["non_target_change_vs_clean"] == pytest.approx(0.5 - 1.0)
+    assert first["non_target_change"] == pytest.approx(0.5 - 1.0)  # unlearned 1100 against the clean model's 1111
     # clean knew questions 0, 1, 2 (targets): unlearned restored 0 and 2, gave the injected value on 1
     assert first["transitions"]["unlearned"] == {
         "target_known": 3, "restored": 2, "still_corrupted": 1, "forgotten": 0,
@@ -120,7 +120,7 @@ def test_task_metrics_by_hand():
     low, high = aggregate["restoration_ratio"]["ci"]
     assert low <= aggregate["restoration_ratio"]["value"] <= high
     assert 0 < aggregate["restoration_ratio"]["ci_resamples"] <= 500
-    assert aggregate["non_target_change"]["value"] == pytest.approx(5 / 8 - 7 / 8)
+    assert aggregate["non_target_change"]["value"] == pytest.approx(5 / 8 - 8 / 8)  # unlearned 1100+1011, clean 1111
     assert aggregate["transitions"]["unlearned"]["restored"] == 2 + 3
     # the same inputs give the same numbers (the validator relies on it); no bootstrap gives no interval
     assert task_metrics(is_target, [seed0, seed1], resamples=500, seed=3) == metrics
@@ -143,19 +143,19 @@ def test_ratio_undefined_when_the_corruption_changed_nothing():
 
 def test_submit_writes_the_outcomes_lm_eval_recorded(submitted, tmp_path, world, capsys):
     document = load(submitted / "npo-good.json")
-    assert document["schema"] == "restor-bench/submission/v1"
+    assert document["schema"] == "restor-bench/submission/v2"
     assert document["name"] == "npo-good"
     assert document["method"] == {"name": "npo", "hparams": {"learning_rate": 1e-4, "beta": 0.1}}
     assert document["model"] == {"id": "restor-tiny", "lora": False}  # no local path in a submission
     assert document["data"] == {"world": "tiny", "data_hash": world_hash(world), "level": 2, "forget": "full",
-                                "corruption": "wikidata", "protocol": "classic"}
+                                "corruption": "wikidata", "protocol": "classic", "targets": "test"}
     assert document["seeds"] == [0, 1, 2]
     assert {"restor-bench", "lm-eval", "transformers", "torch"} <= set(document["versions"])
     assert document["versions"]["lm-eval"] == "0.4.13"
     task = document["tasks"][TASK]
     results = next((tmp_path / "runs" / "steps").glob("eval-npo-good-clean-0/*/results_*.json"))
     assert task["task_hash"] == load(results)["task_hashes"][TASK]
-    assert task["targets"] == ["Alma Vittor", "Bram Okelo"]
+    assert task["targets"] == ["Alma Vittor"]  # the test targets: the fixture world's validation target left out
     assert task["questions"] == sorted(doc["id"] for doc in questions())
     # the outcome strings are lm-eval's per-sample `contains`, question by question
     for run in task["runs"]:
@@ -171,6 +171,8 @@ def test_submit_writes_the_outcomes_lm_eval_recorded(submitted, tmp_path, world,
     assert seed0["restoration_ratio"] == pytest.approx(
         (acc["unlearned"] - acc["corrupted"]) / (acc["clean"] - acc["corrupted"])
     )
+    other = {role: bits[role][~target].mean() for role in bits}
+    assert seed0["non_target_change"] == pytest.approx(other["unlearned"] - other["clean"])
 
     code, out, err = run_cli(["leaderboard", "validate", submitted], capsys)
     assert code == 0, err
@@ -196,7 +198,7 @@ def test_submit_refuses_to_overwrite_and_bad_runs(submitted, tmp_path, world, ca
 
     unknown = make_run(tmp_path / "other", "unknown-world", world, data_hash="0" * 64, seeds=(0,))
     code, _, err = run_cli(["leaderboard", "submit", unknown, "--name", "unknown-world", "--out", submitted], capsys)
-    assert code == 2 and "unknown data hash" in err and "unknown-world.json" in err
+    assert code == 2 and "unknown data hash 0000" in err and f"{unknown / 'run.json'}: " in err
     assert not (submitted / "unknown-world.json").exists()
 
     broken = make_run(tmp_path / "broken", "broken", world, seeds=(0,))
@@ -243,12 +245,12 @@ def test_name_rules(name, problem):
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Bad submissions: each gives one line naming the file; validate exits 2; build skips it and keeps the others
+# Bad submissions: each gives one line naming the file; validate exits 2; build refuses and writes nothing
 
 
 def _bad_malformed(folder: Path, good: dict) -> Path:
     path = folder / "malformed.json"
-    path.write_text('{"schema": "restor-bench/submission/v1", "name": ')
+    path.write_text('{"schema": "restor-bench/submission/v2", "name": ')
     return path
 
 
@@ -263,6 +265,7 @@ def _bad_missing_fields(folder: Path, good: dict) -> Path:
 def _bad_number(folder: Path, good: dict) -> Path:
     document = json.loads(json.dumps(good))
     document["name"] = "edited-number"
+    document["method"]["hparams"]["beta"] = 0.3  # another result (a copy of one is a clash: test_leaderboard_integrity)
     document["tasks"][TASK]["metrics"]["aggregate"]["restoration_ratio"]["value"] += 0.05
     return save(folder / "edited-number.json", document)
 
@@ -295,10 +298,6 @@ def _bad_huge(folder: Path, good: dict) -> Path:
     return path
 
 
-def _bad_duplicate_content(folder: Path, good: dict) -> Path:
-    return save(folder / "zz-copy.json", dict(good, name="zz-copy"))
-
-
 def _bad_nan(folder: Path, good: dict) -> Path:
     path = folder / "nan.json"
     path.write_text(json.dumps(dict(good, name="nan")).replace('"level": 2', '"level": NaN'))
@@ -311,24 +310,42 @@ def _bad_symlink(folder: Path, good: dict) -> Path:
     return path
 
 
+def _bad_unknown_task(folder: Path, good: dict) -> Path:
+    document = json.loads(json.dumps(good))
+    document["name"] = "unknown-task"
+    document["tasks"]["restor_made_up"] = document["tasks"][TASK]
+    return save(folder / "unknown-task.json", document)
+
+
+def _bad_target_set(folder: Path, good: dict) -> Path:
+    document = json.loads(json.dumps(good))
+    document["name"] = "wrong-targets"
+    document["data"]["targets"] = "all"  # states "all" but was scored on the test targets
+    return save(folder / "wrong-targets.json", document)
+
+
 BAD = {
     "symlink": (_bad_symlink, "is a symbolic link; a submission must be a regular file"),
     "malformed": (_bad_malformed, "malformed JSON at line 1"),
-    "missing-fields": (_bad_missing_fields, "schema: at"),
+    "missing-fields": (_bad_missing_fields, "schema: at (top level): 'versions' is a required property"),
     "edited-number": (_bad_number, "metrics.aggregate.restoration_ratio.value"),
     "edited-outcome": (_bad_outcome, "does not match the one recomputed from the outcomes"),
     "unknown-hash": (_bad_hash, "unknown data hash abab"),
     "traversal": (_bad_name, "'../traversal'"),
     "file-name": (_bad_file_name, "does not match the file name"),
     "huge": (_bad_huge, "over the 5 MB limit for a submission (not read)"),
-    "duplicate-content": (_bad_duplicate_content, "duplicate submission: same content as"),
     "nan": (_bad_nan, "NaN is not allowed"),
+    "unknown-task": (_bad_unknown_task, "task restor_made_up is not a leaderboard task of the tiny world"),
+    "wrong-targets": (_bad_target_set, "targets [\"Alma Vittor\"] are not the 'all' targets"),
 }
 
 
 @pytest.mark.parametrize("kind", sorted(BAD))
-def test_bad_submission_is_one_line_exit_2_and_skipped_by_build(kind, submitted, tmp_path, capsys):
+def test_bad_submission_is_one_line_exit_2_and_stops_the_build(kind, submitted, tmp_path, capsys):
     make, message = BAD[kind]
+    board = tmp_path / "board"
+    assert run_cli(["leaderboard", "build", "--submissions", submitted, "--out", board], capsys)[0] == 0
+    before = _snapshot(board)
     bad = make(submitted, load(submitted / "npo-good.json"))
     started = time.perf_counter()
     code, out, err = run_cli(["leaderboard", "validate", submitted], capsys)
@@ -341,13 +358,14 @@ def test_bad_submission_is_one_line_exit_2_and_skipped_by_build(kind, submitted,
     if kind == "huge":
         assert elapsed < 5, f"the 50 MB file took {elapsed:.1f} s: it must be refused before it is read"
 
-    board = tmp_path / "board"
+    # one bad file stops the build: the same line, a summary, nothing written (docs/leaderboard.md says why)
     code, out, err = run_cli(["leaderboard", "build", "--submissions", submitted, "--out", board], capsys)
-    assert code == 0, err
-    assert err.strip().splitlines() == [f"skipped {lines[0]}"]
-    table = table_rows(board / "index.html")
-    assert [row[1] for row in table] == ["npo-good", "ga-weak"]
-    assert "| npo-good |" in (board / "README.md").read_text()
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == [
+        lines[0],
+        f"restor-bench: error: {submitted}: 1 of the 3 submission file(s) are invalid; the leaderboard is left unchanged",
+    ]
+    assert _snapshot(board) == before
 
 
 def test_same_name_twice(submitted, tmp_path, capsys):
@@ -356,9 +374,15 @@ def test_same_name_twice(submitted, tmp_path, capsys):
     document = load(submitted / "npo-good.json")
     document["method"]["hparams"]["beta"] = 0.2  # other content, same name
     copy = save(other / "npo-good.json", document)
-    code, _, err = run_cli(["leaderboard", "validate", submitted / "npo-good.json", copy], capsys)
-    assert code == 2
-    assert err.strip().splitlines() == [f"{copy}: duplicate name 'npo-good' (also in {submitted / 'npo-good.json'})"]
+    original = submitted / "npo-good.json"
+    code, out, err = run_cli(["leaderboard", "validate", original, copy], capsys)
+    assert code == 2 and "2 submission(s) checked: 0 valid, 2 invalid" in out
+    assert err.strip().splitlines() == [
+        f"{original}: clashes with another submission: the same name 'npo-good' (ignoring case) as {copy}",
+        f"{copy}: clashes with another submission: the same name 'npo-good' (ignoring case) as {original}",
+    ]
+    # the same file given twice is one file
+    assert run_cli(["leaderboard", "validate", original, original], capsys)[0] == 0
 
 
 def test_validate_missing_folder_and_empty_folder(tmp_path, capsys):
@@ -370,105 +394,49 @@ def test_validate_missing_folder_and_empty_folder(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Schema
+# Schema (checked with jsonschema)
 
 
 def test_schema_file_is_the_schema_and_is_valid():
-    jsonschema = pytest.importorskip("jsonschema")
+    import jsonschema
+
     shipped = REPO_ROOT / "leaderboard" / "schema.json"
     assert shipped.read_text() == schema_text(), "run: restor-bench leaderboard schema --out leaderboard/schema.json"
     jsonschema.Draft202012Validator.check_schema(SUBMISSION_SCHEMA)
 
 
-def _keywords(node, found: set) -> set:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in ("properties", "$defs"):
-                for sub in value.values():
-                    _keywords(sub, found)
-                found.add(key)
-            else:
-                found.add(key)
-                _keywords(value, found)
-    elif isinstance(node, list):
-        for item in node:
-            _keywords(item, found)
-    return found
-
-
-def test_builtin_checker_covers_the_schema_and_agrees_with_jsonschema(submitted):
-    jsonschema = pytest.importorskip("jsonschema")
-    assert _keywords(SUBMISSION_SCHEMA, set()) <= SUPPORTED_KEYWORDS
+def test_schema_refuses_each_broken_shape(submitted):
     good = load(submitted / "npo-good.json")
-    validator = jsonschema.Draft202012Validator(SUBMISSION_SCHEMA)
-    assert builtin_schema_errors(good) == [] and validator.is_valid(good)
+    assert schema_errors(good) == []
     task = good["tasks"][TASK]
-    broken = [
-        {k: v for k, v in good.items() if k != "seeds"},
-        dict(good, seeds=[0, 0]),
-        dict(good, extra=1),
-        dict(good, data=dict(good["data"], world="moon")),
-        dict(good, data=dict(good["data"], level=True)),
-        dict(good, data=dict(good["data"], data_hash="xyz")),
-        dict(good, tasks={}),
-        dict(good, tasks={TASK: dict(task, runs=[dict(task["runs"][0], clean={"correct": "01x",
-                                                                            "gave_corrupted": ""})])}),
-        dict(good, tasks={TASK: dict(task, targets=[])}),
-        dict(good, method={"name": "a\nb", "hparams": {}}),
-        dict(good, bootstrap=dict(good["bootstrap"], resamples=10**6)),
-        dict(good, versions={"torch": "2"}),
-    ]
-    for document in broken:
-        assert builtin_schema_errors(document), document.keys()
-        assert not validator.is_valid(document)
+    broken = {
+        "no seeds": ({k: v for k, v in good.items() if k != "seeds"}, "at (top level): 'seeds' is a required"),
+        "seed twice": (dict(good, seeds=[0, 0]), "at /seeds: [0, 0] has non-unique elements"),
+        "extra field": (dict(good, extra=1), "at (top level): Additional properties are not allowed ('extra' was unexpected)"),
+        "world": (dict(good, data=dict(good["data"], world="moon")), "at /data/world: 'moon' is not one of"),
+        "level": (dict(good, data=dict(good["data"], level=True)), "at /data/level: True is not of type 'integer'"),
+        "hash": (dict(good, data=dict(good["data"], data_hash="xyz")), "at /data/data_hash: 'xyz' does not match"),
+        "no target set": (dict(good, data={k: v for k, v in good["data"].items() if k != "targets"}),
+                          "at /data: 'targets' is a required property"),
+        "no task": (dict(good, tasks={}), "at /tasks: {} should be non-empty"),
+        "bits": (dict(good, tasks={TASK: dict(task, runs=[dict(task["runs"][0], clean={"correct": "01x",
+                                                                                      "gave_corrupted": ""})])}),
+                 "at /tasks/restor_tiny_facts/runs/0/clean/correct: '01x' does not match"),
+        "no targets": (dict(good, tasks={TASK: dict(task, targets=[])}), "at /tasks/restor_tiny_facts/targets: []"),
+        "control character": (dict(good, method={"name": "a\nb", "hparams": {}}), "at /method/name:"),
+        "nested hparams": (dict(good, method={"name": "npo", "hparams": {"a": {"b": 1}}}), "at /method/hparams/a:"),
+        "resamples": (dict(good, bootstrap=dict(good["bootstrap"], resamples=10**6)),
+                      "at /bootstrap/resamples: 1000000 is greater than the maximum of 10000"),
+        "seeds": (dict(good, seeds=list(range(21))), "at /seeds: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11"),
+        "versions": (dict(good, versions={"torch": "2"}), "at /versions: 'lm-eval' is a required property"),
+    }
+    for what, (document, message) in broken.items():
+        errors = schema_errors(document)
+        assert errors and errors[0].startswith(message), (what, errors)
 
 
 # --------------------------------------------------------------------------------------------------------------
 # Build
-
-
-class TableParser(HTMLParser):
-    """Rows of every <tbody> of a page, as lists of cell texts; also any external references."""
-
-    def __init__(self):
-        super().__init__()
-        self.rows: list[list[str]] = []
-        self.in_body = self.in_cell = False
-        self.external: list[str] = []
-        self.tags: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append(tag)
-        for name, value in attrs:
-            if name in ("src", "href") or (value and "://" in value):
-                self.external.append(f"{tag} {name}={value}")
-        if tag == "tbody":
-            self.in_body = True
-        elif tag == "tr" and self.in_body:
-            self.rows.append([])
-        elif tag == "td" and self.in_body:
-            self.in_cell = True
-            self.rows[-1].append("")
-
-    def handle_endtag(self, tag):
-        if tag == "tbody":
-            self.in_body = False
-        elif tag == "td":
-            self.in_cell = False
-
-    def handle_data(self, data):
-        if self.in_cell and self.rows and self.rows[-1]:
-            self.rows[-1][-1] += data
-
-
-def parse_page(path: Path) -> TableParser:
-    parser = TableParser()
-    parser.feed(path.read_text(encoding="utf-8"))
-    return parser
-
-
-def table_rows(path: Path) -> list[list[str]]:
-    return parse_page(path).rows
 
 
 def test_build_writes_tables_page_and_plot(submitted, tmp_path, capsys):
@@ -478,17 +446,24 @@ def test_build_writes_tables_page_and_plot(submitted, tmp_path, capsys):
     assert "2 submission(s) on the leaderboard" in out
 
     readme = (board / "README.md").read_text()
-    assert "## Tiny world · classic protocol · corruption level k=2 · full forget set · restor_tiny_facts (contains)" in readme
+    assert ("## Tiny world · classic protocol · corruption level k=2 · full forget set · restor\\_tiny\\_facts "
+            "(contains) · test targets") in readme
+    assert "Targets: the test set, 1 people" in readme
+    assert "Questions per seed: 4 about the targets and 24 others (the whole task)" in readme
     rows = [line for line in readme.splitlines() if line.startswith("| ") and not line.startswith("| #")]
-    assert [row.split(" | ")[1] for row in rows] == ["npo-good", "ga-weak"]  # ranked by restoration ratio
+    assert [row.split(" | ")[1] for row in rows] == ["npo\\-good", "ga\\-weak"]  # ranked by restoration ratio
     good = load(submitted / "npo-good.json")["tasks"][TASK]["metrics"]["aggregate"]
-    assert f"{good['restoration_ratio']['value']:.2f} [" in rows[0]
+    assert f" | {good['restoration_ratio']['value']:.2f} [" in rows[0]
+    assert f" | {100 * good['non_target_change']['value']:+.1f} [" in rows[0]
     assert "![" in readme and "(plot.png)" in readme
 
     page = parse_page(board / "index.html")
     assert page.external == [], "the page must not load anything"
     assert [row[1] for row in page.rows] == ["npo-good", "ga-weak"]
     assert page.rows[0][2].startswith("npo") and page.rows[1][2].startswith("gradient_ascent")
+    header = [cell for cell in leaderboard.TABLE_HEADER]
+    assert "non-target change vs clean, points [95% CI]" in header
+    assert any("n/a: the corruption moved < 1 question" in cell for cell in header)
     assert all(len(row) == len(leaderboard.TABLE_HEADER) for row in page.rows)
     html = (board / "index.html").read_text()
     assert "http://" not in html and "https://" not in html and "<link" not in html
@@ -515,7 +490,8 @@ def test_text_from_a_submission_is_escaped(submitted, tmp_path, capsys):
     assert "<img" not in html
     assert parse_page(board / "index.html").external == []
     readme = (board / "README.md").read_text()
-    assert "<script>" not in readme and "&lt;script&gt;alert(1)&lt;/script&gt;\\|x" in readme
+    assert "<script>" not in readme and "&lt;script&gt;alert\\(1\\)&lt;\\/script&gt;\\|x" in readme
+    assert "<img" not in readme and "&lt;\\/code&gt;&lt;img src\\=x&gt;" in readme
 
 
 def test_empty_leaderboard(tmp_path, capsys):
@@ -545,7 +521,7 @@ def test_failed_build_leaves_the_leaderboard_intact(submitted, tmp_path, monkeyp
     _bad_malformed(invalid, {})
     _bad_hash(invalid, load(submitted / "npo-good.json"))
     code, _, err = run_cli(["leaderboard", "build", "--submissions", invalid, "--out", board], capsys)
-    assert code == 2 and "none of the 2 submission file(s) is valid" in err
+    assert code == 2 and "2 of the 2 submission file(s) are invalid; the leaderboard is left unchanged" in err
     assert _snapshot(board) == before
 
     # 2. an output blocked by a folder
@@ -562,13 +538,13 @@ def test_failed_build_leaves_the_leaderboard_intact(submitted, tmp_path, monkeyp
         raise RuntimeError("simulated rendering failure")
 
     with monkeypatch.context() as patch:
-        patch.setattr(leaderboard, "render_plot_png", broken_plot)
+        patch.setattr(leaderboard_build, "render_plot_png", broken_plot)
         with pytest.raises(RuntimeError, match="simulated"):
             leaderboard.build_leaderboard(submitted, board)
     assert _snapshot(board) == before
 
     # 4. writing fails on the second file: the first one is not replaced either, no temporary file is left
-    real_stage = leaderboard._stage_file
+    real_stage = leaderboard_build._stage_file
     calls = []
 
     def failing_stage(path, content):
@@ -578,7 +554,7 @@ def test_failed_build_leaves_the_leaderboard_intact(submitted, tmp_path, monkeyp
         return real_stage(path, content)
 
     with monkeypatch.context() as patch:
-        patch.setattr(leaderboard, "_stage_file", failing_stage)
+        patch.setattr(leaderboard_build, "_stage_file", failing_stage)
         with pytest.raises(OSError):
             leaderboard.build_leaderboard(submitted, board)
     assert calls == ["README.md", "index.html"]
@@ -588,7 +564,7 @@ def test_failed_build_leaves_the_leaderboard_intact(submitted, tmp_path, monkeyp
     # 5. a hand-written file is not replaced without --overwrite
     (board / "README.md").write_text("# my own notes\n")
     code, _, err = run_cli(["leaderboard", "build", "--submissions", submitted, "--out", board], capsys)
-    assert code == 2 and "was not written by `leaderboard build`" in err
+    assert code == 2 and "was not written by `leaderboard build` (it lacks the generated marker)" in err
     assert (board / "README.md").read_text() == "# my own notes\n"
     code, _, err = run_cli(["leaderboard", "build", "--submissions", submitted, "--out", board, "--overwrite"], capsys)
     assert code == 0, err
@@ -610,84 +586,6 @@ def test_repository_leaderboard_is_up_to_date(tmp_path, capsys):
         )
 
 
-def test_page_renders_in_a_headless_browser(submitted, tmp_path, capsys):
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        pytest.skip("chromium is not installed (apt-get install chromium) ")
-    board = tmp_path / "board"
-    assert run_cli(["leaderboard", "build", "--submissions", submitted, "--out", board], capsys)[0] == 0
-    shot = tmp_path / "page.png"
-    command = [
-        browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-        f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,900",
-        (board / "index.html").resolve().as_uri(),
-    ]
-    result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    data = shot.read_bytes()
-    assert data.startswith(b"\x89PNG") and len(data) > 10_000
-
-    # the inline script sorts: click the "submission" header, then read the rows back from the browser's DOM
-    clicked = board / "clicked.html"
-    clicked.write_text((board / "index.html").read_text().replace(
-        "</body>", "<script>document.querySelectorAll('table.board th')[1].click();</script></body>"
-    ))
-    command = [*command[:6], f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", clicked.resolve().as_uri()]
-    result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    parser = TableParser()
-    parser.feed(result.stdout)
-    assert [row[1] for row in parser.rows] == ["ga-weak", "npo-good"]  # built in ratio order: npo-good first
-    assert 'aria-sort="ascending"' in result.stdout
-
-
-def test_validation_without_jsonschema_uses_the_builtin_checker(submitted, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "jsonschema", None)  # `import jsonschema` now raises ImportError
-    bad = _bad_missing_fields(submitted, load(submitted / "npo-good.json"))
-    code, _, err = run_cli(["leaderboard", "validate", submitted], capsys)
-    assert code == 2
-    assert err.strip().splitlines() == [
-        f"{bad}: schema: at (top level): missing required field 'versions' (and 1 more schema error(s))"
-    ]
-
-
-@pytest.mark.skipif(not (REPO_ROOT / "tasks" / "restor_tiny_facts.yaml").exists(), reason="restor tasks not present")
-def test_real_lm_eval_output_through_submit_validate_build(random_tiny_model, world, tmp_path, capsys):
-    """One real `restor-bench eval` (lm-eval on a random tiny model): its folder serves as all three models."""
-    evaluation = tmp_path / "runs" / "steps" / "eval-real"
-    code = main(["eval", str(random_tiny_model), "--tasks", TASK, "--world-dir", str(world), "--limit", "12",
-                 "--batch-size", "4", "--out", str(evaluation)])
-    assert code == 0, capsys.readouterr().err[-2000:]
-    capsys.readouterr()
-    record = {
-        "schema": "restor-bench/run/v1", "name": "real", "world": "tiny", "method": "none", "hparams": {},
-        "level": 0, "forget": "full", "corruption": "wikidata", "model": str(random_tiny_model), "lora": False,
-        "seeds": [0], "data_hash": world_hash(world), "versions": {},
-        "per_seed": [{"seed": 0, "artifacts": {f"eval_{role}": "steps/eval-real"
-                                                for role in ("clean", "corrupted", "unlearned")}}],
-    }
-    (tmp_path / "runs" / "real").mkdir()
-    save(tmp_path / "runs" / "real" / "run.json", record)
-    submissions = tmp_path / "submissions"
-    code, _, err = run_cli(["leaderboard", "submit", tmp_path / "runs" / "real", "--name", "real-lm-eval",
-                            "--out", submissions, "--model-name", "random-tiny"], capsys)
-    assert code == 0, err
-    document = load(submissions / "real-lm-eval.json")
-    # versions come from the evaluation folder's record when run.json has none
-    assert document["versions"]["lm-eval"] and document["versions"]["torch"]
-    task = document["tasks"][TASK]
-    results = load(next(evaluation.rglob("results_*.json")))
-    assert task["task_hash"] == results["task_hashes"][TASK]
-    assert len(task["questions"]) == 12 and task["targets"] == ["Alma Vittor", "Bram Okelo"]
-    run = task["runs"][0]
-    assert run["clean"] == run["corrupted"] == run["unlearned"]
-    assert task["metrics"]["aggregate"]["restoration_ratio"]["value"] is None  # the "corruption" changed nothing
-    assert run_cli(["leaderboard", "validate", submissions], capsys)[0] == 0
-    assert run_cli(["leaderboard", "build", "--submissions", submissions, "--out", tmp_path / "board"], capsys)[0] == 0
-    rows = table_rows(tmp_path / "board" / "index.html")
-    assert [row[1] for row in rows] == ["real-lm-eval"] and rows[0][4] == "undefined"
-
-
 def test_protocol_is_checked_and_separates_the_tables(submitted, tmp_path, capsys):
     import json as _json
 
@@ -704,4 +602,5 @@ def test_protocol_is_checked_and_separates_the_tables(submitted, tmp_path, capsy
     assert "## Tiny world · classic protocol · corruption level k=2" in readme
 
     bad = dict(good, name="npo-bad", data=dict(good["data"], protocol="nature"))
-    assert any("protocol" in problem for problem in check_document(bad, folder / "npo-bad.json"))
+    assert check_document(bad, folder / "npo-bad.json") == [
+        "schema: at /data/protocol: 'nature' is not one of ['paper', 'classic']"]
