@@ -92,6 +92,7 @@ from restor_bench.compare_tasks import (
     restoration_task_report,
 )
 from restor_bench.errors import GateFailure, InputError
+from restor_bench.unchanged import unchanged_warning
 from restor_bench.outcomes import (
     DEFAULT_METRIC,
     GENERATION_METRICS,
@@ -174,6 +175,10 @@ def compare_restoration(
         report["tasks"][aligned.task] = restoration_task_report(
             aligned, "clean", "corrupted", [r.label for r in runs[2:]], n_resamples, seed, per_question
         )
+    for run in runs[2:]:
+        warning = unchanged_warning(run.label, loaded[run.label], loaded["corrupted"])
+        if warning:
+            report["warnings"].append(warning)
     return report
 
 
