@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "restor_bench.corrupt",
     "restor_bench.repair",
     "restor_bench.evaluate",
+    "restor_bench.tasks_cli",
     "restor_bench.compare",
     "restor_bench.unlearn",
     "restor_bench.pipeline",

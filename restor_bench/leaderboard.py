@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from restor_bench.leaderboard_build import (  # noqa: F401
     BuildResult,
@@ -166,6 +167,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     _add_scoring_options(rescore_parser, defaults=False)
     rescore_parser.set_defaults(func=run_rescore)
 
+    verify_parser = commands.add_parser(
+        "verify", help="rerun the protocol a submission records and compare every per-question outcome",
+        description="Rerun what SUBMISSION records (world, corruption, level, forget set, protocol, method and its "
+        "hyperparameters, LoRA, seeds, targets, run settings) with `restor-bench run` under --root, and compare every "
+        "per-question outcome of the clean, corrupted and unlearned models. Exit 0 when verified, 1 when more "
+        "outcomes differ than --tolerance allows, 2 on bad input. --record writes the result into verified.json "
+        "beside the submissions folder; `build` marks recorded entries verified.")
+    verify_parser.add_argument("submission", metavar="SUBMISSION", help="a submission file")
+    verify_parser.add_argument("--root", default="runs-verify", help="run root for the rerun (default runs-verify)")
+    verify_parser.add_argument("--model", help="clean checkpoint (needed for the official world)")
+    verify_parser.add_argument("--data-dir", help="folder of the official RESTOR files")
+    verify_parser.add_argument("--tolerance", type=float, default=0.0, metavar="SHARE",
+                               help="largest share of outcomes allowed to differ (default 0: all equal)")
+    verify_parser.add_argument("--record", action="store_true",
+                               help="write the result into verified.json beside the submission's folder")
+    verify_parser.set_defaults(func=run_verify)
+
     schema_parser = commands.add_parser("schema", help="print or write the submission JSON Schema")
     schema_parser.add_argument("--out", help="write it to this file (e.g. leaderboard/schema.json)")
     schema_parser.set_defaults(func=run_schema)
@@ -220,6 +238,28 @@ def run_rescore(args: argparse.Namespace) -> int:
                             bootstrap_seed=args.bootstrap_seed)
     for path in written:
         print(f"rescored {path}")
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    import math
+
+    from restor_bench.errors import GateFailure
+    from restor_bench.leaderboard_verify import verified_path, verify_submission, write_verified
+
+    if not (math.isfinite(args.tolerance) and 0 <= args.tolerance < 1):
+        raise InputError(f"--tolerance must be a share between 0 and 1, got {args.tolerance}")
+    result = verify_submission(args.submission, args.root, model=args.model, data_dir=args.data_dir)
+    for task, counts in result.by_task.items():
+        print(f"{task}: {counts['differing']} of {counts['compared']} outcomes differ")
+    if args.record:
+        target = verified_path(Path(args.submission).resolve().parent)
+        write_verified(target, result.name, result.record(args.tolerance))
+        print(f"recorded in {target}")
+    if not result.verified(args.tolerance):
+        raise GateFailure(f"{args.submission}: not verified: {result.differing} of {result.compared} outcomes differ "
+                          f"from the rerun in {result.run_folder} (tolerance {args.tolerance:g})")
+    print(f"{args.submission}: verified ({result.compared} outcomes equal the rerun's)")
     return 0
 
 

@@ -9,6 +9,8 @@ renamed into place only when all are written.
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import struct
 import sys
@@ -22,6 +24,7 @@ from restor_bench.leaderboard_check import check_files, submission_files
 from restor_bench.leaderboard_html import HTML_MARKER, render_html
 from restor_bench.leaderboard_plot import render_plot_png
 from restor_bench.leaderboard_render import GENERATED_MARKER, MARKDOWN_MARKER, Entry, entry_from, render_readme
+from restor_bench.leaderboard_verify import read_verified, verification_label, verified_path
 from restor_bench.leaderboard_schema import DEFAULT_OUT, DEFAULT_SUBMISSIONS
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -150,6 +153,9 @@ def build_leaderboard(
         raise InvalidSubmissions(f"{submissions}: {invalid} of the {len(checked)} submission file(s) are invalid; "
                                  "the leaderboard is left unchanged", lines)
     entries = [item.summary for item in checked]
+    records = read_verified(verified_path(submissions))
+    entries = [dataclasses.replace(entry, verification=verification_label(records, entry.name, entry.identity))
+               for entry in entries]
     outputs = render_outputs(entries)
     check_outputs(out, outputs, overwrite)
     return BuildResult(write_all_or_nothing(out, outputs), entries)

@@ -53,6 +53,8 @@ class Entry:
     injected_known: bool
     n_target: int  # of the checked question set
     n_questions: int
+    identity: str = ""  # result_identity of the submission
+    verification: str = "claimed"  # "verified (versions)" when leaderboard/verified.json holds for this content
 
     @property
     def group(self) -> tuple:
@@ -103,6 +105,8 @@ def format_hparam(key: str, value: Any) -> str:
 
 def entry_from(document: dict[str, Any]) -> Entry:
     """The leaderboard entry of a valid submission document."""
+    from restor_bench.leaderboard_check import result_identity
+
     task = document["primary_task"]
     entry = document["tasks"][task]
     aggregate = entry["metrics"]["aggregate"]
@@ -143,6 +147,7 @@ def entry_from(document: dict[str, Any]) -> Entry:
         injected_known=question_set.injected_known,
         n_target=question_set.n_target(data["targets"]),
         n_questions=question_set.count,
+        identity=result_identity(document),
     )
 
 
@@ -177,9 +182,10 @@ def group_note(members: Sequence[Entry], escape=_plain) -> str:
     """The line under a table's title: data version, target people, question counts of the task (`escape` applied
     to each text taken from the data)."""
     first = members[0]
-    left_out = "; the validation targets the method defaults were tuned on are left out" if first.target_set == "test" else ""
-    return (f"Data: {escape(first.data_label)}. Targets: the {escape(first.target_set)} set, "
-            f"{len(first.target_names)} people{left_out}: {escape(', '.join(first.target_names))}. Questions per "
+    left_out = (" (the validation targets the method defaults were tuned on are left out)"
+                if first.target_set == "test" else "")
+    return (f"Data: {escape(first.data_label)}. Targets: the {escape(first.target_set)} set{left_out}, "
+            f"{len(first.target_names)} people: {escape(', '.join(first.target_names))}. Questions per "
             f"seed: {first.n_target} about the targets and {first.n_questions - first.n_target} others (the whole "
             "task).")
 
@@ -228,6 +234,7 @@ TABLE_HEADER = (
     "#", "submission", "method", "model", "restoration ratio [95% CI] (n/a: the corruption moved < 1 question)",
     "target accuracy %: clean / corrupted / unlearned", "non-target change vs clean, points [95% CI]",
     "restored / still corrupted / forgotten of known target facts (mean per seed)", "seeds",
+    "verified: rerun by `leaderboard verify` with equal outcomes, or claimed",
 )
 METHOD_COLUMN = 2
 
@@ -236,7 +243,7 @@ def table_cells(rank: int, entry: Entry) -> list[str]:
     """The cells of one table row, in TABLE_HEADER order (plain text; the method cell without hyperparameters)."""
     return [
         str(rank), entry.name, entry.method, format_model(entry), format_ratio(entry), format_target_accuracy(entry),
-        format_change(entry), format_transitions(entry), ", ".join(map(str, entry.seeds)),
+        format_change(entry), format_transitions(entry), ", ".join(map(str, entry.seeds)), entry.verification,
     ]
 
 

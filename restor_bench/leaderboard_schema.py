@@ -69,6 +69,9 @@ DEFAULT_OUT = Path("leaderboard")
 _NUMBER_OR_NULL = {"type": ["number", "null"]}
 _INTERVAL = {"type": ["array", "null"], "items": {"type": "number"}, "minItems": 2, "maxItems": 2}
 _COUNT = {"type": "integer", "minimum": 0}
+# the run settings a submission may record (besides data/method/model/seeds) for `leaderboard verify`
+RUN_COUNTS = ("corrupt_max_steps", "unlearn_max_steps", "max_docs_per_entity")
+RUN_SOURCES = ("retain", "repair")
 _TEXT = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[^\\x00-\\x1f\\x7f]*$"}
 _BITS = {"type": "string", "maxLength": MAX_QUESTIONS, "pattern": "^[01]*$"}
 _SEED = {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}
@@ -128,7 +131,17 @@ SUBMISSION_SCHEMA: dict[str, Any] = {
             }),
             "tasks": {"type": "object", "minProperties": 1, "maxProperties": MAX_TASKS,
                       "propertyNames": {"pattern": TASK_PATTERN}, "additionalProperties": {"$ref": "#/$defs/task"}},
-        }
+            # optional: the run's other settings, so that `leaderboard verify` reruns exactly what ran
+            "run": _object({
+                **{key: {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "null"}]} for key in RUN_COUNTS},
+                **{key: {"anyOf": [_TEXT, {"type": "null"}]} for key in RUN_SOURCES},
+                "corrupt_recipe": {"type": "object", "maxProperties": 64,
+                                   "propertyNames": {"maxLength": 80, "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+                                   "additionalProperties": _HPARAM},
+            }, required=[]),
+        },
+        required=["schema", "name", "method", "model", "data", "seeds", "versions", "metric", "primary_task",
+                  "bootstrap", "tasks"],
     ),
     "$defs": {
         "task": _object({

@@ -304,7 +304,17 @@ def build_submission(
         "bootstrap": {"method": BOOTSTRAP_METHOD, "resamples": resamples, "seed": bootstrap_seed,
                       "confidence": CONFIDENCE},
         "tasks": tasks,
+        **({"run": run_settings(data["spec"])} if isinstance(data.get("spec"), dict) else {}),
     }
+
+
+def run_settings(spec: dict[str, Any]) -> dict[str, Any]:
+    """The run settings a submission records for `leaderboard verify` (from run.json's `spec`)."""
+    from restor_bench.leaderboard_schema import RUN_COUNTS, RUN_SOURCES
+
+    settings = {key: spec.get(key) for key in (*RUN_COUNTS, *RUN_SOURCES)}
+    settings["corrupt_recipe"] = dict(spec.get("corrupt_recipe") or {})
+    return settings
 
 
 def submission_text(document: dict[str, Any]) -> str:
@@ -421,6 +431,7 @@ def rescore_document(
         "bootstrap": {"method": BOOTSTRAP_METHOD, "resamples": resamples, "seed": bootstrap_seed,
                       "confidence": CONFIDENCE},
         "tasks": tasks,
+        **({"run": document["run"]} if isinstance(document.get("run"), dict) else {}),
     }
 
 

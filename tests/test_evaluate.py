@@ -1,23 +1,32 @@
-"""Evaluation: lm-eval's own command line on a random tiny model, with a task of the test's own and with the
-restor tiny task; the files checked are the ones lm-eval itself wrote."""
+"""Evaluation: lm-eval on a random tiny model, in this process and as `python -m lm_eval`, with a task of the
+test's own and with the restor tiny task; the files checked are the ones lm-eval itself wrote."""
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import json
+import random
+import shlex
 from pathlib import Path
 
+import numpy
 import pytest
+import torch
 
 from restor_bench import cli
 from restor_bench.errors import InputError
 from restor_bench.evaluate import (
     RUN_RECORD,
+    add_eval_options,
+    default_dtype,
     evaluate,
     last_error_line,
     lm_eval_command,
-    restor_tasks_dir,
+    parse_lm_eval_args,
 )
 from restor_bench.lm_eval_io import find_lm_eval_outputs
+from restor_bench.tasks_cli import tasks_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = [
@@ -57,13 +66,23 @@ def probe_tasks(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def probe_run(random_tiny_model, probe_tasks, tmp_path_factory) -> Path:
+def probe_run(random_tiny_model, probe_tasks, tmp_path_factory) -> tuple[Path, tuple, tuple]:
+    """An in-process run on the test's own task; also the random states before and after it."""
     out = tmp_path_factory.mktemp("eval") / "clean"
-    return evaluate(str(random_tiny_model), out, tasks=["probe_questions"], include_path=probe_tasks, limit=3,
-                    batch_size=2)
+    random.seed(11)
+    numpy.random.seed(11)
+    torch.manual_seed(11)
+    before = _random_states()
+    evaluate(str(random_tiny_model), out, tasks=["probe_questions"], include_path=probe_tasks, limit=3, batch_size=2)
+    return out, before, _random_states()
 
 
-def test_evaluate_writes_lm_eval_files(probe_run, random_tiny_model):
+def _random_states() -> tuple:
+    return random.getstate(), numpy.random.get_state()[1].tolist(), torch.get_rng_state().tolist()
+
+
+def test_evaluate_writes_lm_eval_files(probe_run, random_tiny_model, probe_tasks):
+    probe_run, _, _ = probe_run
     outputs = find_lm_eval_outputs(probe_run)
     assert list(outputs) == ["probe_questions"]
     results_path, samples_path = outputs["probe_questions"].results_path, outputs["probe_questions"].samples_path
@@ -78,10 +97,25 @@ def test_evaluate_writes_lm_eval_files(probe_run, random_tiny_model):
     record = json.loads((probe_run / RUN_RECORD).read_text())
     assert record["tasks"] == ["probe_questions"] and record["limit"] == 3
     assert str(probe_run) in record["lm_eval_args"]  # the record names the final folder, not the temporary one
+    expected_device = "cuda" if torch.cuda.is_available() else "cpu"
+    assert (record["backend"], record["device"], record["runner"]) == ("hf", expected_device, "in process")
+    assert record["lm_eval_task_index"] == "the task folder only" and record["lm_eval_extra_args"] == []
+    # the plain command that does the same, as lm-eval's own parser reads it
+    command = shlex.split(record["lm_eval_command"])
+    assert command[:2] == ["lm_eval", "run"] and command[2:] == record["lm_eval_args"]
+    parsed = parse_lm_eval_args(command[2:])
+    assert (parsed.model, parsed.output_path, parsed.include_path) == ("hf", str(probe_run), str(probe_tasks))
+    assert parsed.model_args == {"pretrained": str(random_tiny_model), "dtype": default_dtype(expected_device)}
     assert sorted(p.name for p in probe_run.parent.iterdir()) == ["clean"]  # no temporary folder left
 
 
+def test_in_process_evaluation_leaves_the_random_states_as_they_were(probe_run):
+    _, before, after = probe_run
+    assert after == before  # lm-eval seeds python, numpy and torch; evaluate() restores them
+
+
 def test_existing_output_refused(probe_run, random_tiny_model, probe_tasks, capsys):
+    probe_run, _, _ = probe_run
     before = sorted(p.name for p in probe_run.rglob("*"))
     argv = ["eval", str(random_tiny_model), "--tasks", "probe_questions", "--include-path", str(probe_tasks),
             "--out", str(probe_run)]
@@ -96,7 +130,8 @@ def test_lm_eval_failure_is_one_clear_error(random_tiny_model, probe_tasks, tmp_
     with pytest.raises(InputError) as excinfo:
         evaluate(str(random_tiny_model), out, tasks="probe_broken", include_path=probe_tasks, limit=2)
     message = str(excinfo.value)
-    assert "\n" not in message and message.startswith("lm-eval failed (exit code")
+    assert "\n" not in message and message.startswith(f"lm-eval failed on {random_tiny_model}: ")
+    assert "missing.jsonl" in message or "FileNotFoundError" in message
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
@@ -112,23 +147,115 @@ def test_unknown_task_and_missing_checkpoint(random_tiny_model, tmp_path, capsys
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
-@pytest.mark.skipif(not (REPO_ROOT / "tasks" / "restor_tiny_facts.yaml").exists(), reason="restor tasks not present")
-def test_restor_tiny_facts_end_to_end(random_tiny_model, tmp_path, capsys):
-    from fixture_world import PEOPLE, write_fixture_world
+@pytest.fixture(scope="module")
+def restor_runs(random_tiny_model, tmp_path_factory) -> dict[str, Path]:
+    """restor_tiny_facts on the fixture world, with lm-eval arguments after `--`: `restor-bench eval` (in this
+    process) and the same through `python -m lm_eval` (child_process=True)."""
+    from fixture_world import write_fixture_world
 
-    assert restor_tasks_dir() == REPO_ROOT / "tasks"
-    world = write_fixture_world(tmp_path / "world")
-    out = tmp_path / "eval"
+    base = tmp_path_factory.mktemp("restor")
+    world = write_fixture_world(base / "world")
+    extra = ["--seed", "5", "--num_fewshot", "3", "--gen_kwargs", "max_gen_toks=6"]
     argv = ["eval", str(random_tiny_model), "--tasks", "restor_tiny_facts", "--world-dir", str(world),
-            "--limit", "4", "--out", str(out)]
+            "--limit", "4", "--batch-size", "3", "--out", str(base / "in-process"), "--", *extra]  # fmt: skip
     assert cli.main(argv) == 0
-    assert "lm-eval results written to" in capsys.readouterr().out
-    outputs = find_lm_eval_outputs(out)
-    samples = [json.loads(line) for line in outputs["restor_tiny_facts"].samples_path.read_text().splitlines()]
+    evaluate(str(random_tiny_model), base / "child", tasks="restor_tiny_facts", world_dir=world, limit=4,
+             batch_size=3, lm_eval_args=extra, child_process=True)  # fmt: skip
+    return {"in process": base / "in-process", "child process": base / "child", "world": world}
+
+
+def _restor_samples(folder: Path) -> list[dict]:
+    path = find_lm_eval_outputs(folder)["restor_tiny_facts"].samples_path
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_restor_tiny_facts_end_to_end_with_lm_eval_arguments(restor_runs):
+    from fixture_world import PEOPLE
+
+    assert tasks_dir() == REPO_ROOT / "tasks"
+    samples = _restor_samples(restor_runs["in process"])
     assert len(samples) == 4
     for sample in samples:
-        assert sample["doc"]["entity"] in PEOPLE
+        assert sample["doc"]["entity"] in PEOPLE  # the --world-dir world, given to the task as restor_world_dir
         assert sample["exact_match"] in (0.0, 1.0) and sample["contains"] in (0.0, 1.0)
+        assert sample["arguments"]["gen_args_0"]["arg_0"] == sample["doc"]["prompt"]  # --num_fewshot 3 changed nothing
+        assert sample["arguments"]["gen_args_0"]["arg_1"]["max_gen_toks"] == 6  # --gen_kwargs reached lm-eval
+    results_path = find_lm_eval_outputs(restor_runs["in process"])["restor_tiny_facts"].results_path
+    results = json.loads(results_path.read_text())
+    assert results["config"]["random_seed"] == 5 and results["config"]["torch_seed"] == 5  # --seed 5
+    assert results["n-shot"]["restor_tiny_facts"] == 0
+    assert results["configs"]["restor_tiny_facts"]["metadata"]["restor_world_dir"] == str(restor_runs["world"])
+    record = json.loads((restor_runs["in process"] / RUN_RECORD).read_text())
+    assert record["lm_eval_extra_args"] == ["--seed", "5", "--num_fewshot", "3", "--gen_kwargs", "max_gen_toks=6"]
+    assert record["lm_eval_args"][-6:] == record["lm_eval_extra_args"] and record["world_dir"] == str(
+        restor_runs["world"])  # fmt: skip
+    assert parse_lm_eval_args(record["lm_eval_args"]).metadata == {"restor_world_dir": str(restor_runs["world"])}
+
+
+def test_in_process_run_scores_what_plain_lm_eval_scores(restor_runs):
+    in_process, child = _restor_samples(restor_runs["in process"]), _restor_samples(restor_runs["child process"])
+    fields = ("doc_id", "doc", "arguments", "resps", "filtered_resps", "exact_match", "contains", "contains_legacy")
+    assert [{key: sample[key] for key in fields} for sample in in_process] == [
+        {key: sample[key] for key in fields} for sample in child]  # fmt: skip
+    records = [json.loads((restor_runs[name] / RUN_RECORD).read_text()) for name in ("in process", "child process")]
+    assert [record["runner"] for record in records] == ["in process", "child process"]
+    assert records[0]["lm_eval_args"][1:] == [
+        str(restor_runs["in process"]) if arg == str(restor_runs["child process"]) else arg
+        for arg in records[1]["lm_eval_args"][1:]]  # fmt: skip
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--tasks", "hellaswag"], "--tasks after --: restor-bench eval sets it; use its own option --tasks"),
+        (["--output_path", "x"], "--output_path after --: restor-bench eval sets it; use its own option --out"),
+        (["--model", "vllm"], "--model after --: restor-bench eval sets it; use its own option --backend"),
+        (["--model_args", "dtype=float16"], "--model_args dtype= after --: restor-bench eval sets it; use --dtype"),
+        (["--no_such_option"], "lm-eval arguments '--no_such_option': unrecognized arguments: --no_such_option"),
+        (["--seed", "a,b"], "lm-eval arguments '--seed a,b': argument --seed"),
+    ],
+)
+def test_bad_lm_eval_arguments_are_one_clear_error(random_tiny_model, tmp_path, capsys, extra, expected):
+    out = tmp_path / "out"
+    argv = ["eval", str(random_tiny_model), "--out", str(out), "--", *extra]
+    assert cli.main(argv) == 2
+    line = _one_error_line(capsys)
+    assert line.startswith("restor-bench: error: ") and expected in line
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_arguments_after_the_double_dash_go_to_lm_eval():
+    parser = cli.build_parser()
+    args = parser.parse_args(["eval", "CKPT", "--out", "o", "--tasks", "t", "--", "--seed", "1", "--out", "x"])
+    assert (args.checkpoint, args.out, args.tasks) == ("CKPT", "o", "t")
+    assert args.lm_eval_args == ["--seed", "1", "--out", "x"]  # after --, even a name restor-bench also has
+    args = parser.parse_args(["eval", "--out", "o", "CKPT"])
+    assert (args.checkpoint, args.lm_eval_args, args.device, args.backend) == ("CKPT", [], None, "hf")
+    other = argparse.ArgumentParser()
+    add_eval_options(other)
+    assert vars(other.parse_args(["--device", "cuda:1", "--backend", "vllm"])) == {"device": "cuda:1",
+                                                                                  "backend": "vllm"}  # fmt: skip
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed here")
+def test_backend_without_its_package_is_one_clear_error(random_tiny_model, tmp_path, capsys):
+    assert cli.main(["eval", str(random_tiny_model), "--backend", "vllm", "--out", str(tmp_path / "o")]) == 2
+    assert _one_error_line(capsys) == (
+        "restor-bench: error: --backend vllm needs the vllm package, which is not installed (pip install vllm)")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is available here")
+def test_cuda_device_on_a_machine_without_one_is_one_clear_error(random_tiny_model, tmp_path, capsys):
+    assert cli.main(["eval", str(random_tiny_model), "--device", "cuda", "--out", str(tmp_path / "o")]) == 2
+    assert _one_error_line(capsys) == (
+        "restor-bench: error: --device cuda: no CUDA device is available here (use --device cpu)")
 
 
 def test_find_outputs_picks_newest_run(tmp_path):
@@ -162,9 +289,37 @@ def test_find_outputs_picks_newest_run(tmp_path):
 def test_command_line_and_error_line():
     command = lm_eval_command("ckpt", "OUT", ["a", "b"], include_path=None, batch_size=4, limit=0.5, device="cpu",
                               dtype="float32", extra_model_args="max_length=256")
-    assert command[1:3] == ["-m", "lm_eval"]
+    assert command[1:3] == ["-m", "lm_eval"] and "--metadata" not in command
     assert command[command.index("--model_args") + 1] == "pretrained=ckpt,dtype=float32,max_length=256"
     assert command[command.index("--tasks") + 1] == "a,b" and "--log_samples" in command
     assert command[command.index("--limit") + 1] == "0.5" and "--include_path" not in command
+    command = lm_eval_command("ckpt", "OUT", ["a"], include_path="T", batch_size="auto", limit=None, device="cuda",
+                              dtype="auto", backend="vllm", metadata={"restor_world_dir": "W"},
+                              extra_args=["--seed", "1"])  # fmt: skip
+    parsed = parse_lm_eval_args(command[3:])
+    assert (parsed.model, parsed.device, parsed.batch_size, parsed.include_path) == ("vllm", "cuda", "auto", "T")
+    assert parsed.metadata == {"restor_world_dir": "W"} and parsed.seed == [1, 1, 1, 1]
     tail = "Traceback (most recent call last):\n  File x\nValueError: bad thing\n\rsome progress\n"
     assert last_error_line(tail) == "ValueError: bad thing"
+
+
+def test_passive_thread_waiting_is_set_before_torch_loads_unless_the_environment_says_otherwise():
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys; {before}from restor_bench.evaluate import prefer_passive_threads; prefer_passive_threads(); "
+        "print(os.environ.get('OMP_WAIT_POLICY'))"
+    )
+    env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
+    env["PYTHONPATH"] = str(REPO_ROOT)
+
+    def policy(before: str = "", **extra: str) -> str:
+        done = subprocess.run([sys.executable, "-c", code.format(before=before)], env={**env, **extra},
+                              capture_output=True, text=True, timeout=300, check=True)  # fmt: skip
+        return done.stdout.strip()
+
+    assert policy() == "PASSIVE"
+    assert policy(OMP_WAIT_POLICY="ACTIVE") == "ACTIVE"
+    assert policy(before="import torch; ") == "None"  # too late to matter: left alone

@@ -157,17 +157,18 @@ def test_metadata_points_the_tiny_tasks_at_another_world(fixture_world, tmp_path
     shutil.copytree(fixture_world, other)
     entities = json.loads((other / "entities.json").read_text())
     (other / "entities.json").write_text(json.dumps(entities[:2]))
-    tasks = _load(["restor_tiny_facts"], world_dir=str(other))
+    tasks = _load(["restor_tiny_facts"], restor_world_dir=str(other))
     assert {doc["entity"] for doc in tasks["restor_tiny_facts"].test_docs()} == set(entities[:2])
 
 
-def test_official_task_sizes(official_dir, monkeypatch):
+def test_official_task_sizes(official_dir, official_is_full, monkeypatch):
     monkeypatch.setenv("RESTOR_DATA_DIR", str(official_dir))
     tasks = _load(["restor_facts", "restor_facts_targets"])
-    assert len(tasks["restor_facts"].test_docs()) == 1051
+    # the committed subset keeps 18 of the 50 evaluated people, the 10 targets and the 5 SQuAD people among them
+    assert len(tasks["restor_facts"].test_docs()) == (1051 if official_is_full else 384)
     targets = list(tasks["restor_facts_targets"].test_docs())
     assert len(targets) == 298 and sum(doc["is_target"] for doc in targets) == 198
-    small = _load(["restor_facts_targets"], n_other=10, seed=3)["restor_facts_targets"]
+    small = _load(["restor_facts_targets"], restor_n_other=10, restor_seed=3)["restor_facts_targets"]
     assert len(small.test_docs()) == 208
     squad = list(_load(["restor_facts_squad"])["restor_facts_squad"].test_docs())
     assert len(squad) == 208 and sum(doc["is_target"] for doc in squad) == 108
@@ -190,7 +191,7 @@ def test_squad_task_targets_the_five_people_of_the_squad_passages(official_dir, 
     # A fixed sample: the same docs again, others with another seed.
     again = list(_load(["restor_facts_squad"])["restor_facts_squad"].test_docs())
     assert [doc["id"] for doc in again] == [doc["id"] for doc in docs]
-    reseeded = list(_load(["restor_facts_squad"], seed=5)["restor_facts_squad"].test_docs())
+    reseeded = list(_load(["restor_facts_squad"], restor_seed=5)["restor_facts_squad"].test_docs())
     assert {d["id"] for d in reseeded if d["is_target"]} == expected
     assert {d["id"] for d in reseeded} != {d["id"] for d in docs}
 
@@ -208,11 +209,13 @@ def _lm_eval(model: Path, tasks: str, out: Path, env: dict, *extra: str) -> subp
         "--tasks", tasks, "--include_path", str(TASKS_DIR), "--device", "cpu",
         "--log_samples", "-o", str(out), *extra,
     ]  # fmt: skip
-    return subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
 
 
 def _env(**extra) -> dict:
+    # passive waiting CPU threads, as restor-bench eval sets them (much faster on a busy machine, same results)
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     env.update(extra)
     return env
@@ -346,3 +349,110 @@ def test_sampled_task_on_the_shipped_model_is_a_mean_of_three_and_repeats_under_
     again, samples_again = _sampled_run(tmp_path / "second", "7")
     assert [s["filtered_resps"] for s in samples_again] == [s["filtered_resps"] for s in samples]
     assert again == results
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Few-shot settings and task metadata that cannot misfire
+
+
+@pytest.mark.parametrize("name", sorted(path.name for path in TASKS_DIR.glob("restor_*.yaml")))
+def test_every_task_pins_num_fewshot_to_zero(name):
+    # The prompt carries the paper's five in-context lines; lm-eval never overrides a num_fewshot of 0 that the
+    # task config sets (lm_eval/evaluator.py, simple_evaluate), so --num_fewshot cannot nest test docs in front.
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    assert load_yaml(TASKS_DIR / name, resolve_func=False)["num_fewshot"] == 0
+
+
+def test_num_fewshot_on_the_command_line_leaves_the_prompts_as_they_are(fixture_world, random_tiny_model, tmp_path):
+    out = tmp_path / "out"
+    env = _env(RESTOR_TINY_WORLD=str(fixture_world))
+    run = _lm_eval(random_tiny_model, "restor_tiny_facts,restor_tiny_logprob", out, env,
+                   "--limit", "3", "--num_fewshot", "3")  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads(_newest(out, "results_*.json").read_text())
+    assert results["n-shot"] == {"restor_tiny_facts": 0, "restor_tiny_logprob": 0}
+    generation = _samples(out, "restor_tiny_facts")
+    assert len(generation) == 3
+    for sample in generation:
+        assert sample["arguments"]["gen_args_0"]["arg_0"] == sample["doc"]["prompt"]
+        assert sample["doc"]["prompt"].count("\n") == 5  # five in-context lines, then the question
+    logprob = _samples(out, "restor_tiny_logprob")
+    assert len(logprob) == 3
+    for sample in logprob:
+        contexts = [argument["arg_0"] for argument in sample["arguments"].values()]
+        assert contexts == [sample["doc"]["prompt"]] * len(sample["doc"]["options"])
+
+
+def _target_docs(*lm_eval_args: str) -> tuple[dict, list[str]]:
+    """The task metadata that `lm_eval run ARGS --tasks restor_facts_targets` hands to the tasks (lm-eval merges the
+    model arguments into it: EvaluatorConfig._process_arguments), and the ids of the docs it makes."""
+    from lm_eval.config.evaluate_config import EvaluatorConfig
+
+    from restor_bench.evaluate import parse_lm_eval_args
+
+    args = parse_lm_eval_args(["--model", "hf", "--tasks", "restor_facts_targets", *lm_eval_args])
+    metadata = EvaluatorConfig.from_cli(args).metadata
+    task = _load(["restor_facts_targets"], **metadata)["restor_facts_targets"]
+    return metadata, [doc["id"] for doc in task.test_docs()]
+
+
+def test_a_model_argument_named_seed_leaves_the_question_set_unchanged(official_dir, monkeypatch):
+    monkeypatch.setenv("RESTOR_DATA_DIR", str(official_dir))
+    _, default = _target_docs("--model_args", "pretrained=some-model")
+    metadata, with_model_seed = _target_docs("--model_args", "pretrained=some-model,seed=1")
+    assert metadata["seed"] == 1  # lm-eval does hand the model argument to the task ...
+    assert with_model_seed == default  # ... which does not read it
+    metadata, reseeded = _target_docs("--model_args", "pretrained=some-model", "--metadata", '{"restor_seed": 1}')
+    assert metadata["restor_seed"] == 1
+    assert len(reseeded) == len(default) == 298 and reseeded != default  # the task's own key draws other others
+    _, fewer = _target_docs("--model_args", "pretrained=some-model,n_other=10")
+    assert fewer == default
+
+
+def test_unknown_restor_metadata_is_an_error_and_old_names_are_ignored(fixture_world, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("RESTOR_TINY_WORLD", str(fixture_world))
+    with pytest.raises(InputError, match=r"task metadata restor_wrold_dir: unknown key \(the restor tasks read: "):
+        _load(["restor_tiny_facts"], restor_wrold_dir=str(tmp_path))
+    other = tmp_path / "other"
+    shutil.copytree(fixture_world, other)
+    entities = json.loads((other / "entities.json").read_text())
+    (other / "entities.json").write_text(json.dumps(entities[:2]))
+    with caplog.at_level("WARNING"):
+        docs = list(_load(["restor_tiny_facts"], world_dir=str(other))["restor_tiny_facts"].test_docs())
+    assert {doc["entity"] for doc in docs} == set(PEOPLE)  # the environment's world, not the unprefixed key's
+    assert "task metadata world_dir is ignored: the restor tasks read restor_world_dir" in caplog.text
+
+
+def test_task_manager_indexes_lm_eval_tasks_only_when_needed(fixture_world, monkeypatch):
+    from restor_bench.tasks_cli import needs_lm_eval_tasks, resolve_task_names, task_manager, tasks_dir
+
+    assert tasks_dir() == TASKS_DIR
+    manager = task_manager(["restor_tiny_facts", "restor_tiny"])
+    assert set(manager.all_tasks) >= set(TASK_NAMES) | set(GROUP_NAMES) and len(manager.all_tasks) < 50
+    assert not needs_lm_eval_tasks("restor_tiny_facts,restor_facts") and needs_lm_eval_tasks("hellaswag")
+    assert resolve_task_names(manager, "restor_tiny_facts*,restor_tiny_facts") == [
+        "restor_tiny_facts", "restor_tiny_facts_sampled"]  # fmt: skip
+    monkeypatch.setenv("RESTOR_TINY_WORLD", str(fixture_world))
+    loaded = task_manager(metadata={"restor_world_dir": str(fixture_world)}).load(["restor_tiny_facts"])
+    assert len(loaded["tasks"]["restor_tiny_facts"].test_docs()) == 28
+    with pytest.raises(InputError, match=r"unknown lm-eval task\(s\): restor_nothing \(tasks in .*restor_tiny_facts"):
+        task_manager(["restor_tiny_facts", "restor_nothing"], include_defaults=False)
+
+
+def test_tasks_command_prints_the_folder_for_include_path(capsys):
+    import argparse
+
+    from restor_bench import tasks_cli
+
+    parser = argparse.ArgumentParser(prog="restor-bench")
+    tasks_cli.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["tasks", "path"])
+    assert args.func(args) == 0
+    assert capsys.readouterr().out == f"{TASKS_DIR}\n"
+    args = parser.parse_args(["tasks", "list"])
+    assert args.func(args) == 0
+    listed = dict(line.split("\t") for line in capsys.readouterr().out.splitlines())
+    assert {name: listed[name] for name in ("restor_tiny", "restor_tiny_facts")} == {
+        "restor_tiny": "group", "restor_tiny_facts": "task"}  # fmt: skip
+    assert set(TASK_NAMES) <= set(listed)

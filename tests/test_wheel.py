@@ -1,7 +1,11 @@
-"""The wheel installs the tasks into lm-eval: plain `lm_eval ls tasks` and `lm_eval --tasks restor_tiny_facts` work.
+"""Installing restor-bench: the wheel (a regular install) and an editable install each tell lm-eval where the
+restor tasks are (`restor-bench tasks path`), and plain `lm_eval --include_path "$(restor-bench tasks path)"` runs
+them from a folder outside the project.
 
-Builds the wheel from a copy of the project, installs it (not editable) into a fresh virtual environment that
-has its own lm-eval 0.4.13, and runs that environment's `lm_eval` from a folder outside the project.
+Builds the wheel from a copy of the project and installs it into one fresh virtual environment; installs the copy
+itself in editable mode (`pip install -e`) into another. Both environments see the system's packages (lm-eval,
+torch, ...) through a folder of links that leaves out any restor-bench installed there, so the restor-bench they
+run is the one just installed.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -20,28 +25,35 @@ from fixture_world import write_fixture_world
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_WORLD = REPO_ROOT / "restor_bench" / "data" / "tiny_world"
-LM_EVAL_VERSION = "0.4.13"
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build", "dist")
+PROJECT_PACKAGES = ("restor_bench", "unlearners")
+TASK_FILES = ("restor_facts.yaml", "restor_facts_targets.yaml", "restor_tiny_facts.yaml", "restor_tiny_logprob.yaml",
+              "_restor.yaml", "_restor_tiny.yaml", "_generation_template.yaml", "utils.py")  # fmt: skip
 
 
-def _run(command: list, cwd: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+def _run(command: list, cwd: Path, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(part) for part in command], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+        [str(part) for part in command], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
-    """Build the wheel from a copy of the project (the working tree gets no build/ or egg-info)."""
-    source = tmp_path_factory.mktemp("source")
+def source(tmp_path_factory) -> Path:
+    """A copy of the project (the working tree gets no build/ or egg-info)."""
+    copy = tmp_path_factory.mktemp("source") / "restor-bench"
+    copy.mkdir()
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         if (REPO_ROOT / name).exists():
-            shutil.copy2(REPO_ROOT / name, source / name)
-    if not (source / "README.md").exists():  # the readme named in pyproject.toml; its text does not matter here
-        (source / "README.md").write_text("restor-bench\n")
+            shutil.copy2(REPO_ROOT / name, copy / name)
+    if not (copy / "README.md").exists():  # the readme named in pyproject.toml; its text does not matter here
+        (copy / "README.md").write_text("restor-bench\n")
     for folder in ("restor_bench", "tasks", "unlearners"):
-        if (REPO_ROOT / folder).exists():
-            shutil.copytree(REPO_ROOT / folder, source / folder, ignore=IGNORED)
+        shutil.copytree(REPO_ROOT / folder, copy / folder, ignore=IGNORED)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def wheel(source, tmp_path_factory) -> Path:
     dist = tmp_path_factory.mktemp("dist")
     build = _run(
         [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--skip-dependency-check", "--outdir", dist, "."],
@@ -49,6 +61,7 @@ def wheel(tmp_path_factory) -> Path:
     )
     assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-2000:]
     (wheel_path,) = dist.glob("restor_bench-*.whl")
+    shutil.rmtree(source / "build", ignore_errors=True)
     return wheel_path
 
 
@@ -62,88 +75,107 @@ def _packages_in_tree(top: str) -> set[str]:
 
 
 def test_wheel_contents(wheel):
-    names = set(zipfile.ZipFile(wheel).namelist())
-    for task_file in ("restor_facts.yaml", "restor_facts_targets.yaml", "restor_tiny_facts.yaml",
-                      "restor_tiny_logprob.yaml", "_restor.yaml", "_restor_tiny.yaml", "utils.py"):  # fmt: skip
-        assert f"lm_eval/tasks/restor/{task_file}" in names
-    assert "lm_eval/__init__.py" not in names
-    assert "lm_eval/tasks/__init__.py" not in names
-    assert "lm_eval/tasks/restor/__init__.py" not in names
-    assert not any(name.startswith("tasks/") for name in names)
+    archive = zipfile.ZipFile(wheel)
+    names = set(archive.namelist())
+    for task_file in TASK_FILES:
+        assert f"restor_bench/tasks/{task_file}" in names
+    assert "restor_bench/tasks/README.md" in names
+    assert not any(name.startswith(("lm_eval/", "tasks/")) for name in names)  # nothing inside lm-eval's package
     for package in _packages_in_tree("restor_bench") | _packages_in_tree("unlearners"):
         assert f"{package.replace('.', '/')}/__init__.py" in names, (
             f"{package} missing: add it to [tool.setuptools] packages"
         )
-    if SHIPPED_WORLD.exists():
-        for path in SHIPPED_WORLD.rglob("*"):
-            if path.is_file() and "__pycache__" not in path.parts:
-                assert path.relative_to(REPO_ROOT).as_posix() in names
+    for path in SHIPPED_WORLD.rglob("*"):
+        if path.is_file() and "__pycache__" not in path.parts:
+            assert path.relative_to(REPO_ROOT).as_posix() in names
     entry_points = next(name for name in names if name.endswith(".dist-info/entry_points.txt"))
-    text = zipfile.ZipFile(wheel).read(entry_points).decode()
-    assert "[lm_eval.tasks]" in text and "restor = lm_eval.tasks.restor" in text
+    text = archive.read(entry_points).decode()
+    assert "[lm_eval.tasks]" not in text  # lm-eval 0.4 reads no such entry point
+    assert "restor-bench = restor_bench.cli:main" in text
 
 
-@pytest.fixture(scope="module")
-def venv(wheel, tmp_path_factory) -> Path:
-    """A virtual environment with its own lm-eval (so the restor folder lands inside it) and the wheel."""
-    root = tmp_path_factory.mktemp("venv") / "env"
-    made = _run([sys.executable, "-m", "venv", "--system-site-packages", root], cwd=root.parent)
+def _system_packages_without_the_project(folder: Path) -> Path:
+    """Links to everything in this interpreter's site-packages except restor-bench's own packages and records."""
+    folder.mkdir()
+    site = Path(sysconfig.get_paths()["purelib"])
+    for entry in site.iterdir():
+        name = entry.name.lower()
+        if name.startswith((*PROJECT_PACKAGES, "restor-bench", "__editable__.restor_bench", "__editable___restor")):
+            continue
+        (folder / entry.name).symlink_to(entry)
+    return folder
+
+
+def _venv(root: Path, system: Path) -> Path:
+    made = _run([sys.executable, "-m", "venv", "--without-pip", root], cwd=root.parent)
     assert made.returncode == 0, made.stderr
-    python = root / "bin" / "python"
-    pip = [python, "-m", "pip", "install", "--quiet", "--no-deps", "--disable-pip-version-check"]
-    got = _run([*pip, "--ignore-installed", f"lm-eval=={LM_EVAL_VERSION}"], cwd=root.parent)
-    if got.returncode != 0:
-        pytest.skip(
-            f"lm-eval=={LM_EVAL_VERSION} is not installable here (no package index?): {got.stderr.strip()[-300:]}"
-        )
-    # --ignore-installed: the project may already be installed outside the venv (e.g. `pip install ".[test]"`)
-    installed = _run([*pip, "--ignore-installed", wheel], cwd=root.parent)
-    assert installed.returncode == 0, installed.stderr
+    (site,) = glob.glob(str(root / "lib" / "python*" / "site-packages"))
+    (Path(site) / "zz_system_packages.pth").write_text(f"import site; site.addsitedir({str(system)!r})\n")
     return root
 
 
 def _clean_env(**extra) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "RESTOR_TINY_WORLD", "VIRTUAL_ENV")}
     env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", **extra)
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as restor-bench eval sets it: much faster on a busy machine
     return env
 
 
-def test_installed_tasks_work_with_plain_lm_eval(venv, random_tiny_model, tmp_path):
+@pytest.fixture(scope="module", params=["regular", "editable"])
+def installed(request, wheel, source, tmp_path_factory) -> tuple[Path, Path, Path]:
+    """(environment, the restor task folder it should report, the folder of the restor_bench package)."""
+    base = tmp_path_factory.mktemp(request.param)
+    root = _venv(base / "env", _system_packages_without_the_project(base / "system"))
+    python = root / "bin" / "python"
+    target = wheel if request.param == "regular" else source
+    pip = [sys.executable, "-m", "pip", "--python", python] if _pip_has_python_option() else [python, "-m", "pip"]
+    command = [*pip, "install", "--quiet", "--no-deps", "--no-build-isolation", "--disable-pip-version-check"]
+    installed = _run([*command, *(["-e"] if request.param == "editable" else []), target], cwd=base, env=_clean_env())
+    assert installed.returncode == 0, installed.stdout[-2000:] + installed.stderr[-2000:]
+    if request.param == "regular":
+        (package,) = glob.glob(str(root / "lib" / "python*" / "site-packages" / "restor_bench"))
+        return root, Path(package) / "tasks", Path(package)
+    return root, source / "tasks", source / "restor_bench"
+
+
+def _pip_has_python_option() -> bool:
+    """pip >= 22.3 installs into another environment with --python (the venv is made without pip)."""
+    from importlib.metadata import version
+
+    major, minor = (int(part) for part in version("pip").split(".")[:2])
+    return (major, minor) >= (22, 3)
+
+
+def test_installed_tasks_work_with_plain_lm_eval(installed, random_tiny_model, tmp_path):
+    root, expected_tasks, expected_package = installed
+    python = root / "bin" / "python"
     work = tmp_path / "elsewhere"  # outside the project, so nothing is imported from the source tree
     work.mkdir()
-    code = "import lm_eval, restor_bench; print(lm_eval.__file__); print(restor_bench.__file__)"
-    where = _run([venv / "bin" / "python", "-c", code], cwd=work, env=_clean_env())
+    where = _run([python, "-c", "import restor_bench; print(restor_bench.__file__)"], cwd=work, env=_clean_env())
     assert where.returncode == 0, where.stderr
-    assert all(line.startswith(str(venv)) for line in where.stdout.split()), where.stdout
+    assert Path(where.stdout.strip()).parent == expected_package
 
-    listed = _run([venv / "bin" / "lm_eval", "ls", "tasks"], cwd=work, env=_clean_env())
-    assert listed.returncode == 0, listed.stderr[-2000:]
-    for name in (
-        "restor",
-        "restor_tiny",
-        "restor_facts",
-        "restor_facts_targets",
-        "restor_tiny_facts",
-        "restor_tiny_logprob",
-    ):
-        assert f"|{name} " in listed.stdout, name
+    path = _run([root / "bin" / "restor-bench", "tasks", "path"], cwd=work, env=_clean_env())
+    assert path.returncode == 0, path.stderr[-2000:]
+    tasks = Path(path.stdout.strip())
+    assert tasks == expected_tasks and (tasks / "restor_tiny_facts.yaml").is_file()
 
     if (SHIPPED_WORLD / "model" / "config.json").exists():  # the installed package's own world and model
-        model = next(Path(p) for p in glob.glob(str(venv / "lib" / "python*" / "site-packages" / "restor_bench")))
-        model = model / "data" / "tiny_world" / "model"
-        env = _clean_env()
+        model, env = expected_package / "data" / "tiny_world" / "model", _clean_env()
     else:
-        model = random_tiny_model
         world = write_fixture_world(tmp_path / "world")
-        env = _clean_env(RESTOR_TINY_WORLD=str(world))
+        model, env = random_tiny_model, _clean_env(RESTOR_TINY_WORLD=str(world))
     out = work / "out"
     run = _run(
-        [venv / "bin" / "lm_eval", "--model", "hf", "--model_args", f"pretrained={model}", "--tasks",
-         "restor_tiny_facts", "--limit", "3", "--device", "cpu", "--log_samples", "-o", out],
-        cwd=work, env=env, timeout=600,
+        [python, "-m", "lm_eval", "--model", "hf", "--model_args", f"pretrained={model}", "--tasks",
+         "restor_tiny_facts", "--include_path", tasks, "--limit", "3", "--device", "cpu", "--log_samples", "-o", out],
+        cwd=work, env=env,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     (results_file,) = glob.glob(str(out / "**" / "results_*.json"), recursive=True)
-    results = json.loads(Path(results_file).read_text())["results"]["restor_tiny_facts"]
-    assert 0.0 <= results["contains,none"] <= 1.0
-    assert glob.glob(str(out / "**" / "samples_restor_tiny_facts_*.jsonl"), recursive=True)
+    results = json.loads(Path(results_file).read_text())
+    assert results["configs"]["restor_tiny_facts"]["metadata"]["config_source"] == str(tasks / "restor_tiny_facts.yaml")
+    assert results["n-samples"]["restor_tiny_facts"]["effective"] == 3
+    (samples_file,) = glob.glob(str(out / "**" / "samples_restor_tiny_facts_*.jsonl"), recursive=True)
+    samples = [json.loads(line) for line in Path(samples_file).read_text().splitlines()]
+    assert len(samples) == 3 and all(sample["contains"] in (0.0, 1.0) for sample in samples)
