@@ -236,9 +236,11 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--data-dir", help="folder of the official RESTOR files (else RESTOR_DATA_DIR or download)")
     parser.add_argument("--targets", choices=("all", "test"), default="all",
                         help="target facts to report on: all, or (tiny world) the test targets only")
+    from restor_bench.evaluate import add_eval_options
     from restor_bench.pipeline import add_protocol_arguments
 
     add_protocol_arguments(parser)
+    add_eval_options(parser)
     parser.add_argument("--root", default="runs", help="folder of runs and their step artifacts (default ./runs)")
     parser.add_argument("--results", default="docs/RESULTS.md", help="results page (default docs/RESULTS.md; "
                         "its numbers also go to the .json beside it)")
@@ -278,6 +280,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts += ["--corrupt-set", setting]
     if str(args.batch_size) != "32":
         parts += ["--batch-size", str(args.batch_size)]
+    if args.backend != "hf":
+        parts += ["--backend", args.backend]
     if args.resamples != DEFAULT_RESAMPLES:
         parts += ["--resamples", str(args.resamples)]
     if args.discussion:
@@ -322,7 +326,7 @@ def options_from_args(args: argparse.Namespace) -> GridOptions:
         corrupt_recipe=recipe_settings(args.corrupt_set), limit=args.limit,
         batch_size=batch_size, data_dir=args.data_dir, max_docs_per_entity=args.max_docs_per_entity,
         root=Path(args.root), targets=args.targets, protocol=protocol_from_args(args), retain=args.retain,
-        repair=args.repair,
+        repair=args.repair, device=args.device, backend=args.backend,
     )
 
 

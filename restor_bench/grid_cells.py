@@ -54,6 +54,8 @@ class Cell:
 class GridOptions:
     """Everything a grid run needs besides its cells."""
 
+    device: str | None = None  # evaluation device; None: cuda when available, else cpu
+    backend: str = "hf"  # lm-eval model backend
     world: str = "tiny"
     seeds: tuple[int, ...] = (0,)
     model: str | None = None
@@ -114,7 +116,7 @@ def cell_spec(cell: Cell, options: GridOptions, hparams: dict[str, Any]):
         corrupt_recipe=dict(options.corrupt_recipe),
         max_docs_per_entity=options.max_docs_per_entity, limit=options.limit, batch_size=options.batch_size,
         data_dir=options.data_dir, targets=options.targets, protocol=options.protocol, retain=options.retain,
-        repair=options.repair,
+        repair=options.repair, device=options.device, backend=options.backend,
     )
 
 

@@ -71,6 +71,8 @@ class RunSpec:
     protocol: str = "classic"  # "paper" (RESTOR as published) or "classic"; default: `default_protocol`
     retain: str | None = None  # retain documents; None: the protocol's default (`default_retain`)
     repair: str | None = None  # documents of the post-unlearning repair fine-tune (paper: LIMA); None: no repair
+    device: str | None = None  # evaluation device; None: cuda when available, else cpu
+    backend: str = "hf"  # lm-eval model backend of the evaluations
 
     def corruption_source(self) -> str:
         if self.corruption == "squad":
@@ -108,7 +110,7 @@ def run_identity(spec: RunSpec) -> dict[str, Any]:
         "unlearn_max_steps": spec.unlearn_max_steps, "max_docs_per_entity": spec.max_docs_per_entity,
         "limit": spec.limit, "tasks": list(spec.tasks or default_tasks(spec)), "targets": spec.targets,
         "data_dir": str(Path(spec.data_dir).resolve()) if spec.data_dir else None, "data_hash": data_hash(spec),
-    }
+    } | ({"backend": spec.backend} if spec.backend != "hf" else {})
 
 
 def run_key(spec: RunSpec) -> str:
@@ -228,6 +230,10 @@ def check_run_inputs(spec: RunSpec) -> None:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise InputError(f"{option} must be a whole number of at least 1, got {value!r}")
     check_batch_size(spec.batch_size)
+    if spec.backend != "hf" or spec.device is not None:
+        from restor_bench.evaluate import check_backend, default_device
+
+        check_backend(spec.backend, spec.device or default_device())
     PAPER_RECIPE.updated(spec.corrupt_recipe, where="--corrupt-set")
     if spec.data_dir is not None and not Path(spec.data_dir).is_dir():
         raise InputError(f"{spec.data_dir}: data folder not found (--data-dir)")
@@ -350,10 +356,13 @@ def run_protocol(spec: RunSpec, root: Path, *, log: Callable[[str], None] = prin
         ("unlearned", str(unlearned), unlearned_identity),
     ):
         eval_inputs = {"checkpoint": identity, "tasks": list(tasks), "limit": spec.limit, "data_dir": spec.data_dir}
+        if spec.backend != "hf":  # only then, so steps evaluated with the default keep their identity
+            eval_inputs["backend"] = spec.backend
         evals[role] = runner.run(
             f"eval {role}", "eval", eval_inputs,
             lambda out, checkpoint=checkpoint: evaluate(
                 checkpoint, out, tasks=tasks, limit=spec.limit, batch_size=spec.batch_size, data_dir=spec.data_dir,
+                device=spec.device, backend=spec.backend,
             ),
         )
 
@@ -532,6 +541,9 @@ def add_parser(subparsers) -> None:
                         help="target facts to report on: all, or (tiny world) the test targets, leaving out the "
                         "validation targets the defaults were tuned on")
     add_protocol_arguments(parser)
+    from restor_bench.evaluate import add_eval_options
+
+    add_eval_options(parser)
     parser.add_argument("--root", default="runs", help="folder of runs and their step artifacts (default ./runs)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the run folder when it holds a different run (other seeds); a rerun of the "
@@ -569,6 +581,9 @@ def hparams_from_args(method: str, config: str | None, overrides: list[str], pro
 def run_command(args) -> int:
     from restor_bench.corrupt import recipe_settings
 
+    from restor_bench.evaluate import prefer_passive_threads
+
+    prefer_passive_threads()
     if args.seeds < 1:
         raise InputError(f"--seeds must be at least 1, got {args.seeds}")
     if args.level < 0 or args.level > 5:
@@ -584,7 +599,7 @@ def run_command(args) -> int:
         corrupt_recipe=recipe_settings(args.corrupt_set),
         max_docs_per_entity=args.max_docs_per_entity, limit=args.limit, batch_size=batch_size,
         data_dir=args.data_dir, tasks=tuple(t.strip() for t in (args.tasks or "").split(",") if t.strip()),
-        targets=args.targets,
+        targets=args.targets, device=args.device, backend=args.backend,
     )
     if args.tasks is not None and not spec.tasks:
         raise InputError("--tasks is empty")

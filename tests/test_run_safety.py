@@ -3,6 +3,8 @@ hyperparameters, checked checkpoints. Real runs of the CLI on the tiny models, r
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import json
 import math
 import os
@@ -364,3 +366,24 @@ def test_broken_weights_are_one_line_before_training(kind, problem, random_tiny_
         assert re.fullmatch(expected, _one_error_line(capsys, argv))
     assert not (tmp_path / "c").exists() and not (tmp_path / "u").exists()
     assert not work_dir_for(tmp_path / "c").exists() and not work_dir_for(tmp_path / "u").exists()
+
+
+def test_run_checks_the_eval_backend_and_device_before_any_step(tmp_path, capsys):
+    """`run --backend vllm` without vllm, and `--device cuda` on a machine without CUDA, stop before anything is
+    trained or written; the spec (recorded in run.json) carries both."""
+    import torch
+
+    from restor_bench import cli
+    from restor_bench.pipeline import RunSpec
+
+    cases = [["--backend", "vllm"]] if importlib.util.find_spec("vllm") is None else []
+    if not torch.cuda.is_available():
+        cases.append(["--device", "cuda"])
+    assert cases, "this machine has both vllm and CUDA: nothing to refuse"
+    for extra in cases:
+        root = tmp_path / extra[1]
+        code = cli.main(["run", "--root", str(root), *extra])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and extra[1] in err[0], err
+        assert not root.exists()
+    assert dataclasses.asdict(RunSpec(device="cpu", backend="hf"))["device"] == "cpu"
