@@ -55,6 +55,21 @@ def needs_lm_eval_tasks(tasks: str | Sequence[str], include_path: str | os.PathL
     return any(not _is_task_file(name) and not local.match_tasks([name]) for name in parse_tasks(tasks))
 
 
+def installed_dropin() -> Path | None:
+    """`lm_eval/tasks/restor/`, where a regular (non-editable) install of restor-bench also puts the task files so
+    that plain `lm_eval --tasks restor_facts` finds them without `--include_path`; None when absent."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("lm_eval.tasks")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        folder = Path(location) / "restor"
+        if (folder / "restor_tiny_facts.yaml").is_file():
+            return folder
+    return None
+
+
 def task_manager(
     tasks: str | Sequence[str] | None = None,
     *,
@@ -88,7 +103,10 @@ def task_manager(
     if not include_defaults:
         manager = local
     else:
-        manager = TaskManager(include_path=str(folder), include_defaults=True, metadata=metadata)
+        # a regular install also drops the tasks into lm-eval's own folder (so plain `lm_eval --tasks restor_facts`
+        # finds them); then lm-eval's index already holds them, and the same folder is not indexed twice
+        extra = None if include_path is None and installed_dropin() is not None else str(folder)
+        manager = TaskManager(include_path=extra, include_defaults=True, metadata=metadata)
         unknown = [name for name in unknown if not manager.match_tasks([name])]
     if unknown:
         known = [name for name in local.all_tasks if not name.startswith("_")]

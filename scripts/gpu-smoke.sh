@@ -9,7 +9,7 @@ set -euo pipefail
 
 WORK=${1:-gpu-smoke}
 mkdir -p "$WORK"
-MODEL=$(restor-bench world path)/model
+MODEL=$(restor-bench world path)
 GPUS=$(python -c "import torch; print(torch.cuda.device_count())")
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 echo "== $GPUS GPU(s); model $MODEL; work folder $WORK"

@@ -80,7 +80,12 @@ def test_wheel_contents(wheel):
     for task_file in TASK_FILES:
         assert f"restor_bench/tasks/{task_file}" in names
     assert "restor_bench/tasks/README.md" in names
-    assert not any(name.startswith(("lm_eval/", "tasks/")) for name in names)  # nothing inside lm-eval's package
+    for task_file in TASK_FILES:  # the drop-in that plain `lm_eval --tasks restor_facts` finds
+        assert f"lm_eval/tasks/restor/{task_file}" in names
+    # nothing else inside lm-eval's package: its own __init__ files stay untouched
+    assert not {"lm_eval/__init__.py", "lm_eval/tasks/__init__.py"} & names
+    assert not any(name.startswith("lm_eval/") and not name.startswith("lm_eval/tasks/restor/") for name in names)
+    assert not any(name.startswith("tasks/") for name in names)
     for package in _packages_in_tree("restor_bench") | _packages_in_tree("unlearners"):
         assert f"{package.replace('.', '/')}/__init__.py" in names, (
             f"{package} missing: add it to [tool.setuptools] packages"
@@ -111,7 +116,25 @@ def _venv(root: Path, system: Path) -> Path:
     assert made.returncode == 0, made.stderr
     (site,) = glob.glob(str(root / "lib" / "python*" / "site-packages"))
     (Path(site) / "zz_system_packages.pth").write_text(f"import site; site.addsitedir({str(system)!r})\n")
+    _shadow_lm_eval(Path(site))
     return root
+
+
+def _shadow_lm_eval(site: Path) -> None:
+    """lm-eval in the environment's own site-packages, as a pip install would have put it (links to its files, with
+    real `lm_eval/` and `lm_eval/tasks/` folders), so that a wheel installed here can add `lm_eval/tasks/restor/`
+    where lm-eval looks for its tasks."""
+    import lm_eval
+
+    original = Path(lm_eval.__file__).parent
+    for folder, children in ((site / "lm_eval", original.iterdir()), (site / "lm_eval" / "tasks", None)):
+        folder.mkdir(exist_ok=True)
+    for child in original.iterdir():
+        if child.name != "tasks":
+            (site / "lm_eval" / child.name).symlink_to(child)
+    for child in (original / "tasks").iterdir():
+        if child.name != "restor":
+            (site / "lm_eval" / "tasks" / child.name).symlink_to(child)
 
 
 def _clean_env(**extra) -> dict:
@@ -179,3 +202,19 @@ def test_installed_tasks_work_with_plain_lm_eval(installed, random_tiny_model, t
     (samples_file,) = glob.glob(str(out / "**" / "samples_restor_tiny_facts_*.jsonl"), recursive=True)
     samples = [json.loads(line) for line in Path(samples_file).read_text().splitlines()]
     assert len(samples) == 3 and all(sample["contains"] in (0.0, 1.0) for sample in samples)
+
+    # the standard command, without --include_path: a regular install drops the tasks into lm-eval's own folder;
+    # an editable install cannot, and lm-eval does not know the task (README says to use --include_path there)
+    out = work / "out-plain"
+    plain = _run(
+        [python, "-m", "lm_eval", "--model", "hf", "--model_args", f"pretrained={model}", "--tasks",
+         "restor_tiny_facts", "--limit", "2", "--device", "cpu", "--log_samples", "-o", out],
+        cwd=work, env=env,
+    )  # fmt: skip
+    if root.parent.name.startswith("regular"):
+        assert plain.returncode == 0, plain.stderr[-3000:]
+        (results_file,) = glob.glob(str(out / "**" / "results_*.json"), recursive=True)
+        source = json.loads(Path(results_file).read_text())["configs"]["restor_tiny_facts"]["metadata"]["config_source"]
+        assert Path(source).parent.parts[-3:] == ("lm_eval", "tasks", "restor")
+    else:
+        assert plain.returncode != 0 and "restor_tiny_facts" in plain.stdout + plain.stderr
