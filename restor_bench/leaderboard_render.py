@@ -234,7 +234,7 @@ TABLE_HEADER = (
     "#", "submission", "method", "model", "restoration ratio [95% CI] (n/a: the corruption moved < 1 question)",
     "target accuracy %: clean / corrupted / unlearned", "non-target change vs clean, points [95% CI]",
     "restored / still corrupted / forgotten of known target facts (mean per seed)", "seeds",
-    "verified: rerun by `leaderboard verify` with equal outcomes, or claimed",
+    "verified (rerun by leaderboard verify with equal outcomes) or claimed",
 )
 METHOD_COLUMN = 2
 

@@ -448,7 +448,7 @@ def test_build_writes_tables_page_and_plot(submitted, tmp_path, capsys):
     readme = (board / "README.md").read_text()
     assert ("## Tiny world · classic protocol · corruption level k=2 · full forget set · restor\\_tiny\\_facts "
             "(contains) · test targets") in readme
-    assert "Targets: the test set, 1 people" in readme
+    assert "Targets: the test set (the validation targets the method defaults were tuned on are left out), 1 people" in readme
     assert "Questions per seed: 4 about the targets and 24 others (the whole task)" in readme
     rows = [line for line in readme.splitlines() if line.startswith("| ") and not line.startswith("| #")]
     assert [row.split(" | ")[1] for row in rows] == ["npo\\-good", "ga\\-weak"]  # ranked by restoration ratio

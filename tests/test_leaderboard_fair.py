@@ -158,7 +158,7 @@ def test_submit_scores_on_the_test_targets_unless_told_and_the_page_names_the_se
     readme = (board / "README.md").read_text()
     titles = [line for line in readme.splitlines() if line.startswith("## ")]
     assert len(titles) == 2 and titles[0].endswith("· test targets") and titles[1].endswith("· all targets")
-    assert ("Targets: the test set, 1 people; the validation targets the method defaults were tuned on are left out: "
+    assert ("Targets: the test set (the validation targets the method defaults were tuned on are left out), 1 people: "
             "Alma Vittor. Questions per seed: 4 about the targets and 24 others") in readme
     assert "Targets: the all set, 2 people: Alma Vittor\\, Bram Okelo. Questions per seed: 8" in readme
 
