@@ -191,3 +191,17 @@ def test_gate_steps_fail_the_job_on_a_regression(case, workflow, gate_env, tmp_p
     assert verdict.returncode == int(status)
     if case == "regression":
         assert "::error::RESTOR gate failed" in verdict.stdout
+
+
+def test_the_leaderboard_workflow_validates_builds_and_verifies():
+    """docs/ci/leaderboard.yml: valid YAML whose restor-bench commands the CLI accepts, with a verify step."""
+    workflow = yaml.safe_load((REPO_ROOT / "docs" / "ci" / "leaderboard.yml").read_text())
+    parser = build_parser()
+    calls = restor_bench_calls(workflow)
+    actions = [call[1] for call in calls if call[0] == "leaderboard"]
+    assert actions == ["validate", "build", "verify"]
+    for call in calls:
+        args = parser.parse_args(call)
+        assert callable(getattr(args, "func", None))
+    (verify,) = [call for call in calls if call[:2] == ["leaderboard", "verify"]]
+    assert "--record" not in verify  # a pull request never writes verified.json
