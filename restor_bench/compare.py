@@ -123,7 +123,22 @@ def _load_all(runs: Sequence[Run], metric: str, tasks: Sequence[str] | None) -> 
     return {run.label: load_run(run.folder, metric, tasks) for run in runs}
 
 
+# resamples x questions of one task: the bootstrap draws an index array of this many integers (8 bytes each)
+MAX_BOOTSTRAP_DRAWS = 20_000_000
+
+
+def check_bootstrap_size(n_resamples: int, loaded) -> None:
+    """InputError, before anything is drawn, when `n_resamples` x the largest task's questions exceeds
+    MAX_BOOTSTRAP_DRAWS (about 160 MB of resample indices)."""
+    questions = max((len(samples.outcomes) for tasks in loaded.values() for samples in tasks.values()), default=0)
+    if n_resamples * questions > MAX_BOOTSTRAP_DRAWS:
+        raise InputError(f"--bootstrap {n_resamples}: with {questions} questions that is {n_resamples * questions:,} "
+                         f"draws, over the limit of {MAX_BOOTSTRAP_DRAWS:,} (use at most "
+                         f"{MAX_BOOTSTRAP_DRAWS // max(questions, 1):,} resamples)")
+
+
 def _report_base(mode: str, runs: Sequence[Run], loaded, metric: str, n_resamples: int, seed: int) -> dict:
+    check_bootstrap_size(n_resamples, loaded)
     models = []
     for run in runs:
         names = {s.model_name for s in loaded[run.label].values() if s.model_name}

@@ -57,3 +57,18 @@ def test_an_output_that_cannot_be_written_is_one_line_and_exit_2(case, argv, exp
     assert "Traceback" not in err
     assert len(lines) == 1 and expected in lines[0], err
     assert _tree(place) == before, "nothing may be written when the output cannot be"
+
+
+def test_a_huge_bootstrap_is_refused_before_any_allocation(tmp_path, capsys):
+    """`compare --bootstrap 100000000` on 8 questions would draw 800 million indices (6.4 GB): one line, exit 2."""
+    import tracemalloc
+
+    args = ["compare", "--clean", str(make_run(tmp_path / "clean", CLEAN)), "--corrupted",
+            str(make_run(tmp_path / "corrupted", CORRUPTED)), "--bootstrap", "100000000"]
+    tracemalloc.start()
+    code = main(args)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "800,000,000 draws" in err[0] and "2,500,000 resamples" in err[0], err
+    assert peak < 50 * 2**20
