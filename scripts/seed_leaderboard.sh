@@ -19,4 +19,7 @@ for level in 0 3; do
     done
 done
 restor-bench leaderboard validate
-restor-bench leaderboard build --overwrite
+for file in leaderboard/submissions/tiny-*-k[03].json; do
+    restor-bench leaderboard verify "$file" --root "$root-verify" --record
+done
+restor-bench leaderboard build
