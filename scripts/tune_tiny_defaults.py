@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -130,6 +131,7 @@ def main() -> int:
 
     record = {
         "rule": f"max validation-target accuracy with non-target accuracy >= corrupted - {MAX_NON_TARGET_DROP}",
+        "command": "python " + " ".join(shlex.quote(arg) for arg in ["scripts/tune_tiny_defaults.py", *sys.argv[1:]]),
         "budget": BUDGET,
         "grid": {"learning_rate": LEARNING_RATES, "num_epochs": EPOCHS, "rmu": {**RMU_KNOBS, "num_epochs": RMU_EPOCHS}},
         "level": 0, "seed": 0, "task": TASK,
@@ -150,8 +152,8 @@ def render(record: dict) -> str:
     lines = [
         "# Tuning the tiny-world defaults",
         "",
-        "Produced by `python scripts/tune_tiny_defaults.py` (level 0, seed 0, task `restor_tiny_facts`, metric "
-        "`contains`).",
+        f"Produced by `{record.get('command', 'python scripts/tune_tiny_defaults.py')}` (level 0, seed 0, task "
+        "`restor_tiny_facts`, metric `contains`).",
         "",
         f"Validation targets: {', '.join(record['validation_targets'])} (their facts only). Rule: "
         f"{record['rule']}. The other targets are not used here; docs/RESULTS.md reports on them.",
