@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_corrupt import Interrupt, _interrupt_at
 
 from restor_bench import cli
 from restor_bench.checkpoints import check_checkpoint_weights, check_safetensors_file
@@ -48,19 +49,6 @@ def _one_error_line(capsys, argv) -> str:
     return err[0]
 
 
-class Interrupt(Exception):
-    pass
-
-
-def _interrupt_at(step: int):
-    from transformers import TrainerCallback
-
-    class InterruptAt(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step == step:
-                raise Interrupt(f"stopped at step {step}")
-
-    return InterruptAt()
 
 
 def _child_env() -> dict[str, str]:
