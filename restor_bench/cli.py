@@ -20,7 +20,7 @@ COMMAND_MODULES = [
     "restor_bench.tasks_cli",
     "restor_bench.compare",
     "restor_bench.unlearn",
-    "restor_bench.pipeline",
+    "restor_bench.run_cli",
     "restor_bench.grid",
     "restor_bench.leaderboard",
     "restor_bench.model_import",

@@ -237,7 +237,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--targets", choices=("all", "test"), default="all",
                         help="target facts to report on: all, or (tiny world) the test targets only")
     from restor_bench.evaluate import add_eval_options
-    from restor_bench.pipeline import add_protocol_arguments
+    from restor_bench.run_cli import add_protocol_arguments
 
     add_protocol_arguments(parser)
     add_eval_options(parser)
@@ -282,6 +282,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts += ["--batch-size", str(args.batch_size)]
     if args.backend != "hf":
         parts += ["--backend", args.backend]
+    if args.device:
+        parts += ["--device", args.device]
     if args.resamples != DEFAULT_RESAMPLES:
         parts += ["--resamples", str(args.resamples)]
     if args.discussion:

@@ -11,7 +11,9 @@ methods="ga graddiff kl npo npo_rt simnpo task_vector rmu"
 
 for level in 0 3; do
     for method in $methods; do
-        run_dir="$root/tiny-$method-k$level-test-targets"
+        # a run folder is the readable name plus 8 hex digits of its settings: the one with today's defaults
+        run_dir="$(restor-bench run --method "$method" --level "$level" --seeds 3 --targets test --root "$root" \
+            --print-folder)"
         if [ ! -f "$run_dir/run.json" ]; then
             restor-bench run --method "$method" --level "$level" --seeds 3 --targets test --root "$root"
         fi

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 from pathlib import Path
 
@@ -229,3 +230,54 @@ def test_grid_runs_is_interrupted_resumes_and_writes_the_page(small_world, tmp_p
     listing = capsys.readouterr().out
     assert sum(line.endswith(" finished") for line in listing.splitlines()) == 4
     assert "estimated time: 0s" in listing
+
+
+def _without_times(value):
+    """A results JSON without its dates, wall times and step seconds (the only things a rerun may change)."""
+    if isinstance(value, dict):
+        return {key: _without_times(item) for key, item in value.items() if "time" not in key and key not in ("date", "step_seconds")}
+    if isinstance(value, list):
+        return [_without_times(item) for item in value]
+    return value
+
+
+DURATION = re.compile(r"\b\d+(h \d+m|m \d+s|s)\b")
+
+
+def test_printed_command_reruns_into_the_same_page(small_world, tmp_path, monkeypatch, capsys):
+    """A reduced grid, then its page's printed command run from nothing (every run folder deleted): the same page,
+    line for line and number for number, but for dates and wall times."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["grid", "--methods", "ga,npo", "--levels", "0", "--forget", "full", "--corruption", "wikidata",
+                 "--seeds", "2", "--max-steps", "2", "--corrupt-max-steps", "2", "--batch-size", "16",
+                 "--resamples", "100", "--targets", "test", "--set", "npo.beta=0.2", "--root", "runs",
+                 "--results", "docs/R.md", "--plots", "docs/plots"]) == 0
+    page = Path("docs/R.md").read_text()
+    numbers = json.loads(Path("docs/R.json").read_text())
+    command = page.split("```\n", 2)[1].strip()
+    assert command.startswith("restor-bench grid ") and "--targets test" in command and "npo.beta=0.2" in command
+    assert numbers["cells"] and all(cell["n_target"] > 0 for cell in numbers["cells"])
+
+    shutil.rmtree("runs")
+    shutil.rmtree("docs")
+    capsys.readouterr()
+    assert main(shlex.split(command)[1:]) == 0
+    assert "finished earlier" not in capsys.readouterr().out  # nothing was reused: every step ran again
+    rerun_page = Path("docs/R.md").read_text()
+
+    def comparable(text: str) -> list[str]:
+        return [line for line in text.splitlines() if not line.startswith("- date:") and not DURATION.search(line)]
+
+    assert comparable(rerun_page) == comparable(page)
+    assert len(comparable(page)) > 40
+    rerun_numbers = _without_times(json.loads(Path("docs/R.json").read_text()))
+    assert _differences(rerun_numbers, _without_times(numbers)) == []
+
+
+def _differences(a, b, where: str = "") -> list[str]:
+    """The paths at which two JSON values differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [found for key in sorted(set(a) | set(b)) for found in _differences(a.get(key), b.get(key), f"{where}.{key}")]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [found for index, (x, y) in enumerate(zip(a, b)) for found in _differences(x, y, f"{where}[{index}]")]
+    return [] if a == b else [f"{where}: {a!r} != {b!r}"[:300]]

@@ -75,6 +75,19 @@ def test_rerun_reuses_every_step(finished_run, capsys):
     assert out.count("reusing") == 5
 
 
+def test_print_folder_names_the_finished_runs_folder_and_runs_nothing(finished_run, capsys, tmp_path):
+    root, argv = finished_run
+    capsys.readouterr()
+    assert cli.main([*argv, "--print-folder"]) == 0
+    assert capsys.readouterr().out.strip() == str(run_dir(root, "tiny-ga-k0"))
+    # other settings, another folder; nothing is created for it
+    other = [*argv[:-1], str(tmp_path / "elsewhere"), "--set", "learning_rate=1e-3", "--print-folder"]
+    assert cli.main(other) == 0
+    printed = capsys.readouterr().out.strip()
+    assert printed.startswith(str(tmp_path / "elsewhere" / "tiny-ga-k0-")) and printed != str(run_dir(root, "tiny-ga-k0"))
+    assert not (tmp_path / "elsewhere").exists()
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [

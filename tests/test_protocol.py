@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import shlex
@@ -265,3 +266,67 @@ def test_official_squad_cell_is_scored_on_the_squad_people(official_dir, monkeyp
     assert "SQuAD" in where
     # only Bob Marley is also one of the ten wikidata targets: the wikidata task scored 4 of the 5 on nothing
     assert set(people) & set(OFFICIAL_TARGETS) == {"Bob Marley"}
+
+
+def _grid_parser():
+    from restor_bench.cli import build_parser
+
+    parser = build_parser()
+    subparsers = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    return parser, subparsers.choices["grid"]
+
+
+# Options that change nothing on the page: they say whether to run at all and whether an existing page may be
+# replaced. Every other option of `grid` must survive the printed command.
+NOT_ON_THE_PAGE = {"help", "overwrite", "dry_run"}
+
+
+def _non_default_argv(action) -> list[str]:
+    """argv giving `action` a value other than its default."""
+    flag = action.option_strings[-1]
+    if isinstance(action, argparse._StoreTrueAction):
+        return [flag]
+    if action.choices:
+        return [flag, next(choice for choice in action.choices if choice != action.default)]
+    if action.type is int:
+        return [flag, str((action.default or 0) + 7)]
+    if isinstance(action, argparse._AppendAction):
+        return [flag, "ga.learning_rate=0.001" if action.dest == "set" else "learning_rate=0.002"]
+    values = {"methods": "ga,npo", "levels": "1,2", "forget": "simplified", "corruption": "squad",
+              "batch_size": "8", "results": "out/R.md", "plots": "out/figures", "root": "elsewhere"}
+    return [flag, values.get(action.dest, f"value-of-{action.dest}")]
+
+
+def test_grid_printed_command_reparses_to_the_same_spec_for_every_flag():
+    """Every option of `grid` that can change a page, set alone to a non-default value, comes back from the
+    command the page prints (the page is a function of that command)."""
+    from restor_bench.grid import command_line
+
+    parser, grid_parser = _grid_parser()
+    actions = [action for action in grid_parser._actions if action.dest not in NOT_ON_THE_PAGE]
+    assert len(actions) >= 25  # the test covers the options as they are, not a hand-picked list
+    everything: list[str] = []
+    for action in actions:
+        argv = _non_default_argv(action)
+        everything += argv
+        args = parser.parse_args(["grid", *argv])
+        default = parser.parse_args(["grid"])
+        assert getattr(args, action.dest) != getattr(default, action.dest), action.dest
+        reparsed = parser.parse_args(shlex.split(command_line(args))[1:])
+        assert _spec(reparsed) == _spec(args), action.dest
+    args = parser.parse_args(["grid", *everything])
+    reparsed = parser.parse_args(shlex.split(command_line(args))[1:])
+    assert _spec(reparsed) == _spec(args)
+    assert _spec(reparsed) != _spec(parser.parse_args(["grid"]))
+
+
+def _spec(args: argparse.Namespace) -> dict:
+    """What a grid run is made of: every option but those that change no page, the protocol as resolved (the
+    page prints the protocol the defaults chose), no plot folder under --no-plots."""
+    from restor_bench.pipeline import protocol_from_args
+
+    spec = {key: value for key, value in vars(args).items() if key not in NOT_ON_THE_PAGE | {"func"}}
+    spec["protocol"] = protocol_from_args(args)
+    if spec["no_plots"]:
+        del spec["plots"]  # no plot folder is written, so none is printed
+    return spec
