@@ -13,8 +13,8 @@ from unlearners.losses import mean_nll
 @dataclass
 class GAHparams(TrainHparams):
     # tiny-world defaults, tuned on the validation targets (docs/tuning.md)
-    learning_rate: float = 5e-05
-    num_epochs: float = 1.0
+    learning_rate: float = 2e-05
+    num_epochs: float = 5.0
     # gamma of the RESTOR code's GA+FT; 0 = plain gradient ascent (no retain set needed)
     retain_weight: float = 0.0
 

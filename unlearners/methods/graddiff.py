@@ -12,8 +12,8 @@ from unlearners.methods.ga import GradientAscent
 @dataclass
 class GradDiffHparams(TrainHparams):
     # tiny-world defaults, tuned on the validation targets (docs/tuning.md)
-    learning_rate: float = 0.0002
-    num_epochs: float = 1.0
+    learning_rate: float = 2e-05
+    num_epochs: float = 5.0
     forget_weight: float = 1.0
     retain_weight: float = 1.0
 

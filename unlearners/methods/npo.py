@@ -25,7 +25,7 @@ LOG_RATIOS = ("sequence", "batch_mean_token", "token")
 @dataclass
 class NPOHparams(TrainHparams):
     # tiny-world defaults, tuned on the validation targets (docs/tuning.md)
-    learning_rate: float = 5e-05
+    learning_rate: float = 2e-05
     num_epochs: float = 5.0
     beta: float = 0.1
     retain_weight: float = 0.0

@@ -17,9 +17,10 @@ from unlearners.losses import forward, masked_mse
 @dataclass
 class RMUHparams(TrainHparams):
     # tiny-world defaults, tuned on the validation targets (docs/tuning.md)
-    learning_rate: float = 5e-05
-    num_epochs: float = 1.0
-    layer: int = -1  # decoder layer whose output is steered (0-based); -1: the middle layer
+    learning_rate: float = 1e-03
+    num_epochs: float = 5.0
+    # decoder layer whose output is steered (0-based; -1: the middle layer); the tiny model's last is 2
+    layer: int = 2
     update_layers: tuple[int, ...] = ()  # layers whose parameters train; empty: layer-2, layer-1, layer
     param_pattern: str = "mlp.down_proj"  # which parameters of those layers train (substring of the name)
     steering_coeff: float = 0.0  # c; 0: adaptive, c = adaptive_scale * mean activation norm on the forget set

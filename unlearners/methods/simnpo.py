@@ -15,8 +15,8 @@ from unlearners.losses import mean_nll, sequence_logprob
 @dataclass
 class SimNPOHparams(TrainHparams):
     # tiny-world defaults, tuned on the validation targets (docs/tuning.md)
-    learning_rate: float = 0.0002
-    num_epochs: float = 5.0
+    learning_rate: float = 0.0005
+    num_epochs: float = 1.0
     beta: float = 4.5
     gamma: float = 0.0  # reward margin
     forget_weight: float = 1.0

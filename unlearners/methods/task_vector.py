@@ -15,7 +15,7 @@ from unlearners.losses import mean_nll
 @dataclass
 class TaskVectorHparams(TrainHparams):
     # tiny-world defaults, tuned on the validation targets (docs/tuning.md)
-    learning_rate: float = 0.0002
+    learning_rate: float = 0.0005
     num_epochs: float = 5.0
     alpha: float = 1.0  # scaling coefficient of the negated task vector
 
