@@ -177,10 +177,14 @@ def _corrupt_locked(model, documents, out: Path, *, lora, keep_adapter, recipe_n
     """The run of `corrupt`, under the lock of `out`."""
     from accelerate import PartialState
 
+    from unlearners.reference import fsdp_refusal
     from unlearners.runner import check_resume_settings
 
     work = work_dir_for(out)
     args = training_arguments(recipe, work / "trainer", seed=seed, max_steps=max_steps, trainer_args=trainer_args)
+    refusal = fsdp_refusal(args)
+    if refusal:
+        raise InputError(refusal)
     state = PartialState()  # set up by the TrainingArguments: one process, or all of a distributed launch
     resume_from = _prepare_work_dir(work, resume=resume, overwrite=overwrite, state=state)
     if state.is_main_process:
@@ -282,11 +286,15 @@ def _prepare_work_dir(work: Path, *, resume: bool, overwrite: bool, state) -> Pa
     checkpoint (the lock of the output folder guarantees that no other run is using it)."""
     from restor_bench.training import last_trainer_checkpoint
 
-    if not work.exists():
+    # Every process looks before any process writes into or clears the folder: a process that looked after the
+    # main one had created it would take the clearing branch alone and wait at its barrier forever.
+    exists = work.exists()
+    checkpoint = last_trainer_checkpoint(work / "trainer") if exists else None
+    state.wait_for_everyone()
+    if not exists:
         if resume and state.is_main_process:
             print(f"restor-bench: nothing to resume in {work}; starting a new run", file=sys.stderr)
         return None
-    checkpoint = last_trainer_checkpoint(work / "trainer")
     if resume:
         if checkpoint is None and state.is_main_process:
             print(f"restor-bench: no Trainer checkpoint in {work}; starting a new run", file=sys.stderr)

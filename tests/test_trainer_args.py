@@ -38,6 +38,9 @@ def _error(capsys) -> str:
     ("corrupt", "save_total_limit=many", "--trainer-arg: save_total_limit expects int, got 'many'"),
     ("unlearn", "report_to=tensorboard", ("report_to 'tensorboard': TensorBoardCallback requires tensorboard to "
                                           "be installed.")),
+    # accelerate drops FSDP on CPU processes (the run would be DDP while its record says fsdp): refused instead
+    ("unlearn", "fsdp=full_shard", "fsdp: accelerate runs FSDP only on accelerators"),
+    ("corrupt", "fsdp=true", "fsdp: accelerate runs FSDP only on accelerators"),
 ])
 def test_bad_trainer_args_are_one_line_and_exit_2(random_tiny_model, forget_file, tmp_path, capsys, command, setting,
                                                  message):

@@ -152,7 +152,11 @@ def attach_lora(model, hparams):
 
 
 def _prepare_folders(out_dir: Path, work_dir: Path, overwrite: bool, resume: bool | str) -> str | None:
-    """Check the output and checkpoint folders; return the checkpoint to resume from (or None)."""
+    """Check the output and checkpoint folders; return the checkpoint to resume from (or None).
+
+    Under `accelerate launch` every process looks at the folders before any of them changes one, and only the main
+    process clears a leftover work folder (the others wait for it)."""
+    from accelerate import PartialState
     from transformers.trainer_utils import get_last_checkpoint
 
     if resume not in (True, False, "auto"):
@@ -162,20 +166,25 @@ def _prepare_folders(out_dir: Path, work_dir: Path, overwrite: bool, resume: boo
         raise UnlearnError(f"{out_dir}: exists and is not a folder")
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise UnlearnError(f"{out_dir}: output folder exists and is not empty (pass --overwrite to replace it)")
+    state = PartialState()
+    work_exists = work_dir.exists()
     last = get_last_checkpoint(str(work_dir)) if work_dir.is_dir() else None
+    state.wait_for_everyone()
     if resume == "auto":
         resume = last is not None and not overwrite
     if resume:
         if last is None:
             raise UnlearnError(f"{work_dir}: no checkpoint to resume from")
         return last
-    if work_dir.exists():
+    if work_exists:
         if last is not None and not overwrite:
             raise UnlearnError(
                 f"{work_dir}: holds checkpoints of an unfinished run; pass --resume to continue it "
                 "or --overwrite to start over"
             )
-        shutil.rmtree(work_dir)
+        if state.is_main_process:
+            shutil.rmtree(work_dir)
+        state.wait_for_everyone()
     return None
 
 
@@ -300,7 +309,7 @@ def run_unlearning(
         tokenize_documents,
     )
     from unlearners.hparams import check_reporting, parse_trainer_args
-    from unlearners.reference import Reference, frozen_copy, sharding
+    from unlearners.reference import Reference, frozen_copy, fsdp_refusal, sharding
     from unlearners.trainer import SkipFinalCheckpoint, UnlearnTrainer
 
     started = time.time()
@@ -329,6 +338,9 @@ def run_unlearning(
         hp, work_dir, seed=seed, max_steps=max_steps, save_steps=save_steps, save_total_limit=save_total_limit,
         logging_steps=logging_steps, precision=precision, progress=progress, trainer_args=trainer_args,
     )
+    refusal = fsdp_refusal(args)
+    if refusal:
+        raise UnlearnError(refusal)
     engine = sharding(args)
     if engine and reference_mode == "live":
         raise UnlearnError(f"method '{method_obj.name}' needs a live reference model, which is not sharded under "
