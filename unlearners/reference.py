@@ -71,9 +71,7 @@ def fsdp_refusal(args) -> str | None:
     (docs/scaling.md)."""
     if sharding(args) != "FSDP":
         return None
-    from accelerate import PartialState
-
-    if PartialState().device.type == "cpu":
+    if args.device.type == "cpu":
         return ("fsdp: accelerate runs FSDP only on accelerators (CUDA, XPU, NPU, ...); on CPU processes the run "
                 "would silently be plain DDP; drop the fsdp trainer argument (or --use_fsdp) on CPU")
     return None

@@ -151,12 +151,12 @@ def attach_lora(model, hparams):
     return get_peft_model(model, config)
 
 
-def _prepare_folders(out_dir: Path, work_dir: Path, overwrite: bool, resume: bool | str) -> str | None:
+def _prepare_folders(out_dir: Path, work_dir: Path, overwrite: bool, resume: bool | str, args) -> str | None:
     """Check the output and checkpoint folders; return the checkpoint to resume from (or None).
 
     Under `accelerate launch` every process looks at the folders before any of them changes one, and only the main
-    process clears a leftover work folder (the others wait for it)."""
-    from accelerate import PartialState
+    process clears a leftover work folder (the others wait for it); the processes' state is the TrainingArguments'
+    `args`."""
     from transformers.trainer_utils import get_last_checkpoint
 
     if resume not in (True, False, "auto"):
@@ -166,7 +166,8 @@ def _prepare_folders(out_dir: Path, work_dir: Path, overwrite: bool, resume: boo
         raise UnlearnError(f"{out_dir}: exists and is not a folder")
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise UnlearnError(f"{out_dir}: output folder exists and is not empty (pass --overwrite to replace it)")
-    state = PartialState()
+    args.device  # noqa: B018 (sets up the processes' state: one process, or all of a distributed launch)
+    state = args.distributed_state
     work_exists = work_dir.exists()
     last = get_last_checkpoint(str(work_dir)) if work_dir.is_dir() else None
     state.wait_for_everyone()
@@ -349,7 +350,7 @@ def run_unlearning(
         raise UnlearnError(f"method '{method_obj.name}' edits the weights after training, which {engine}'s sharded "
                            "parameters do not allow; run it under DDP or on one device")
 
-    resume_from = _prepare_folders(out_dir, work_dir, overwrite=overwrite, resume=resume)
+    resume_from = _prepare_folders(out_dir, work_dir, overwrite=overwrite, resume=resume, args=args)
 
     settings = {
         "method": method_obj.name,
