@@ -10,6 +10,8 @@ import random
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pytest
+
 from fixture_world import CORRUPTED, PEOPLE, RELATIONS, TARGETS, write_fixture_world
 
 TASK = "restor_tiny_facts"
@@ -245,3 +247,24 @@ def parse_page(path: Path) -> TableParser:
 
 def table_rows(path: Path) -> list[list[str]]:
     return parse_page(path).rows
+
+
+def run_cli(argv, capsys) -> tuple[int, str, str]:
+    """`restor-bench ARGV` in this process: exit code, stdout, stderr."""
+    from restor_bench.cli import main
+
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+@pytest.fixture()
+def world(tmp_path, monkeypatch) -> Path:
+    """A generated tiny world (make_world) that the commands use through RESTOR_TINY_WORLD."""
+    folder = make_world(tmp_path / "world")
+    monkeypatch.setenv("RESTOR_TINY_WORLD", str(folder))
+    return folder

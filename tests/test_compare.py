@@ -9,9 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from leaderboard_fixtures import STAMP, generation_sample, write_lm_eval_files
+from leaderboard_fixtures import STAMP, generation_sample, run_cli, write_lm_eval_files
 
-from restor_bench.cli import main
 from restor_bench.compare import compare_restoration
 from restor_bench.errors import InputError
 from restor_bench.lm_eval_io import find_lm_eval_outputs
@@ -181,12 +180,6 @@ class ExpectedBootstrap:
     @staticmethod
     def interval(values: np.ndarray) -> list[float]:
         return _percentile_interval(values)
-
-
-def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 # --------------------------------------------------------------------------------------------------------------

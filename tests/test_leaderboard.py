@@ -15,10 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from leaderboard_fixtures import TASK, make_run, make_world, parse_page, questions, table_rows, world_hash
+from leaderboard_fixtures import TASK, load, make_run, parse_page, questions, run_cli, table_rows, world, world_hash  # noqa: F401 (world: a fixture)
 
 from restor_bench import leaderboard, leaderboard_build
-from restor_bench.cli import main
 from restor_bench.leaderboard import (
     SUBMISSION_SCHEMA,
     SeedOutcomes,
@@ -36,19 +35,6 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_cli(argv, capsys) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-@pytest.fixture()
-def world(tmp_path, monkeypatch) -> Path:
-    folder = make_world(tmp_path / "world")
-    monkeypatch.setenv("RESTOR_TINY_WORLD", str(folder))
-    return folder
-
-
 @pytest.fixture()
 def submitted(tmp_path, world, capsys) -> Path:
     """A submissions folder with two valid submissions (a good and a weak method)."""
@@ -61,10 +47,6 @@ def submitted(tmp_path, world, capsys) -> Path:
         assert code == 0, err
         assert f"{name}.json" in out_text
     return out
-
-
-def load(path: Path) -> dict:
-    return json.loads(path.read_text())
 
 
 def save(path: Path, document: dict) -> Path:

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from leaderboard_fixtures import TASK, make_run, make_world
+from leaderboard_fixtures import TASK, load, make_run, run_cli, world  # noqa: F401 (world: a fixture)
 
-from restor_bench.cli import main
 from restor_bench.grid_stats import PooledOutcomes, pooled_statistics
 from restor_bench.leaderboard import SeedOutcomes, decode_bits, entity_of, entry_from, task_metrics
 from restor_bench.leaderboard_render import format_change, format_ratio, format_target_accuracy, format_transitions
@@ -22,16 +21,6 @@ SEEDED = sorted((REPO_ROOT / "leaderboard" / "submissions").glob("*.json"))
 ROLES = ("clean", "corrupted", "unlearned")
 MANIFEST = json.loads((REPO_ROOT / "restor_bench" / "data" / "tiny_world" / "manifest.json").read_text())
 TEST_TARGETS = sorted(set(MANIFEST["targets"]) - set(MANIFEST["validation_targets"]))
-
-
-def run_cli(argv, capsys) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def load(path: Path) -> dict:
-    return json.loads(path.read_text())
 
 
 def test_the_seeded_entries_are_scored_on_the_8_test_targets():
@@ -132,13 +121,6 @@ def test_the_readme_numbers_are_the_leaderboard_numbers():
     assert format_target_accuracy(entries["ga", 0]).split(" / ")[1] == corrupted
     cost = re.search(r"NPO alone restores partly \(\d\.\d\d\) and costs (\d+) points", section).group(1)
     assert round(-100 * entries["npo", 0].change) == int(cost)
-
-
-@pytest.fixture()
-def world(tmp_path, monkeypatch) -> Path:
-    folder = make_world(tmp_path / "world")
-    monkeypatch.setenv("RESTOR_TINY_WORLD", str(folder))
-    return folder
 
 
 def test_submit_scores_on_the_test_targets_unless_told_and_the_page_names_the_set(world, tmp_path, capsys):

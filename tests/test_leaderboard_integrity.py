@@ -20,9 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from leaderboard_fixtures import TASK, make_run, make_world, submit_runs
+from leaderboard_fixtures import TASK, load, make_run, run_cli, submit_runs, world  # noqa: F401 (world: a fixture)
 
-from restor_bench.cli import main
 from restor_bench.leaderboard import (
     MAX_SUBMISSION_BYTES,
     SeedOutcomes,
@@ -38,16 +37,6 @@ from restor_bench.leaderboard_render import WORD_JOINER, markdown_text
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SEEDED = REPO_ROOT / "leaderboard" / "submissions"
 ROLES = ("clean", "corrupted", "unlearned")
-
-
-def run_cli(argv, capsys) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def load(path: Path) -> dict:
-    return json.loads(path.read_text())
 
 
 def write(folder: Path, document: dict) -> Path:
@@ -66,13 +55,6 @@ def recompute(document: dict) -> dict:
         entry["metrics"] = task_metrics(is_target, outcomes, document["bootstrap"]["resamples"],
                                         document["bootstrap"]["seed"])
     return document
-
-
-@pytest.fixture()
-def world(tmp_path, monkeypatch) -> Path:
-    folder = make_world(tmp_path / "world")
-    monkeypatch.setenv("RESTOR_TINY_WORLD", str(folder))
-    return folder
 
 
 @pytest.fixture()

@@ -7,33 +7,16 @@ import json
 from pathlib import Path
 
 import pytest
-from leaderboard_fixtures import TASK, make_world, table_rows, world_hash
+from leaderboard_fixtures import TASK, load, run_cli, table_rows, world, world_hash  # noqa: F401 (world: a fixture)
 
 from restor_bench.cli import main
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_cli(argv, capsys) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def load(path: Path) -> dict:
-    return json.loads(path.read_text())
-
-
 def save(path: Path, document: dict) -> Path:
     path.write_text(json.dumps(document, indent=1))
     return path
-
-
-@pytest.fixture()
-def world(tmp_path, monkeypatch) -> Path:
-    folder = make_world(tmp_path / "world")
-    monkeypatch.setenv("RESTOR_TINY_WORLD", str(folder))
-    return folder
 
 
 @pytest.mark.skipif(not (REPO_ROOT / "tasks" / "restor_tiny_facts.yaml").exists(), reason="restor tasks not present")

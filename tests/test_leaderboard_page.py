@@ -13,27 +13,13 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from leaderboard_fixtures import TableParser, make_world, submit_runs
+from leaderboard_fixtures import TableParser, run_cli, submit_runs, world  # noqa: F401 (world: a fixture)
 
-from restor_bench.cli import main
 from restor_bench.leaderboard_html import CHAR_WIDTH, TEXT_HEIGHT, render_html, render_svg
 from restor_bench.leaderboard_plot import Box, draw_plot, place_labels
 from restor_bench.leaderboard_render import Entry, method_defaults
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_cli(argv, capsys) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-@pytest.fixture()
-def world(tmp_path, monkeypatch) -> Path:
-    folder = make_world(tmp_path / "world")
-    monkeypatch.setenv("RESTOR_TINY_WORLD", str(folder))
-    return folder
 
 
 # --------------------------------------------------------------------------------------------------------------
