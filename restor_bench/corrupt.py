@@ -487,7 +487,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     parser.add_argument("--trust-remote-code", action="store_true", help="allow the checkpoint's own model code")
-    from restor_bench.unlearn import add_trainer_arguments
+    from unlearners.cli import add_trainer_arguments
 
     add_trainer_arguments(parser)
     parser.set_defaults(func=run_command)

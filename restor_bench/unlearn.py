@@ -121,16 +121,6 @@ def trainer_settings(args: argparse.Namespace, controlled: dict[str, str] | None
     return settings
 
 
-def add_trainer_arguments(parser: argparse.ArgumentParser) -> None:
-    """`--trainer-args FILE` and `--trainer-arg KEY=VALUE`: any other transformers.TrainingArguments field."""
-    parser.add_argument("--trainer-args", metavar="FILE",
-                        help="YAML mapping of more transformers.TrainingArguments fields (report_to, "
-                        "gradient_checkpointing, deepspeed, fsdp, fsdp_config, ...)")
-    parser.add_argument("--trainer-arg", action="append", default=[], metavar="KEY=VALUE",
-                        help="one more TrainingArguments field (repeatable; wins over --trainer-args), e.g. "
-                        "--trainer-arg gradient_checkpointing=true")
-
-
 def unlearn_command(args: argparse.Namespace) -> int:
     from unlearners.cli import run_kwargs
 

@@ -40,6 +40,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="keep the checkpoints (.<out>.work/ beside --out) after a successful run")
     parser.add_argument("--keep-adapter", action="store_true",
                         help="with --lora: also keep the adapter in OUT/adapter/ (loads with PeftModel.from_pretrained)")
+    add_trainer_arguments(parser)
+
+
+def add_trainer_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--trainer-args FILE` and `--trainer-arg KEY=VALUE`: any other transformers.TrainingArguments field (also
+    used by `restor-bench corrupt`)."""
     parser.add_argument("--trainer-args", metavar="FILE",
                         help="YAML mapping of more transformers.TrainingArguments fields (report_to, "
                         "gradient_checkpointing, deepspeed, fsdp, fsdp_config, ...)")

@@ -166,8 +166,7 @@ def _prepare_folders(out_dir: Path, work_dir: Path, overwrite: bool, resume: boo
         raise UnlearnError(f"{out_dir}: exists and is not a folder")
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise UnlearnError(f"{out_dir}: output folder exists and is not empty (pass --overwrite to replace it)")
-    args.device  # noqa: B018 (sets up the processes' state: one process, or all of a distributed launch)
-    state = args.distributed_state
+    state = args.distributed_state  # set up by the TrainingArguments: one process, or all of a distributed launch
     work_exists = work_dir.exists()
     last = get_last_checkpoint(str(work_dir)) if work_dir.is_dir() else None
     state.wait_for_everyone()
