@@ -1,0 +1,367 @@
+"""Build docs/RESULTS-official.md: RESTOR's protocol on the official data for real models side by side, with the
+instruments run on each model's runs.
+
+Each `--page LABEL GRID_JSON ROOT` names a finished `restor-bench grid` (its JSON, written next to its results page,
+and its `--root`). For every model the script
+
+1. reads the grid's accuracies, restoration ratios and per-relation rows from GRID_JSON;
+2. scores the clean, corrupted and every unlearned model of the grid's first seed with `restor_facts_logprob`
+   (`restor-bench eval`; the corrupted answers are the corrupted model's own samples of the grid's evaluation, one
+   random option per relation: `restor_n_random` 1) and compares them (`restor-bench compare`, JSON under
+   `--instruments`);
+3. runs `restor-bench layers` (logit lens and weight changes, JSON and PNG under `--instruments`) on clean,
+   corrupted and each unlearned model;
+
+then writes the page: the commands, the side-by-side tables, the figures and a committed discussion file. Steps whose
+output exists are reused (`--rerun` does them again), so a rerun after the grids costs only what is missing. The
+page is a function of the grids' JSON, the runs under their roots and this command, which the page prints.
+
+    python scripts/official_page.py --page SmolLM2-135M docs/RESULTS-paper-smollm2.json runs-paper-smollm2 \\
+        --page "Gemma 3 270M" docs/RESULTS-paper-gemma3.json runs-paper-gemma3 \\
+        --instruments docs/instruments/official --discussion docs/RESULTS-official.discussion.md \\
+        --out docs/RESULTS-official.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shlex
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+METHOD_NAMES = {"ga": "GA", "kl": "KL", "npo": "NPO"}
+LOGPROB_TASK = "restor_facts_logprob"
+
+
+def fail(message: str) -> None:
+    print(f"official_page: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        fail(f"{path}: no such file")
+    except json.JSONDecodeError as error:
+        fail(f"{path}: not valid JSON ({error})")
+    raise AssertionError
+
+
+def slug(label: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+
+
+def run_step(command: list[str], out: Path, rerun: bool, log: list[str]) -> None:
+    """Run a restor-bench command that writes `out`, unless `out` exists (and not `rerun`)."""
+    if out.exists() and not rerun:
+        print(f"[official_page] reuse {out}", flush=True)
+        return
+    print(f"[official_page] {shlex.join(command)}", flush=True)
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "restor_bench", *command[1:]])
+    if result.returncode != 0:
+        fail(f"{shlex.join(command)} exited with {result.returncode}")
+    log.append(f"{shlex.join(command)}  # {time.monotonic() - started:.0f} s")
+
+
+def grid_model(grid: dict, where: Path) -> str:
+    """The clean checkpoint as the grid's printed command names it (`--model`; relative paths stay relative)."""
+    words = shlex.split(grid.get("command", ""))
+    for index, word in enumerate(words):
+        if word == "--model" and index + 1 < len(words):
+            return words[index + 1]
+        if word.startswith("--model="):
+            return word.split("=", 1)[1]
+    fail(f"{where}: the grid's command names no --model")
+    raise AssertionError
+
+
+class Model:
+    """One grid: its JSON, its runs (first seed) and where its instruments go."""
+
+    def __init__(self, label: str, grid_json: Path, root: Path, instruments: Path):
+        self.label, self.grid_json, self.root = label, grid_json, root
+        self.grid = read_json(grid_json)
+        if self.grid.get("world") != "official":
+            fail(f"{grid_json}: a grid of the {self.grid.get('world')!r} world, not the official data")
+        self.cells = [cell for cell in self.grid["cells"] if cell["cell"]["method"] in METHOD_NAMES]
+        if not self.cells:
+            fail(f"{grid_json}: no GA, KL or NPO cell")
+        self.methods = [cell["cell"]["method"] for cell in self.cells]
+        self.out = instruments / slug(label)
+
+    def load_runs(self) -> None:
+        """The first seed's artifacts of every cell, from the run records under the grid's root."""
+        self.runs = {}
+        for cell in self.cells:
+            record = read_json(self.root / cell["name"] / "run.json")
+            self.runs[cell["cell"]["method"]] = record["per_seed"][0]["artifacts"]
+        self.clean_model = grid_model(self.grid, self.grid_json)
+        first = next(iter(self.runs.values()))
+        self.corrupted = self.root / first["corrupted"]
+        self.eval_corrupted = self.root / first["eval_corrupted"]
+        self.work = self.root / "instruments"
+
+    def checkpoints(self) -> dict[str, str]:
+        models = {"clean": self.clean_model, "corrupted": str(self.corrupted)}
+        models.update({method: str(self.root / arts["unlearned"]) for method, arts in self.runs.items()})
+        return models
+
+    def run_instruments(self, rerun: bool, log: list[str], batch_size: int, limit: int | None) -> None:
+        self.load_runs()
+        self.out.mkdir(parents=True, exist_ok=True)
+        metadata = json.dumps({"restor_corrupted_samples": str(self.eval_corrupted), "restor_n_random": 1})
+        limited = ["--limit", str(limit)] if limit else []
+        evals = {}
+        for role, checkpoint in self.checkpoints().items():
+            folder = self.work / f"logprob-{role}"
+            run_step(["restor-bench", "eval", checkpoint, "--tasks", LOGPROB_TASK, "--out", str(folder),
+                      "--batch-size", str(batch_size), *limited, "--overwrite", "--", "--metadata", metadata],
+                     folder, rerun, log)
+            evals[role] = folder
+        methods = list(self.runs)
+        run_step(["restor-bench", "compare", "--clean", str(evals["clean"]), "--corrupted", str(evals["corrupted"]),
+                  "--unlearned", *[str(evals[m]) for m in methods], "--labels", *methods,
+                  "--json", str(self.out / "logprob.json"), "--overwrite"],
+                 self.out / "logprob.json", rerun, log)
+        for method in methods:
+            run_step(["restor-bench", "layers", "--clean", self.clean_model, "--corrupted", str(self.corrupted),
+                      "--unlearned", self.checkpoints()[method], "--world", "official",
+                      "--corrupted-answers", str(self.eval_corrupted), "--out", str(self.out / f"layers-{method}"),
+                      *limited, "--overwrite"],
+                     self.out / f"layers-{method}", rerun, log)
+
+    def logprob(self) -> dict:
+        report = read_json(self.out / "logprob.json")
+        return report["tasks"][LOGPROB_TASK]["logprob"]
+
+    def layers(self, method: str) -> tuple[dict, dict]:
+        folder = self.out / f"layers-{method}"
+        return read_json(folder / "lens.json"), read_json(folder / "weights.json")
+
+
+def pct(entry: dict | None, signed: bool = False) -> str:
+    if not entry or entry.get("value") is None:
+        return "n/a"
+    value = 100 * entry["value"]
+    text = f"{value:+.1f}" if signed else f"{value:.1f}"
+    if entry.get("ci"):
+        low, high = (100 * bound for bound in entry["ci"])
+        text += f" [{low:.1f}, {high:.1f}]"
+    return text
+
+
+def ratio(entry: dict | None) -> str:
+    if not entry or entry.get("value") is None:
+        return "n/a"
+    text = f"{entry['value']:.2f}"
+    if entry.get("ci"):
+        text += f" [{entry['ci'][0]:.2f}, {entry['ci'][1]:.2f}]"
+    return text
+
+
+def accuracy_table(models: list[Model]) -> list[str]:
+    lines = ["| model | model state | target accuracy (%) | other people (%) | restoration ratio | "
+             "restored / forgotten (of known) | non-target change (points) | unlearn time |",
+             "|---|---|---|---|---|---|---|---|"]
+    for model in models:
+        first = model.cells[0]
+        stats = first["stats"]
+        lines.append(f"| {model.label} | clean | {pct(stats['clean_target'])} | {pct(stats['clean_non_target'])} "
+                     "| | | | |")
+        lines.append(f"| {model.label} | corrupted | {pct(stats['corrupted_target'])} | "
+                     f"{pct(stats['corrupted_non_target'])} | | | | |")
+        for cell in model.cells:
+            stats, moves = cell["stats"], cell["transitions"]
+            seconds = cell["step_seconds"].get("unlearn")
+            lines.append(
+                f"| {model.label} | {METHOD_NAMES[cell['cell']['method']]} | {pct(stats['unlearned_target'])} | "
+                f"{pct(stats['unlearned_non_target'])} | {ratio(stats['restoration_ratio'])} | "
+                f"{moves['restored']:.0f} / {moves['forgotten']:.0f} (of {moves['target_known']:.0f}) | "
+                f"{pct(stats['non_target_change'], signed=True)} | "
+                f"{_duration(seconds) if seconds is not None else 'n/a'} |")
+    return lines
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes}m {rest:02d}s" if minutes else f"{rest}s"
+
+
+def logprob_table(models: list[Model]) -> list[str]:
+    lines = ["| model | model state | questions | prefers correct | prefers corrupted | prefers random | "
+             "log p(correct) | log p(corrupted) | log p(random) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for model in models:
+        summary = model.logprob()
+        for role, metrics in summary["metrics"].items():
+            name = METHOD_NAMES.get(role, role)
+            cells = [pct(metrics[f"prefers_{c}"]) for c in ("correct", "corrupted", "random")]
+            cells += [f"{metrics[f'logprob_{c}']['value']:.2f}" for c in ("correct", "corrupted", "random")]
+            lines.append(f"| {model.label} | {name} | {summary['n_questions']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _last(values: list) -> float | None:
+    return values[-1] if values else None
+
+
+def _number(value: float | None, spec: str) -> str:
+    return "n/a" if value is None or value != value else format(value, spec)
+
+
+def _share(values: list | None) -> str:
+    return "n/a" if not values or values[-1] is None else f"{100 * values[-1]:.0f}%"
+
+
+def layers_table(models: list[Model]) -> list[str]:
+    lines = ["| model | method | corruption change (relative) | unlearning change (relative) | unlearning / "
+             "corruption | cosine | correct answer ranks first after the last layer: clean / corrupted / unlearned "
+             "| correct beats corrupted after the last layer: clean / corrupted / unlearned |",
+             "|---|---|---|---|---|---|---|---|"]
+    for model in models:
+        for method in model.methods:
+            lens, weights = model.layers(method)
+            total, summary = weights["total"], lens["summary"]
+            states = ("clean", "corrupted", "unlearned")
+            first = " / ".join(_share(summary[state]["correct"]["top1_share"]) for state in states)
+            beats = " / ".join(_share(summary[state].get("prefers_correct")) for state in states)
+            size = total["unlearning_norm"] / total["corruption_norm"] if total["corruption_norm"] else None
+            lines.append(f"| {model.label} | {METHOD_NAMES[method]} | {_number(total['corruption_relative'], '.4f')} | "
+                         f"{_number(total['unlearning_relative'], '.4f')} | {_number(size, '.2f')} | "
+                         f"{_number(total['cosine'], '+.2f')} | {first} | {beats} |")
+    return lines
+
+
+def relation_table(model: Model) -> list[str]:
+    methods = [cell["cell"]["method"] for cell in model.cells]
+    header = ["relation", "questions", "clean known", "corrupted (%)"] + [
+        f"{METHOD_NAMES[m]} restored" for m in methods]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = model.cells[0].get("by_relation") or {}
+    for relation, row in sorted(rows.items(), key=lambda item: -item[1]["n_questions"]):
+        restored = []
+        for cell in model.cells:
+            other = (cell.get("by_relation") or {}).get(relation, {})
+            restored.append(f"{other.get('restored', {}).get('unlearned', 0):.0f}")
+        lines.append(f"| {relation} | {row['n_questions']} | {row['target_known']:.0f} | "
+                     f"{100 * row['accuracy']['corrupted']:.0f} | " + " | ".join(restored) + " |")
+    return lines
+
+
+def render(models: list[Model], args: argparse.Namespace, command: str) -> str:
+    versions = models[0].grid.get("versions", {})
+    out_dir = args.out.parent
+    lines = [
+        "# RESTOR on real models: the official data under the paper protocol, side by side",
+        "",
+        "Produced by (after the grids below; it runs the instruments and writes this page):",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        "The grids it reads, each rerun by the command on its own page:",
+        "",
+    ]
+    for model in models:
+        page = model.grid_json.with_suffix(".md")
+        lines += [f"- {model.label}: [`{page.name}`]({page.relative_to(out_dir) if page.is_relative_to(out_dir) else page})",
+                  "", "  ```", f"  {model.grid['command']}", "  ```", ""]
+    lines += [
+        f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        "- versions: " + ", ".join(f"{name} {value}" for name, value in sorted(versions.items())),
+        "- every number below is from the grids' JSON or from the instrument JSON under "
+        f"`{args.instruments.as_posix()}/`; seed {models[0].grid['seeds'][0]} of each grid",
+        "",
+        "## Accuracy and restoration",
+        "",
+        "Target accuracy is on the questions about the 10 corrupted people, pooled; brackets hold 95% bootstrap "
+        "intervals over questions. Restoration ratio: (unlearned - corrupted) / (clean - corrupted). Restored / "
+        "forgotten: of the target facts the clean model knew, those the unlearned model answers right / wrong "
+        "(the official data does not list the injected values, so \"still corrupted\" cannot be told apart). "
+        "Non-target change: unlearned minus clean on the other people's questions.",
+        "",
+        *accuracy_table(models),
+        "",
+        "## Which answer does the model prefer? (the paper's logit analysis)",
+        "",
+        f"`{LOGPROB_TASK}` on the target questions the corrupted model answers wrong: for each, the mean per-token "
+        "log-probability, under the paper's prompt, of the acceptable answers (correct), of the corrupted model's own "
+        "answer (corrupted) and of one random value of the same relation (random); prefers_X is the share of "
+        "questions where X scores highest. The same questions for every model of a row block.",
+        "",
+        *logprob_table(models),
+        "",
+        "## Where the changes sit (`restor-bench layers`)",
+        "",
+        "Weight changes over all parameters: the corruption's (corrupted - clean) and the unlearning's "
+        "(unlearned - corrupted), each relative to the clean model's norm, their ratio and the cosine between them "
+        "(-1: the unlearning moves straight back along the corruption). Logit lens: the share of target questions "
+        "whose correct answer's first token ranks first after the last layer.",
+        "",
+        *layers_table(models),
+        "",
+    ]
+    for model in models:
+        for method in model.methods:
+            folder = (model.out / f"layers-{method}").relative_to(out_dir) if (
+                model.out / f"layers-{method}").is_relative_to(out_dir) else model.out / f"layers-{method}"
+            lines += [f"**{model.label}, {METHOD_NAMES[method]}**: [lens]({folder.as_posix()}/lens.png), "
+                      f"[weights]({folder.as_posix()}/weights.png)", ""]
+    for model in models:
+        method = "npo" if "npo" in model.methods else model.methods[0]
+        folder = model.out / f"layers-{method}"
+        shown = folder.relative_to(out_dir) if folder.is_relative_to(out_dir) else folder
+        lines += [f"![{model.label}, {METHOD_NAMES[method]}: logit lens]({shown.as_posix()}/lens.png)", "",
+                  f"![{model.label}, {METHOD_NAMES[method]}: weight changes]({shown.as_posix()}/weights.png)", ""]
+    lines += ["## By relation (target questions)", "",
+              "Per Wikidata relation of the target questions: how many the clean model knew, the corrupted model's "
+              "accuracy, and how many of the known facts each unlearned model answers right again. Small rows are "
+              "small: read the counts.", ""]
+    for model in models:
+        lines += [f"### {model.label}", "", *relation_table(model), ""]
+    if args.discussion:
+        lines += [args.discussion.read_text().rstrip(), ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--page", nargs=3, action="append", required=True, metavar=("LABEL", "GRID_JSON", "ROOT"),
+                        help="a model's grid: its label, the grid's JSON and its --root (repeat per model)")
+    parser.add_argument("--instruments", type=Path, required=True, help="folder of the instrument JSON and PNG")
+    parser.add_argument("--discussion", type=Path, help="a committed markdown file placed at the end of the page")
+    parser.add_argument("--out", type=Path, required=True, help="the page to write")
+    parser.add_argument("--batch-size", type=int, default=32, help="lm-eval batch size of the logprob evaluations")
+    parser.add_argument("--limit", type=int, help="only the first N questions in every instrument (smoke runs)")
+    parser.add_argument("--rerun", action="store_true", help="run every instrument step again")
+    parser.add_argument("--render-only", action="store_true", help="write the page from existing instrument JSON")
+    args = parser.parse_args(argv)
+    if args.discussion and not args.discussion.is_file():
+        fail(f"{args.discussion}: no such file")
+    models = [Model(label, Path(grid), Path(root), args.instruments) for label, grid, root in args.page]
+    log: list[str] = []
+    if not args.render_only:
+        for model in models:
+            model.run_instruments(args.rerun, log, args.batch_size, args.limit)
+    shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a not in ("--rerun", "--render-only")]
+    command = "python scripts/official_page.py " + shlex.join(shown)
+    text = render(models, args, command)
+    for line in log:
+        print(f"[official_page] ran {line}")
+    tmp = args.out.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(args.out)
+    print(f"[official_page] wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
