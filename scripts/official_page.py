@@ -5,7 +5,8 @@ Each `--page LABEL GRID_JSON ROOT` names a finished `restor-bench grid` (its JSO
 and its `--root`). For every model the script
 
 1. reads the grid's accuracies, restoration ratios and per-relation rows from GRID_JSON;
-2. scores the clean, corrupted and every unlearned model of the grid's first seed with `restor_facts_logprob`
+2. scores the clean, corrupted and every unlearned model (or those of `--logprob-methods`) of the grid's first
+   seed with `restor_facts_logprob`
    (`restor-bench eval`; the corrupted answers are the corrupted model's own samples of the grid's evaluation, one
    random option per relation: `restor_n_random` 1) and compares them (`restor-bench compare`, JSON under
    `--instruments`);
@@ -18,14 +19,15 @@ page is a function of the grids' JSON, the runs under their roots and this comma
 
     python scripts/official_page.py --page SmolLM2-135M docs/RESULTS-paper-smollm2.json runs-paper-smollm2 \\
         --page "Gemma 3 270M" docs/RESULTS-paper-gemma3.json runs-paper-gemma3 \\
-        --instruments docs/instruments/official --discussion docs/RESULTS-official.discussion.md \\
-        --out docs/RESULTS-official.md
+        --instruments docs/instruments/official --logprob-methods npo \\
+        --discussion docs/RESULTS-official.discussion.md --out docs/RESULTS-official.md
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import shlex
 import subprocess
@@ -64,7 +66,7 @@ def run_step(command: list[str], out: Path, rerun: bool, log: list[str]) -> None
         return
     print(f"[official_page] {shlex.join(command)}", flush=True)
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "restor_bench", *command[1:]])
+    result = subprocess.run([sys.executable, "-m", "restor_bench", *command[1:]], check=False)
     if result.returncode != 0:
         fail(f"{shlex.join(command)} exited with {result.returncode}")
     log.append(f"{shlex.join(command)}  # {time.monotonic() - started:.0f} s")
@@ -113,24 +115,31 @@ class Model:
         models.update({method: str(self.root / arts["unlearned"]) for method, arts in self.runs.items()})
         return models
 
-    def run_instruments(self, rerun: bool, log: list[str], batch_size: int, limit: int | None) -> None:
+    def logprob_roles(self, methods: list[str] | None) -> list[str]:
+        """The models the logprob instrument scores: clean, corrupted and the chosen unlearned ones."""
+        chosen = [m for m in self.methods if methods is None or m in methods]
+        return ["clean", "corrupted", *chosen]
+
+    def run_instruments(self, rerun: bool, log: list[str], batch_size: int, limit: int | None,
+                        logprob_methods: list[str] | None) -> None:
         self.load_runs()
         self.out.mkdir(parents=True, exist_ok=True)
         metadata = json.dumps({"restor_corrupted_samples": str(self.eval_corrupted), "restor_n_random": 1})
         limited = ["--limit", str(limit)] if limit else []
         evals = {}
-        for role, checkpoint in self.checkpoints().items():
+        for role in self.logprob_roles(logprob_methods):
+            checkpoint = self.checkpoints()[role]
             folder = self.work / f"logprob-{role}"
             run_step(["restor-bench", "eval", checkpoint, "--tasks", LOGPROB_TASK, "--out", str(folder),
                       "--batch-size", str(batch_size), *limited, "--overwrite", "--", "--metadata", metadata],
                      folder, rerun, log)
             evals[role] = folder
-        methods = list(self.runs)
+        methods = [role for role in evals if role not in ("clean", "corrupted")]
         run_step(["restor-bench", "compare", "--clean", str(evals["clean"]), "--corrupted", str(evals["corrupted"]),
                   "--unlearned", *[str(evals[m]) for m in methods], "--labels", *methods,
                   "--json", str(self.out / "logprob.json"), "--overwrite"],
                  self.out / "logprob.json", rerun, log)
-        for method in methods:
+        for method in self.methods:
             run_step(["restor-bench", "layers", "--clean", self.clean_model, "--corrupted", str(self.corrupted),
                       "--unlearned", self.checkpoints()[method], "--world", "official",
                       "--corrupted-answers", str(self.eval_corrupted), "--out", str(self.out / f"layers-{method}"),
@@ -213,7 +222,7 @@ def _last(values: list) -> float | None:
 
 
 def _number(value: float | None, spec: str) -> str:
-    return "n/a" if value is None or value != value else format(value, spec)
+    return "n/a" if value is None or math.isnan(value) else format(value, spec)
 
 
 def _share(values: list | None) -> str:
@@ -332,6 +341,25 @@ def render(models: list[Model], args: argparse.Namespace, command: str) -> str:
     return "\n".join(lines)
 
 
+def check_page(path: Path, text: str) -> int:
+    """0 when the page at `path` is `text` but for its date line, else 1 with the first differing lines."""
+    if not path.is_file():
+        fail(f"{path}: no such file")
+    def undated(lines: list[str]) -> list[str]:
+        return [line for line in lines if not line.startswith("- date: ")]
+
+    old, new = undated(path.read_text().splitlines()), undated(text.splitlines())
+    if old == new:
+        print(f"[official_page] {path} is up to date")
+        return 0
+    import difflib
+
+    diff = list(difflib.unified_diff(old, new, str(path), "rendered now", lineterm="", n=0))
+    print("\n".join(diff[:40]))
+    print(f"[official_page] {path} differs from the page its inputs give now", file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--page", nargs=3, action="append", required=True, metavar=("LABEL", "GRID_JSON", "ROOT"),
@@ -340,20 +368,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--discussion", type=Path, help="a committed markdown file placed at the end of the page")
     parser.add_argument("--out", type=Path, required=True, help="the page to write")
     parser.add_argument("--batch-size", type=int, default=32, help="lm-eval batch size of the logprob evaluations")
+    parser.add_argument("--logprob-methods", type=lambda text: [m for m in text.split(",") if m],
+                        help="comma-separated unlearned models the logprob instrument scores next to clean and "
+                             "corrupted (default: every method of each grid); the layers instrument runs on all")
     parser.add_argument("--limit", type=int, help="only the first N questions in every instrument (smoke runs)")
     parser.add_argument("--rerun", action="store_true", help="run every instrument step again")
     parser.add_argument("--render-only", action="store_true", help="write the page from existing instrument JSON")
+    parser.add_argument("--check", action="store_true",
+                        help="run nothing, write nothing: exit 1 when the page at --out differs (its date aside) "
+                             "from the page its inputs give now")
     args = parser.parse_args(argv)
     if args.discussion and not args.discussion.is_file():
         fail(f"{args.discussion}: no such file")
     models = [Model(label, Path(grid), Path(root), args.instruments) for label, grid, root in args.page]
     log: list[str] = []
-    if not args.render_only:
+    if not (args.render_only or args.check):
         for model in models:
-            model.run_instruments(args.rerun, log, args.batch_size, args.limit)
-    shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a not in ("--rerun", "--render-only")]
+            unknown = sorted(set(args.logprob_methods or []) - set(model.methods))
+            if unknown:
+                fail(f"{model.grid_json}: --logprob-methods names {', '.join(unknown)}, not a method of this grid")
+            model.run_instruments(args.rerun, log, args.batch_size, args.limit, args.logprob_methods)
+    shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a not in ("--rerun", "--render-only", "--check")]
     command = "python scripts/official_page.py " + shlex.join(shown)
     text = render(models, args, command)
+    if args.check:
+        return check_page(args.out, text)
     for line in log:
         print(f"[official_page] ran {line}")
     tmp = args.out.with_suffix(".tmp")

@@ -1,0 +1,65 @@
+"""The published real-model pages agree with the JSON their commands wrote: the numbers the hand-written
+discussion of docs/RESULTS-paper.md quotes for SmolLM2, and docs/RESULTS-official.md against its inputs."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def _cells(name: str) -> dict[str, dict]:
+    grid = json.loads((DOCS / name).read_text())
+    return {cell["cell"]["method"]: cell for cell in grid["cells"]}
+
+
+def _ci(entry: dict) -> str:
+    low, high = entry["ci"]
+    return f"{entry['value']:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def test_the_paper_discussion_quotes_the_smollm2_page():
+    text = (DOCS / "RESULTS-paper.discussion.md").read_text()
+    section = text[text.index("**A real model: SmolLM2-135M"):]
+    cells = _cells("RESULTS-paper-smollm2.json")
+    for method, name in (("ga", "GA"), ("kl", "KL"), ("npo", "NPO")):
+        assert f"{name} {_ci(cells[method]['stats']['restoration_ratio'])}" in section
+    stats = cells["ga"]["stats"]
+    clean, corrupted = stats["clean_target"]["value"], stats["corrupted_target"]["value"]
+    assert f"from {100 * clean:.1f}% to {100 * corrupted:.1f}%" in section
+    other = f"from {100 * stats['clean_non_target']['value']:.1f}% to {100 * stats['corrupted_non_target']['value']:.1f}%"
+    assert other in section
+    # the page the discussion points to is the one the grid wrote, and the tiny-world page carries the paragraph
+    assert (DOCS / "RESULTS-paper-smollm2.md").read_text().count(json.loads(
+        (DOCS / "RESULTS-paper-smollm2.json").read_text())["command"]) == 1
+    assert section.strip() in (DOCS / "RESULTS-paper.md").read_text()
+
+
+def test_the_official_page_is_its_command_rendered_again():
+    """docs/RESULTS-official.md, rendered again from its printed command (`--check`: from the grids' JSON and the
+    instrument JSON, no runs), is the same page but for its date."""
+    page = (DOCS / "RESULTS-official.md").read_text()
+    command = re.search(r"```\n(python scripts/official_page\.py [^\n]+)\n```", page)
+    assert command, "the page prints no official_page.py command"
+    argv = shlex.split(command.group(1))[2:]
+    result = subprocess.run([sys.executable, "scripts/official_page.py", *argv, "--check"], cwd=DOCS.parent,
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", ["RESULTS-paper-smollm2.json", "RESULTS-paper-gemma3.json"])
+def test_the_official_page_shows_each_grid(name):
+    page = (DOCS / "RESULTS-official.md").read_text()
+    grid = json.loads((DOCS / name).read_text())
+    assert grid["command"] in page
+    for cell in grid["cells"]:
+        value = cell["stats"]["unlearned_target"]
+        low, high = value["ci"]
+        assert f"{100 * value['value']:.1f} [{100 * low:.1f}, {100 * high:.1f}]" in page
