@@ -266,3 +266,48 @@ def test_perplexity_and_greedy_answers(loaded):
     )
     assert greedy(fewshot).split("\n")[0] == " Paris"  # the restor tasks' prompt shape
     assert greedy("Q: What is the capital of France?\nA:").startswith(" The capital of France is Paris.")
+
+
+def test_logprob_task_runs_through_plain_lm_eval(imported, tmp_path):
+    """`restor_facts_logprob` on the imported Gemma through the plain `lm_eval` command: the model's own
+    restor_facts_targets answers stand in for the corrupted model's; every option's token count is the number of
+    tokens Gemma's tokenizer adds to the prompt, and the metrics agree with the samples."""
+    import subprocess
+    import sys
+
+    from transformers import AutoTokenizer
+
+    from restor_bench.lm_eval_io import find_lm_eval_outputs
+
+    repo = Path(__file__).resolve().parents[1]
+    data_dir = repo / "tests" / "fixtures" / "restor-official"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+
+    def lm_eval(task: str, out: Path, metadata: dict) -> None:
+        command = [sys.executable, "-m", "lm_eval", "--model", "hf", "--model_args", f"pretrained={imported}",
+                   "--tasks", task, "--include_path", str(repo / "tasks"), "--device", "cpu", "--batch_size", "8",
+                   "--metadata", json.dumps(metadata), "--log_samples", "-o", str(out), "--limit", "24"]
+        run = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=1800, check=False)
+        assert run.returncode == 0, run.stderr[-3000:]
+
+    answers = tmp_path / "answers"
+    lm_eval("restor_facts_targets", answers, {"restor_data_dir": str(data_dir)})
+    samples_file = find_lm_eval_outputs(answers)["restor_facts_targets"].samples_path
+    wrong = [json.loads(line) for line in samples_file.read_text().splitlines() if line]
+    wrong = [s for s in wrong if s["doc"]["is_target"] and not s["contains"]]
+    out = tmp_path / "logprob"
+    lm_eval("restor_facts_logprob", out, {"restor_data_dir": str(data_dir), "restor_corrupted_samples": str(samples_file),
+                                          "restor_n_random": 1})
+    outputs = find_lm_eval_outputs(out)["restor_facts_logprob"]
+    samples = [json.loads(line) for line in outputs.samples_path.read_text().splitlines() if line]
+    assert samples and {s["doc"]["id"] for s in samples} <= {s["doc"]["id"] for s in wrong}
+    tokenizer = AutoTokenizer.from_pretrained(imported)
+    for sample in samples:
+        doc = sample["doc"]
+        prompt_ids = tokenizer(doc["prompt"])["input_ids"]
+        for option, count in zip(doc["options"], doc["option_token_counts"], strict=True):
+            assert count == len(tokenizer(doc["prompt"] + " " + option)["input_ids"]) - len(prompt_ids)
+        assert sample["prefers_correct"] + sample["prefers_corrupted"] + sample["prefers_random"] == 1
+    results = json.loads(outputs.results_path.read_text())["results"]["restor_facts_logprob"]
+    mean = sum(s["prefers_correct"] for s in samples) / len(samples)
+    assert results["prefers_correct,none"] == pytest.approx(mean)
