@@ -146,9 +146,15 @@ class Model:
                       *limited, "--overwrite"],
                      self.out / f"layers-{method}", rerun, log)
 
-    def logprob(self) -> dict:
+    def logprob_report(self) -> dict:
+        """The logprob task's part of the compare JSON: its `logprob` means, and the paired differences and
+        restoration ratios of its per-question metric (prefers_correct)."""
         report = read_json(self.out / "logprob.json")
-        return report["tasks"][LOGPROB_TASK]["logprob"]
+        try:
+            return report["tasks"][LOGPROB_TASK]
+        except KeyError:
+            fail(f"{self.out / 'logprob.json'}: no {LOGPROB_TASK} comparison")
+        raise AssertionError
 
     def layers(self, method: str) -> tuple[dict, dict]:
         folder = self.out / f"layers-{method}"
@@ -176,8 +182,8 @@ def ratio(entry: dict | None) -> str:
 
 
 def accuracy_table(models: list[Model]) -> list[str]:
-    lines = ["| model | model state | target accuracy (%) | other people (%) | restoration ratio | "
-             "restored / forgotten (of known) | non-target change (points) | unlearn time |",
+    lines = [("| model | model state | target accuracy (%) | other people (%) | restoration ratio | "
+             "restored / forgotten (of known) | non-target change (points) | unlearn time |"),
              "|---|---|---|---|---|---|---|---|"]
     for model in models:
         first = model.cells[0]
@@ -204,21 +210,24 @@ def _duration(seconds: float) -> str:
 
 
 def logprob_table(models: list[Model]) -> list[str]:
-    lines = ["| model | model state | questions | prefers correct | prefers corrupted | prefers random | "
-             "log p(correct) | log p(corrupted) | log p(random) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [("| model | model state | questions | prefers correct (%) | prefers corrupted (%) | prefers random (%) | "
+             "log p(correct) | log p(corrupted) | log p(random) | prefers correct, change vs corrupted (points, "
+             "paired) | restoration ratio of prefers correct |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for model in models:
-        summary = model.logprob()
+        report = model.logprob_report()
+        summary = report["logprob"]
+        changes = {d["model"]: d for d in report["differences"]
+                   if d["reference"] == "corrupted" and d["split"] == "target"}
         for role, metrics in summary["metrics"].items():
             name = METHOD_NAMES.get(role, role)
             cells = [pct(metrics[f"prefers_{c}"]) for c in ("correct", "corrupted", "random")]
             cells += [f"{metrics[f'logprob_{c}']['value']:.2f}" for c in ("correct", "corrupted", "random")]
+            unlearned = role not in ("clean", "corrupted")
+            cells += [pct(changes.get(role), signed=True) if unlearned else "",
+                      ratio(report["restoration_ratio"].get(role)) if unlearned else ""]
             lines.append(f"| {model.label} | {name} | {summary['n_questions']} | " + " | ".join(cells) + " |")
     return lines
-
-
-def _last(values: list) -> float | None:
-    return values[-1] if values else None
 
 
 def _number(value: float | None, spec: str) -> str:
@@ -230,9 +239,9 @@ def _share(values: list | None) -> str:
 
 
 def layers_table(models: list[Model]) -> list[str]:
-    lines = ["| model | method | corruption change (relative) | unlearning change (relative) | unlearning / "
+    lines = [("| model | method | corruption change (relative) | unlearning change (relative) | unlearning / "
              "corruption | cosine | correct answer ranks first after the last layer: clean / corrupted / unlearned "
-             "| correct beats corrupted after the last layer: clean / corrupted / unlearned |",
+             "| correct beats corrupted after the last layer: clean / corrupted / unlearned |"),
              "|---|---|---|---|---|---|---|---|"]
     for model in models:
         for method in model.methods:
@@ -286,34 +295,36 @@ def render(models: list[Model], args: argparse.Namespace, command: str) -> str:
     lines += [
         f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         "- versions: " + ", ".join(f"{name} {value}" for name, value in sorted(versions.items())),
-        "- every number below is from the grids' JSON or from the instrument JSON under "
-        f"`{args.instruments.as_posix()}/`; seed {models[0].grid['seeds'][0]} of each grid",
+        ("- every number below is from the grids' JSON or from the instrument JSON under "
+        f"`{args.instruments.as_posix()}/`; seed {models[0].grid['seeds'][0]} of each grid"),
         "",
         "## Accuracy and restoration",
         "",
-        "Target accuracy is on the questions about the 10 corrupted people, pooled; brackets hold 95% bootstrap "
+        ("Target accuracy is on the questions about the 10 corrupted people, pooled; brackets hold 95% bootstrap "
         "intervals over questions. Restoration ratio: (unlearned - corrupted) / (clean - corrupted). Restored / "
         "forgotten: of the target facts the clean model knew, those the unlearned model answers right / wrong "
         "(the official data does not list the injected values, so \"still corrupted\" cannot be told apart). "
-        "Non-target change: unlearned minus clean on the other people's questions.",
+        "Non-target change: unlearned minus clean on the other people's questions."),
         "",
         *accuracy_table(models),
         "",
         "## Which answer does the model prefer? (the paper's logit analysis)",
         "",
-        f"`{LOGPROB_TASK}` on the target questions the corrupted model answers wrong: for each, the mean per-token "
+        (f"`{LOGPROB_TASK}` on the target questions the corrupted model answers wrong: for each, the mean per-token "
         "log-probability, under the paper's prompt, of the acceptable answers (correct), of the corrupted model's own "
         "answer (corrupted) and of one random value of the same relation (random); prefers_X is the share of "
-        "questions where X scores highest. The same questions for every model of a row block.",
+        "questions where X scores highest. The same questions for every model of a row block. The last two columns "
+        "treat prefers correct as the score (`restor-bench compare` on the logprob evaluations): the paired change "
+        "from the corrupted model, and (unlearned - corrupted) / (clean - corrupted), with 95% bootstrap intervals."),
         "",
         *logprob_table(models),
         "",
         "## Where the changes sit (`restor-bench layers`)",
         "",
-        "Weight changes over all parameters: the corruption's (corrupted - clean) and the unlearning's "
+        ("Weight changes over all parameters: the corruption's (corrupted - clean) and the unlearning's "
         "(unlearned - corrupted), each relative to the clean model's norm, their ratio and the cosine between them "
         "(-1: the unlearning moves straight back along the corruption). Logit lens: the share of target questions "
-        "whose correct answer's first token ranks first after the last layer.",
+        "whose correct answer's first token ranks first after the last layer."),
         "",
         *layers_table(models),
         "",
@@ -322,8 +333,8 @@ def render(models: list[Model], args: argparse.Namespace, command: str) -> str:
         for method in model.methods:
             folder = (model.out / f"layers-{method}").relative_to(out_dir) if (
                 model.out / f"layers-{method}").is_relative_to(out_dir) else model.out / f"layers-{method}"
-            lines += [f"**{model.label}, {METHOD_NAMES[method]}**: [lens]({folder.as_posix()}/lens.png), "
-                      f"[weights]({folder.as_posix()}/weights.png)", ""]
+            lines += [(f"**{model.label}, {METHOD_NAMES[method]}**: [lens]({folder.as_posix()}/lens.png), "
+                      f"[weights]({folder.as_posix()}/weights.png)"), ""]
     for model in models:
         method = "npo" if "npo" in model.methods else model.methods[0]
         folder = model.out / f"layers-{method}"
@@ -331,9 +342,9 @@ def render(models: list[Model], args: argparse.Namespace, command: str) -> str:
         lines += [f"![{model.label}, {METHOD_NAMES[method]}: logit lens]({shown.as_posix()}/lens.png)", "",
                   f"![{model.label}, {METHOD_NAMES[method]}: weight changes]({shown.as_posix()}/weights.png)", ""]
     lines += ["## By relation (target questions)", "",
-              "Per Wikidata relation of the target questions: how many the clean model knew, the corrupted model's "
+              ("Per Wikidata relation of the target questions: how many the clean model knew, the corrupted model's "
               "accuracy, and how many of the known facts each unlearned model answers right again. Small rows are "
-              "small: read the counts.", ""]
+              "small: read the counts."), ""]
     for model in models:
         lines += [f"### {model.label}", "", *relation_table(model), ""]
     if args.discussion:
