@@ -10,8 +10,9 @@ and its `--root`). For every model the script
    (`restor-bench eval`; the corrupted answers are the corrupted model's own samples of the grid's evaluation, one
    random option per relation: `restor_n_random` 1) and compares them (`restor-bench compare`, JSON under
    `--instruments`);
-3. runs `restor-bench layers` (logit lens and weight changes, JSON and PNG under `--instruments`) on clean,
-   corrupted and each unlearned model;
+3. runs `restor-bench layers` (logit lens and weight changes) on clean, corrupted and each unlearned model, and
+   copies its figures, its weights report and its lens summary (`lens-summary.json`, the lens report less the
+   per-question rows) under `--instruments`;
 
 then writes the page: the commands, the side-by-side tables, the figures and a committed discussion file. Steps whose
 output exists are reused (`--rerun` does them again), so a rerun after the grids costs only what is missing. The
@@ -30,6 +31,7 @@ import json
 import math
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -82,6 +84,19 @@ def grid_model(grid: dict, where: Path) -> str:
             return word.split("=", 1)[1]
     fail(f"{where}: the grid's command names no --model")
     raise AssertionError
+
+
+def publish_layers(source: Path, target: Path) -> None:
+    """Copy a `restor-bench layers` output folder's figures and weights report to `target`, with the lens report
+    less its per-question rows (`lens-summary.json`; the full lens.json, megabytes on a real model, stays with
+    the runs)."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("weights.json", "weights.png", "lens.png"):
+        if (source / name).is_file():
+            shutil.copyfile(source / name, target / name)
+    lens = read_json(source / "lens.json")
+    lens["questions"] = len(lens.get("questions", []))
+    (target / "lens-summary.json").write_text(json.dumps(lens, indent=1) + "\n")
 
 
 class Model:
@@ -140,11 +155,12 @@ class Model:
                   "--json", str(self.out / "logprob.json"), "--overwrite"],
                  self.out / "logprob.json", rerun, log)
         for method in self.methods:
+            folder = self.work / f"layers-{method}"
             run_step(["restor-bench", "layers", "--clean", self.clean_model, "--corrupted", str(self.corrupted),
                       "--unlearned", self.checkpoints()[method], "--world", "official",
-                      "--corrupted-answers", str(self.eval_corrupted), "--out", str(self.out / f"layers-{method}"),
-                      *limited, "--overwrite"],
-                     self.out / f"layers-{method}", rerun, log)
+                      "--corrupted-answers", str(self.eval_corrupted), "--out", str(folder), *limited, "--overwrite"],
+                     folder, rerun, log)
+            publish_layers(folder, self.out / f"layers-{method}")
 
     def logprob_report(self) -> dict:
         """The logprob task's part of the compare JSON: its `logprob` means, and the paired differences and
@@ -158,7 +174,7 @@ class Model:
 
     def layers(self, method: str) -> tuple[dict, dict]:
         folder = self.out / f"layers-{method}"
-        return read_json(folder / "lens.json"), read_json(folder / "weights.json")
+        return read_json(folder / "lens-summary.json"), read_json(folder / "weights.json")
 
 
 def pct(entry: dict | None, signed: bool = False) -> str:

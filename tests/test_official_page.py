@@ -92,7 +92,12 @@ def test_page_numbers_come_from_the_grid_and_the_instruments(built):
     row = _row(page, LAYERS, "Tiny Llama", "GA")
     assert f"{weights['total']['corruption_relative']:.4f}" in row
     assert (f"{cosine:+.2f}" if cosine is not None else "n/a") in row
-    assert (work / "docs" / "instruments" / "tiny-llama" / "layers-npo" / "lens.png").is_file()
+    published = work / "docs" / "instruments" / "tiny-llama" / "layers-npo"
+    assert (published / "lens.png").is_file() and (published / "weights.png").is_file()
+    # the published lens report is the command's, less its per-question rows (which stay with the runs)
+    full = json.loads((work / "runs" / "instruments" / "layers-npo" / "lens.json").read_text())
+    summary = json.loads((published / "lens-summary.json").read_text())
+    assert summary["questions"] == len(full["questions"]) > 0 and summary["summary"] == full["summary"]
     assert "A committed paragraph." in page
 
 
