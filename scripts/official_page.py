@@ -267,8 +267,8 @@ def layers_table(models: list[Model]) -> list[str]:
             first = " / ".join(_share(summary[state]["correct"]["top1_share"]) for state in states)
             beats = " / ".join(_share(summary[state].get("prefers_correct")) for state in states)
             size = total["unlearning_norm"] / total["corruption_norm"] if total["corruption_norm"] else None
-            lines.append(f"| {model.label} | {METHOD_NAMES[method]} | {_number(total['corruption_relative'], '.4f')} | "
-                         f"{_number(total['unlearning_relative'], '.4f')} | {_number(size, '.2f')} | "
+            lines.append(f"| {model.label} | {METHOD_NAMES[method]} | {_number(total['corruption_relative'], '.5f')} | "
+                         f"{_number(total['unlearning_relative'], '.5f')} | {_number(size, '.2f')} | "
                          f"{_number(total['cosine'], '+.2f')} | {first} | {beats} |")
     return lines
 

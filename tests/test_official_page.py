@@ -90,7 +90,7 @@ def test_page_numbers_come_from_the_grid_and_the_instruments(built):
     assert weights["total"]["corruption_norm"] > 0 and weights["total"]["unlearning_norm"] > 0
     cosine = weights["total"]["cosine"]
     row = _row(page, LAYERS, "Tiny Llama", "GA")
-    assert f"{weights['total']['corruption_relative']:.4f}" in row
+    assert f"{weights['total']['corruption_relative']:.5f}" in row
     assert (f"{cosine:+.2f}" if cosine is not None else "n/a") in row
     published = work / "docs" / "instruments" / "tiny-llama" / "layers-npo"
     assert (published / "lens.png").is_file() and (published / "weights.png").is_file()
@@ -137,7 +137,7 @@ def test_the_page_shows_the_values_of_its_json(built, tmp_path):
     row = _row(page, ACCURACY, "Tiny Llama", "NPO")
     assert "| 45.7 [30.0, 60.0] |" in row and "| 0.25 [-0.12, 0.50] |" in row and "| 7 / 3 (of 12) |" in row
     row = _row(page, LAYERS, "Tiny Llama", "NPO")
-    assert "| 0.0123 |" in row and "| 0.25 | -0.66 |" in row
+    assert "| 0.01230 |" in row and "| 0.25 | -0.66 |" in row
 
 
 def test_a_missing_grid_json_is_one_line_and_exit_2(tmp_path):
