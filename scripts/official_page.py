@@ -273,6 +273,49 @@ def layers_table(models: list[Model]) -> list[str]:
     return lines
 
 
+def kind_totals(weights: dict) -> dict[str, dict[str, float | None]]:
+    """Per module kind (attention, mlp, embeddings, norm): the corruption's and the unlearning's norms over the
+    kind's modules and the cosine between the two changes, from the per-module norms and cosines of a
+    `restor-bench layers` weights report (dot products add up: cos x |a| x |b| per module)."""
+    sums: dict[str, list[float]] = {}
+    for module in weights["modules"]:
+        entry = sums.setdefault(module["kind"], [0.0, 0.0, 0.0])
+        entry[0] += module["corruption_norm"] ** 2
+        entry[1] += module["unlearning_norm"] ** 2
+        if module["cosine"] is not None:
+            entry[2] += module["cosine"] * module["corruption_norm"] * module["unlearning_norm"]
+    totals = {}
+    for kind, (corruption, unlearning, dot) in sums.items():
+        corruption, unlearning = math.sqrt(corruption), math.sqrt(unlearning)
+        totals[kind] = {"corruption_norm": corruption, "unlearning_norm": unlearning,
+                        "cosine": dot / (corruption * unlearning) if corruption and unlearning else None}
+    return totals
+
+
+def kind_table(models: list[Model]) -> list[str]:
+    """One row per model and method, one column per module kind that the corruption changed in some model."""
+    totals = {(model.label, method): kind_totals(model.layers(method)[1])
+              for model in models for method in model.methods}
+    kinds = [kind for kind in ("attention", "mlp", "embeddings", "norm")
+             if any(entry.get(kind, {}).get("corruption_norm") for entry in totals.values())]
+    lines = ["| model | method | " + " | ".join(f"{kind}: corruption norm / unlearning / corruption / cosine"
+                                               for kind in kinds) + " |",
+             "|---|---|" + "---|" * len(kinds)]
+    for model in models:
+        for method in model.methods:
+            cells = []
+            for kind in kinds:
+                entry = totals[(model.label, method)].get(kind)
+                if not entry:
+                    cells.append("n/a")
+                    continue
+                size = entry["unlearning_norm"] / entry["corruption_norm"] if entry["corruption_norm"] else None
+                cells.append(f"{_number(entry['corruption_norm'], '.3f')} / {_number(size, '.2f')} / "
+                             f"{_number(entry['cosine'], '+.2f')}")
+            lines.append(f"| {model.label} | {METHOD_NAMES[method]} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def relation_table(model: Model) -> list[str]:
     methods = [cell["cell"]["method"] for cell in model.cells]
     header = ["relation", "questions", "clean known", "corrupted (%)"] + [
@@ -357,6 +400,16 @@ def render(models: list[Model], args: argparse.Namespace, command: str) -> str:
         shown = folder.relative_to(out_dir) if folder.is_relative_to(out_dir) else folder
         lines += [f"![{model.label}, {METHOD_NAMES[method]}: logit lens]({shown.as_posix()}/lens.png)", "",
                   f"![{model.label}, {METHOD_NAMES[method]}: weight changes]({shown.as_posix()}/weights.png)", ""]
+    lines += [
+        "## The changes by module kind",
+        "",
+        ("The corruption's norm (in weight units: relative to the whole model, a large tied embedding hides the "
+         "rest), the unlearning's size relative to it and the cosine between them. Kinds the corruption left "
+         "unchanged (with LoRA: the embeddings and the norms) are left out."),
+        "",
+        *kind_table(models),
+        "",
+    ]
     lines += ["## By relation (target questions)", "",
               ("Per Wikidata relation of the target questions: how many the clean model knew, the corrupted model's "
               "accuracy, and how many of the known facts each unlearned model answers right again. Small rows are "

@@ -129,6 +129,19 @@ def test_the_page_shows_the_values_of_its_json(built, tmp_path):
     weights_file = docs / "instruments" / "tiny-llama" / "layers-npo" / "weights.json"
     weights = json.loads(weights_file.read_text())
     weights["total"].update(corruption_norm=2.0, unlearning_norm=0.5, corruption_relative=0.0123, cosine=-0.66)
+    # two attention modules whose changes cancel in the dot product, and one feed-forward module undone exactly:
+    # attention |c| = |u| = sqrt(3^2 + 4^2) = 5, dot = -0.5*3*4 + 0.5*4*3 = 0; mlp |c| = 2, |u| = 1, cosine -1
+    template = {"layer": 0, "parameters": 1, "clean_norm": 1.0, "corruption_relative": 0.0, "unlearning_relative": 0.0}
+    weights["modules"] = [
+        {**template, "name": "a", "module": "q_proj", "kind": "attention", "corruption_norm": 3.0,
+         "unlearning_norm": 4.0, "cosine": -0.5},
+        {**template, "name": "b", "module": "k_proj", "kind": "attention", "corruption_norm": 4.0,
+         "unlearning_norm": 3.0, "cosine": 0.5},
+        {**template, "name": "c", "module": "up_proj", "kind": "mlp", "corruption_norm": 2.0, "unlearning_norm": 1.0,
+         "cosine": -1.0},
+        {**template, "name": "d", "module": "norm", "kind": "norm", "corruption_norm": 0.0, "unlearning_norm": 0.0,
+         "cosine": None},
+    ]
     weights_file.write_text(json.dumps(weights))
     result = _script("--page", "Tiny Llama", "docs/grid.json", "runs", "--instruments", "docs/instruments",
                      "--out", "docs/page.md", "--render-only", cwd=tmp_path, data_dir=official_dir)
@@ -138,6 +151,11 @@ def test_the_page_shows_the_values_of_its_json(built, tmp_path):
     assert "| 45.7 [30.0, 60.0] |" in row and "| 0.25 [-0.12, 0.50] |" in row and "| 7 / 3 (of 12) |" in row
     row = _row(page, LAYERS, "Tiny Llama", "NPO")
     assert "| 0.01230 |" in row and "| 0.25 | -0.66 |" in row
+    header = next(line for line in page.split("## The changes by module kind\n", 1)[1].splitlines()
+                  if line.startswith("| model |"))
+    assert "| attention: " in header and "| mlp: " in header and "norm:" not in header
+    npo = _row(page, "The changes by module kind", "Tiny Llama", "NPO")
+    assert npo == "| Tiny Llama | NPO | 5.000 / 1.00 / +0.00 | 2.000 / 0.50 / -1.00 |"
 
 
 def test_a_missing_grid_json_is_one_line_and_exit_2(tmp_path):
