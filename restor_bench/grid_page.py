@@ -41,7 +41,8 @@ def format_duration(seconds: float) -> str:
     return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
 
 
-def _pct(estimate: Estimate, signed: bool = False) -> str:
+def format_pct(estimate: Estimate, signed: bool = False) -> str:
+    """A share as a percentage with one decimal, and its interval: '45.7 [30.0, 60.0]' ('+' signs if `signed`)."""
     if estimate.value is None:
         return "n/a"
     sign = "+" if signed else ""
@@ -51,7 +52,8 @@ def _pct(estimate: Estimate, signed: bool = False) -> str:
     return text
 
 
-def _ratio(estimate: Estimate) -> str:
+def format_ratio(estimate: Estimate) -> str:
+    """A ratio with two decimals, and its interval: '0.25 [-0.12, 0.50]'."""
     if estimate.value is None:
         return "n/a"
     text = f"{estimate.value:.2f}"
@@ -83,9 +85,10 @@ def _cell_rows(results: Sequence[CellResult], with_level: bool) -> list[list[str
         if with_level:
             row.append(str(result.cell.level))
         row += [
-            _pct(stats["clean_target"]), _pct(stats["corrupted_target"]), _pct(stats["unlearned_target"]),
-            _ratio(stats["restoration_ratio"]), _transitions(result.transitions, result.injected_known),
-            _pct(stats["non_target_change"], signed=True), f"{result.n_target} / {result.n_non_target}",
+            format_pct(stats["clean_target"]), format_pct(stats["corrupted_target"]),
+            format_pct(stats["unlearned_target"]),
+            format_ratio(stats["restoration_ratio"]), _transitions(result.transitions, result.injected_known),
+            format_pct(stats["non_target_change"], signed=True), f"{result.n_target} / {result.n_non_target}",
         ]
         rows.append(row)
     return rows
@@ -102,8 +105,9 @@ def _level_pivot(results: Sequence[CellResult], forget: str) -> list[str]:
     for level in levels:
         at_level = {result.cell.method: result for result in cells if result.cell.level == level}
         any_cell = next(iter(at_level.values()))
-        row = [str(level), _pct(any_cell.stats["clean_target"]), _pct(any_cell.stats["corrupted_target"])]
-        row += [_pct(at_level[method].stats["unlearned_target"]) if method in at_level else "" for method in methods]
+        row = [str(level), format_pct(any_cell.stats["clean_target"]), format_pct(any_cell.stats["corrupted_target"])]
+        row += [format_pct(at_level[method].stats["unlearned_target"]) if method in at_level else ""
+                for method in methods]
         rows.append(row)
     header = ["k", "clean", "corrupted", *(method.upper() for method in methods)]
     return [f"### Target accuracy (%) by level k, {forget} forget set", "", *_table(header, rows), ""]
@@ -191,8 +195,8 @@ def _scoring_section(results: Sequence[CellResult], legacy: Sequence[CellResult]
     for new, old in zip(results, legacy):
         row = [new.cell.method, new.cell.forget, "squad" if new.cell.level is None else str(new.cell.level)]
         for role in ROLES:
-            row.append(f"{_pct(new.stats[role + '_target'])} / {_pct(old.stats[role + '_target'])}")
-        row.append(f"{_ratio(new.stats['restoration_ratio'])} / {_ratio(old.stats['restoration_ratio'])}")
+            row.append(f"{format_pct(new.stats[role + '_target'])} / {format_pct(old.stats[role + '_target'])}")
+        row.append(f"{format_ratio(new.stats['restoration_ratio'])} / {format_ratio(old.stats['restoration_ratio'])}")
         rows.append(row)
     header = ["method", "forget", "k", "clean (new / legacy)", "corrupted (new / legacy)", "unlearned (new / legacy)",
               "ratio (new / legacy)"]

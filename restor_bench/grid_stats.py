@@ -40,6 +40,14 @@ class Estimate:
     def to_dict(self) -> dict[str, Any]:
         return {"value": self.value, "ci": None if self.low is None else [self.low, self.high]}
 
+    @classmethod
+    def from_dict(cls, entry: dict[str, Any] | None) -> Estimate:
+        """The inverse of `to_dict` (a grid JSON's or a compare JSON's {"value", "ci"}); None is no estimate."""
+        if not entry:
+            return cls(None)
+        low, high = entry.get("ci") or (None, None)
+        return cls(entry.get("value"), low, high)
+
 
 @dataclasses.dataclass
 class PooledOutcomes:

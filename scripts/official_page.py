@@ -27,6 +27,7 @@ page is a function of the grids' JSON, the runs under their roots and this comma
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import math
 import re
@@ -37,6 +38,9 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+
+from restor_bench.grid_page import format_duration, format_pct, format_ratio
+from restor_bench.grid_stats import Estimate
 
 METHOD_NAMES = {"ga": "GA", "kl": "KL", "npo": "NPO"}
 LOGPROB_TASK = "restor_facts_logprob"
@@ -141,11 +145,11 @@ class Model:
         self.out.mkdir(parents=True, exist_ok=True)
         metadata = json.dumps({"restor_corrupted_samples": str(self.eval_corrupted), "restor_n_random": 1})
         limited = ["--limit", str(limit)] if limit else []
+        checkpoints = self.checkpoints()
         evals = {}
         for role in self.logprob_roles(logprob_methods):
-            checkpoint = self.checkpoints()[role]
             folder = self.work / f"logprob-{role}"
-            run_step(["restor-bench", "eval", checkpoint, "--tasks", LOGPROB_TASK, "--out", str(folder),
+            run_step(["restor-bench", "eval", checkpoints[role], "--tasks", LOGPROB_TASK, "--out", str(folder),
                       "--batch-size", str(batch_size), *limited, "--overwrite", "--", "--metadata", metadata],
                      folder, rerun, log)
             evals[role] = folder
@@ -157,7 +161,7 @@ class Model:
         for method in self.methods:
             folder = self.work / f"layers-{method}"
             run_step(["restor-bench", "layers", "--clean", self.clean_model, "--corrupted", str(self.corrupted),
-                      "--unlearned", self.checkpoints()[method], "--world", "official",
+                      "--unlearned", checkpoints[method], "--world", "official",
                       "--corrupted-answers", str(self.eval_corrupted), "--out", str(folder), *limited, "--overwrite"],
                      folder, rerun, log)
             publish_layers(folder, self.out / f"layers-{method}")
@@ -178,23 +182,13 @@ class Model:
 
 
 def pct(entry: dict | None, signed: bool = False) -> str:
-    if not entry or entry.get("value") is None:
-        return "n/a"
-    value = 100 * entry["value"]
-    text = f"{value:+.1f}" if signed else f"{value:.1f}"
-    if entry.get("ci"):
-        low, high = (100 * bound for bound in entry["ci"])
-        text += f" [{low:.1f}, {high:.1f}]"
-    return text
+    """A JSON estimate ({"value", "ci"}) as the grid pages show a percentage."""
+    return format_pct(Estimate.from_dict(entry), signed)
 
 
 def ratio(entry: dict | None) -> str:
-    if not entry or entry.get("value") is None:
-        return "n/a"
-    text = f"{entry['value']:.2f}"
-    if entry.get("ci"):
-        text += f" [{entry['ci'][0]:.2f}, {entry['ci'][1]:.2f}]"
-    return text
+    """A JSON estimate as the grid pages show a ratio."""
+    return format_ratio(Estimate.from_dict(entry))
 
 
 def accuracy_table(models: list[Model]) -> list[str]:
@@ -216,13 +210,8 @@ def accuracy_table(models: list[Model]) -> list[str]:
                 f"{pct(stats['unlearned_non_target'])} | {ratio(stats['restoration_ratio'])} | "
                 f"{moves['restored']:.0f} / {moves['forgotten']:.0f} (of {moves['target_known']:.0f}) | "
                 f"{pct(stats['non_target_change'], signed=True)} | "
-                f"{_duration(seconds) if seconds is not None else 'n/a'} |")
+                f"{format_duration(seconds) if seconds is not None else 'n/a'} |")
     return lines
-
-
-def _duration(seconds: float) -> str:
-    minutes, rest = divmod(round(seconds), 60)
-    return f"{minutes}m {rest:02d}s" if minutes else f"{rest}s"
 
 
 def logprob_table(models: list[Model]) -> list[str]:
@@ -317,9 +306,8 @@ def kind_table(models: list[Model]) -> list[str]:
 
 
 def relation_table(model: Model) -> list[str]:
-    methods = [cell["cell"]["method"] for cell in model.cells]
     header = ["relation", "questions", "clean known", "corrupted (%)"] + [
-        f"{METHOD_NAMES[m]} restored" for m in methods]
+        f"{METHOD_NAMES[m]} restored" for m in model.methods]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     rows = model.cells[0].get("by_relation") or {}
     for relation, row in sorted(rows.items(), key=lambda item: -item[1]["n_questions"]):
@@ -330,6 +318,11 @@ def relation_table(model: Model) -> list[str]:
         lines.append(f"| {relation} | {row['n_questions']} | {row['target_known']:.0f} | "
                      f"{100 * row['accuracy']['corrupted']:.0f} | " + " | ".join(restored) + " |")
     return lines
+
+
+def _link(path: Path, out_dir: Path) -> str:
+    """`path` as a link from a page in `out_dir`: relative to it when inside it, else as given."""
+    return (path.relative_to(out_dir) if path.is_relative_to(out_dir) else path).as_posix()
 
 
 def render(models: list[Model], args: argparse.Namespace, command: str) -> str:
@@ -349,7 +342,7 @@ def render(models: list[Model], args: argparse.Namespace, command: str) -> str:
     ]
     for model in models:
         page = model.grid_json.with_suffix(".md")
-        lines += [f"- {model.label}: [`{page.name}`]({page.relative_to(out_dir) if page.is_relative_to(out_dir) else page})",
+        lines += [f"- {model.label}: [`{page.name}`]({_link(page, out_dir)})",
                   "", "  ```", f"  {model.grid['command']}", "  ```", ""]
     lines += [
         f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
@@ -390,16 +383,14 @@ def render(models: list[Model], args: argparse.Namespace, command: str) -> str:
     ]
     for model in models:
         for method in model.methods:
-            folder = (model.out / f"layers-{method}").relative_to(out_dir) if (
-                model.out / f"layers-{method}").is_relative_to(out_dir) else model.out / f"layers-{method}"
-            lines += [(f"**{model.label}, {METHOD_NAMES[method]}**: [lens]({folder.as_posix()}/lens.png), "
-                      f"[weights]({folder.as_posix()}/weights.png)"), ""]
+            folder = _link(model.out / f"layers-{method}", out_dir)
+            lines += [(f"**{model.label}, {METHOD_NAMES[method]}**: [lens]({folder}/lens.png), "
+                      f"[weights]({folder}/weights.png)"), ""]
     for model in models:
         method = "npo" if "npo" in model.methods else model.methods[0]
-        folder = model.out / f"layers-{method}"
-        shown = folder.relative_to(out_dir) if folder.is_relative_to(out_dir) else folder
-        lines += [f"![{model.label}, {METHOD_NAMES[method]}: logit lens]({shown.as_posix()}/lens.png)", "",
-                  f"![{model.label}, {METHOD_NAMES[method]}: weight changes]({shown.as_posix()}/weights.png)", ""]
+        folder = _link(model.out / f"layers-{method}", out_dir)
+        lines += [f"![{model.label}, {METHOD_NAMES[method]}: logit lens]({folder}/lens.png)", "",
+                  f"![{model.label}, {METHOD_NAMES[method]}: weight changes]({folder}/weights.png)", ""]
     lines += [
         "## The changes by module kind",
         "",
@@ -432,8 +423,6 @@ def check_page(path: Path, text: str) -> int:
     if old == new:
         print(f"[official_page] {path} is up to date")
         return 0
-    import difflib
-
     diff = list(difflib.unified_diff(old, new, str(path), "rendered now", lineterm="", n=0))
     print("\n".join(diff[:40]))
     print(f"[official_page] {path} differs from the page its inputs give now", file=sys.stderr)
@@ -468,7 +457,8 @@ def main(argv: list[str] | None = None) -> int:
             if unknown:
                 fail(f"{model.grid_json}: --logprob-methods names {', '.join(unknown)}, not a method of this grid")
             model.run_instruments(args.rerun, log, args.batch_size, args.limit, args.logprob_methods)
-    shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a not in ("--rerun", "--render-only", "--check")]
+    given = argv if argv is not None else sys.argv[1:]
+    shown = [word for word in given if word not in ("--rerun", "--render-only", "--check")]
     command = "python scripts/official_page.py " + shlex.join(shown)
     text = render(models, args, command)
     if args.check:

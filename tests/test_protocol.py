@@ -330,3 +330,12 @@ def _spec(args: argparse.Namespace) -> dict:
     if spec["no_plots"]:
         del spec["plots"]  # no plot folder is written, so none is printed
     return spec
+
+
+def test_estimate_reads_back_what_it_writes():
+    """`Estimate.from_dict` is the inverse of `to_dict` (grid and compare JSON), with or without an interval."""
+    from restor_bench.grid_stats import Estimate
+
+    for estimate in (Estimate(0.25, -0.125, 0.5), Estimate(0.4), Estimate(None)):
+        assert Estimate.from_dict(estimate.to_dict()) == estimate
+    assert Estimate.from_dict(None) == Estimate(None)
