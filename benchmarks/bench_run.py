@@ -1,10 +1,20 @@
 """Wall time of `restor-bench run` on the tiny world, broken down by step.
 
-    python benchmarks/bench_run.py [--method npo] [--level 0]
+    python benchmarks/bench_run.py [--method npo] [--level 0] [--json FILE]
+    python benchmarks/bench_run.py --wait-policy-pairs 2
+
 
 Runs the whole protocol once into a fresh temporary run root (nothing reused) with the given method and level,
 then prints the per-step wall time recorded in run.json as a Markdown table, and the two training loops (optimizer
-steps, tokens, tokens/s): the part of the run that only a shorter training recipe could make faster.
+steps, tokens, tokens/s): the part of the run that only a shorter training recipe could make faster. Last, the
+time of a bare PyTorch training step (forward, backward, gradient clipping, AdamW) of the clean tiny model on one
+batch of the recipe's shape, next to the Trainer's average step: the floor that no change to the Trainer loop could
+go below.
+
+`--wait-policy-pairs N` instead runs the whole benchmark N times each as a fresh process with
+OMP_WAIT_POLICY=PASSIVE (what `restor-bench run` sets unless the environment sets it) and with
+OMP_WAIT_POLICY=ACTIVE (CPU threads spin while they wait), in alternating order, and prints the whole command's
+wall times and the ratio of the means.
 """
 
 from __future__ import annotations
@@ -12,6 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +41,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--method", default="npo")
     parser.add_argument("--level", type=int, default=0)
+    parser.add_argument("--json", help="also write the step times and the whole command's time to this JSON file")
+    parser.add_argument("--wait-policy-pairs", type=int, metavar="N",
+                        help="compare OMP_WAIT_POLICY=PASSIVE and ACTIVE over N alternating pairs of whole runs")
     args = parser.parse_args()
+    if args.wait_policy_pairs:
+        return compare_wait_policies(args.method, args.level, args.wait_policy_pairs)
     with tempfile.TemporaryDirectory() as root:
         started = time.perf_counter()
         code = cli.main(["run", "--method", args.method, "--level", str(args.level), "--root", root])
@@ -55,7 +72,68 @@ def main() -> int:
     floor = corrupt["train_runtime_s"] + unlearn["wall_time_s"]
     print(f"\ncorrupt's training loop + the whole unlearn step: {floor:.1f} s of the {total:.1f} s "
           f"({100 * floor / total:.0f}%)")
+    bare = bare_step_seconds(corrupt["tokens_seen"] / corrupt["global_steps"])
+    trainer_step = corrupt["train_runtime_s"] / corrupt["global_steps"]
+    print(f"\nbare PyTorch step of the clean tiny model ({BATCH} x {bare['length']} tokens): "
+          f"{1000 * bare['seconds']:.1f} ms; the Trainer's corrupt steps: {1000 * trainer_step:.1f} ms on average; "
+          f"{corrupt['global_steps']} + {unlearn['steps']} bare steps: "
+          f"{bare['seconds'] * (corrupt['global_steps'] + unlearn['steps']):.1f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"total_s": total, "steps_s": steps, "bare_step_s": bare["seconds"],
+                                               "trainer_step_s": trainer_step}, indent=2) + "\n")  # fmt: skip
     return 0
+
+
+def compare_wait_policies(method: str, level: int, pairs: int) -> int:
+    """Whole runs of this benchmark as fresh processes, PASSIVE and ACTIVE thread waiting in alternating order."""
+    times: dict[str, list[float]] = {"PASSIVE": [], "ACTIVE": []}
+    load_before = os.getloadavg()
+    for pair in range(pairs):
+        for policy in (["PASSIVE", "ACTIVE"] if pair % 2 == 0 else ["ACTIVE", "PASSIVE"]):
+            with tempfile.TemporaryDirectory() as tmp:
+                out = Path(tmp) / "run.json"
+                subprocess.run([sys.executable, __file__, "--method", method, "--level", str(level), "--json", str(out)],
+                               env=dict(os.environ, OMP_WAIT_POLICY=policy), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, check=True)  # fmt: skip
+                total = json.loads(out.read_text())["total_s"]
+            times[policy].append(total)
+            print(f"pair {pair + 1}: OMP_WAIT_POLICY={policy:<8} {total:6.1f} s", flush=True)
+    means = {policy: statistics.mean(values) for policy, values in times.items()}
+    for policy, values in times.items():
+        print(f"mean {policy:<8} {means[policy]:.1f} s  ({', '.join(f'{t:.1f}' for t in values)})")
+    print(f"ratio ACTIVE / PASSIVE: {means['ACTIVE'] / means['PASSIVE']:.2f}")
+    print("load average before: {:.2f} {:.2f} {:.2f}; after: {:.2f} {:.2f} {:.2f}".format(*load_before,
+                                                                                        *os.getloadavg()))
+    return 0
+
+
+BATCH = 8
+
+
+def bare_step_seconds(tokens_per_step: float, padding: float = 1.2, repeats: int = 40) -> dict:
+    """Median seconds of a bare training step of the clean tiny model on random token ids: BATCH rows of the
+    average document length (`tokens_per_step` / BATCH) times `padding` (a batch padded to its longest document)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from restor_bench.data.world import tiny_world_dir
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_world_dir() / "model", dtype=torch.float32)
+    model.train()
+    length = round(tokens_per_step / BATCH * padding)
+    generator = torch.Generator().manual_seed(0)
+    batch = torch.randint(2, model.config.vocab_size, (BATCH, length), generator=generator)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    times = []
+    for index in range(repeats + 5):
+        started = time.perf_counter()
+        model(input_ids=batch, labels=batch).loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+        if index >= 5:  # the first steps warm up the allocator and the optimizer state
+            times.append(time.perf_counter() - started)
+    return {"length": length, "seconds": sorted(times)[len(times) // 2]}
 
 
 if __name__ == "__main__":
