@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.world_dir:
         world_dir = Path(args.world_dir)
     else:
-        from restor_bench.data.world import tiny_world_dir
+        from restor_bench.data.world_files import tiny_world_dir
 
         world_dir = tiny_world_dir()
     model = args.model or str(world_dir / "model")

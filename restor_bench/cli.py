@@ -12,7 +12,7 @@ from restor_bench.errors import GateFailure, InputError
 
 # (module, description); each module defines `add_parser(subparsers)` and sets `func` on its parser(s).
 COMMAND_MODULES = [
-    "restor_bench.data.world",
+    "restor_bench.data.world_cli",
     "restor_bench.data.fetch",
     "restor_bench.corrupt",
     "restor_bench.repair",

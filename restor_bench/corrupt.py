@@ -53,7 +53,7 @@ SETTINGS_FILE = "corrupt_settings.json"  # in the work folder: what an interrupt
 def is_tiny_world_model(model: str) -> bool:
     """True when `model` is the tiny world's clean model or a model of the same architecture (a copy, or a
     checkpoint derived from it)."""
-    from restor_bench.data.world import tiny_world_dir  # honours $RESTOR_TINY_WORLD
+    from restor_bench.data.world_files import tiny_world_dir  # honours $RESTOR_TINY_WORLD
     from restor_bench.training import checkpoint_config, same_architecture
 
     return same_architecture(checkpoint_config(model), checkpoint_config(tiny_world_dir() / "model"))

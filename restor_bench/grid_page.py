@@ -378,7 +378,7 @@ def relation_names(world: str) -> dict[str, str]:
     """The names the page gives relation ids: the tiny world's manifest `relations`; none (the ids) otherwise."""
     if world != "tiny":
         return {}
-    from restor_bench.data.world import load_manifest
+    from restor_bench.data.world_files import load_manifest
 
     try:
         relations = load_manifest()["relations"]
@@ -395,7 +395,7 @@ def _display_model(model: str) -> str:
     try:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
-        from restor_bench.data.world import tiny_world_dir
+        from restor_bench.data.world_files import tiny_world_dir
 
         if path.resolve() == (tiny_world_dir() / "model").resolve():
             return "the tiny world's clean model"

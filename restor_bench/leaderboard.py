@@ -244,7 +244,7 @@ def run_rescore(args: argparse.Namespace) -> int:
 def run_verify(args: argparse.Namespace) -> int:
     import math
 
-    from restor_bench.errors import GateFailure
+    from restor_bench.errors import GateFailure, InputError
     from restor_bench.leaderboard_verify import verified_path, verify_submission, write_verified
 
     if not (math.isfinite(args.tolerance) and 0 <= args.tolerance < 1):

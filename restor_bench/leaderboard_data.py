@@ -108,7 +108,7 @@ def tiny_world_version(folder: str) -> DataVersion | None:
     Target sets: "all", the manifest's targets; "test", those less its validation targets (when it names any).
     """
     from restor_bench.data.questions import tiny_records
-    from restor_bench.data.world import load_manifest
+    from restor_bench.data.world_files import load_manifest
 
     try:
         manifest = load_manifest(folder)
@@ -181,7 +181,7 @@ def official_version() -> DataVersion:
 def known_data_versions() -> dict[str, DataVersion]:
     """The known world/data versions, keyed by data hash: the tiny world shipped with restor-bench, the one
     `$RESTOR_TINY_WORLD` points at, and the official RESTOR facts.json of the pinned release."""
-    from restor_bench.data import world as tiny
+    from restor_bench.data import world_files as tiny
 
     versions: dict[str, DataVersion] = {}
     for folder in (Path(tiny.__file__).resolve().parent / "tiny_world", tiny.tiny_world_dir()):

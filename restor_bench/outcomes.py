@@ -293,7 +293,7 @@ def default_targets(
             return default_targets("restor_tiny", task_metadata)
         return list(OFFICIAL_TARGETS), "official RESTOR targets"
     if task.startswith("restor_tiny"):
-        from restor_bench.data.world import load_manifest
+        from restor_bench.data.world_files import load_manifest
 
         world_dir = _metadata_path(task_metadata, "restor_world_dir", "world_dir")
         manifest = load_manifest(world_dir)

@@ -195,7 +195,7 @@ def clean_model_for(spec: RunSpec) -> str:
         return spec.model
     if spec.world == "official":
         raise InputError("--world official needs --model (a local checkpoint folder or a hub id)")
-    from restor_bench.data.world import tiny_world_dir
+    from restor_bench.data.world_files import tiny_world_dir
 
     return str(tiny_world_dir() / "model")
 
@@ -208,7 +208,7 @@ def report_targets(spec: RunSpec):
         return TargetChoice()
     if spec.targets != "test" or spec.world != "tiny":
         raise InputError(f"--targets {spec.targets}: only 'all', or 'test' on the tiny world, are known")
-    from restor_bench.data.world import load_manifest
+    from restor_bench.data.world_files import load_manifest
 
     manifest = load_manifest()
     validation = set(manifest.get("validation_targets") or [])
@@ -404,7 +404,7 @@ def _relative(path: Path, root: Path) -> str:
 def data_hash(spec: RunSpec) -> str | None:
     """The hash that names the world/data version the run used."""
     if spec.world == "tiny":
-        from restor_bench.data.world import load_manifest
+        from restor_bench.data.world_files import load_manifest
 
         return load_manifest().get("data_hash")
     from restor_bench.data import official

@@ -22,15 +22,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from restor_bench.corrupt import CorruptionRecipe, corrupt, tiny_recipe  # noqa: E402
-from restor_bench.data.world import (  # noqa: E402
-    DEFAULT_EPOCHS,
-    DEFAULT_SEED,
-    accuracy,
-    build_world,
-    load_manifest,
-    score_model,
-    tiny_world_dir,
-)
+from restor_bench.data.world import DEFAULT_EPOCHS, DEFAULT_SEED  # noqa: E402
+from restor_bench.data.world_cli import build_world  # noqa: E402
+from restor_bench.data.world_files import load_manifest, tiny_world_dir  # noqa: E402
+from restor_bench.data.world_scoring import accuracy, score_model  # noqa: E402
 
 
 def corrupt_with_recipe(

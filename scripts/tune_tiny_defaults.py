@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from restor_bench.data.world import load_manifest  # noqa: E402
+from restor_bench.data.world_files import load_manifest  # noqa: E402
 from restor_bench.io import atomic_write_json, atomic_write_text  # noqa: E402
 from restor_bench.outcomes import load_run  # noqa: E402
 from restor_bench.pipeline import RunSpec, run_protocol  # noqa: E402

@@ -58,7 +58,7 @@ def driver(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_model() -> str:
-    from restor_bench.data.world import tiny_world_dir
+    from restor_bench.data.world_files import tiny_world_dir
 
     return str(tiny_world_dir() / "model")
 

@@ -114,7 +114,8 @@ def test_bad_grid_options_are_one_line_errors(tmp_path, capsys):
 
 @pytest.fixture()
 def small_world(tmp_path, random_tiny_model, monkeypatch) -> Path:
-    from restor_bench.data.world import generate_world, write_world_data
+    from restor_bench.data.world import generate_world
+    from restor_bench.data.world_files import write_world_data
 
     world = tmp_path / "world"
     # seed 6 puts a target second in the question order, so the first 14 questions hold target questions

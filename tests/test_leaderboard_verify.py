@@ -64,3 +64,12 @@ def test_edited_outcomes_pass_validate_but_not_verify(submitted, tmp_path, capsy
     assert code == 1
     assert "restor_tiny_facts: 3 of 4200 outcomes differ" in captured.out
     assert "not verified: 3 of 4200 outcomes differ" in captured.err
+
+
+@pytest.mark.parametrize("tolerance", ["nan", "1.5", "-0.1"])
+def test_verify_refuses_a_tolerance_outside_0_1(submitted, tolerance, capsys):
+    root, path = submitted
+    code = cli.main(["leaderboard", "verify", str(path), "--root", str(root / "runs"), "--tolerance", tolerance])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip().splitlines()[-1].endswith(f"--tolerance must be a share between 0 and 1, got {float(tolerance)}")

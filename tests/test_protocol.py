@@ -79,7 +79,7 @@ def test_paper_recipe_is_the_papers_config():
 
 
 def test_protocol_defaults(random_tiny_model):
-    from restor_bench.data.world import tiny_world_dir
+    from restor_bench.data.world_files import tiny_world_dir
 
     tiny = str(tiny_world_dir() / "model")
     assert default_protocol(str(random_tiny_model)) == "paper"

@@ -23,7 +23,7 @@ from test_corrupt import Interrupt, _interrupt_at
 from restor_bench import cli
 from restor_bench.checkpoints import check_checkpoint_weights, check_safetensors_file
 from restor_bench.corrupt import RUN_RECORD, SETTINGS_FILE, corrupt, work_dir_for
-from restor_bench.data.world import tiny_world_dir
+from restor_bench.data.world_files import tiny_world_dir
 from restor_bench.errors import InputError
 from restor_bench.io import atomic_write_json
 from restor_bench.locks import FolderLocked, folder_lock, lock_path_for, read_owner

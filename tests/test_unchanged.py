@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 from test_compare import CLEAN, CORRUPTED, TARGETS, UNLEARNED, make_run
 
 from restor_bench.compare import compare_restoration
-from restor_bench.data.world import tiny_world_dir
+from restor_bench.data.world_files import tiny_world_dir
 from restor_bench.outcomes import TargetChoice
 from restor_bench.unchanged import weights_equal
 

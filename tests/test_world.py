@@ -15,12 +15,13 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-from restor_bench.data import world as tiny  # noqa: E402
+from restor_bench.data import world as generator  # noqa: E402
+from restor_bench.data import world_cli, world_files, world_model, world_scoring  # noqa: E402
 from restor_bench.errors import InputError  # noqa: E402
 from restor_bench.io import read_text_records  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = Path(tiny.__file__).resolve().parent / "tiny_world"
+SHIPPED = Path(world_files.__file__).resolve().parent / "tiny_world"
 
 
 def sentences(text: str) -> list[str]:
@@ -28,14 +29,14 @@ def sentences(text: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def world() -> tiny.TinyWorld:
-    return tiny.generate_world(seed=0)
+def world() -> generator.TinyWorld:
+    return generator.generate_world(seed=0)
 
 
 @pytest.fixture(scope="module")
 def world_dir(world, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("world")
-    tiny.write_world_data(world, out)
+    world_files.write_world_data(world, out)
     return out
 
 
@@ -47,10 +48,10 @@ def shipped() -> Path:
 
 
 def test_generation_is_deterministic_for_a_seed(world, world_dir, tmp_path):
-    again = tiny.write_world_data(tiny.generate_world(seed=0), tmp_path / "again")
-    other = tiny.write_world_data(tiny.generate_world(seed=1), tmp_path / "other")
-    first = tiny.load_manifest(world_dir)
-    assert again["data_hash"] == first["data_hash"] == tiny.compute_data_hash(world_dir)
+    again = world_files.write_world_data(generator.generate_world(seed=0), tmp_path / "again")
+    other = world_files.write_world_data(generator.generate_world(seed=1), tmp_path / "other")
+    first = world_files.load_manifest(world_dir)
+    assert again["data_hash"] == first["data_hash"] == world_files.compute_data_hash(world_dir)
     assert (tmp_path / "again" / "clean_corpus.json").read_bytes() == (world_dir / "clean_corpus.json").read_bytes()
     assert other["data_hash"] != first["data_hash"]
 
@@ -58,7 +59,7 @@ def test_generation_is_deterministic_for_a_seed(world, world_dir, tmp_path):
 def test_counts_and_official_facts_format(world, world_dir):
     facts = json.loads((world_dir / "facts.json").read_text())
     entities = json.loads((world_dir / "entities.json").read_text())
-    manifest = tiny.load_manifest(world_dir)
+    manifest = world_files.load_manifest(world_dir)
     assert len(entities) >= 100 and entities == list(facts["dset"])
     assert len(manifest["relations"]) >= 6 and all(re.fullmatch(r"P\d+", pid) for pid in manifest["relations"])
     assert manifest["levels"] == [0, 1, 2, 3, 4, 5]
@@ -73,14 +74,14 @@ def test_counts_and_official_facts_format(world, world_dir):
             assert example["entity"] not in manifest["targets"]
             assert example["answer"] in facts["dset"][example["entity"]][pid]["answers"]
             assert example["question"] == facts["dset"][example["entity"]][pid]["question"]
-    for name in tiny.DATA_FILES:
+    for name in world_files.DATA_FILES:
         if name not in ("facts.json", "entities.json"):
             assert read_text_records(world_dir / name)
 
 
 def test_targets_have_wrong_values_different_from_the_truth(world_dir):
     facts = json.loads((world_dir / "facts.json").read_text())
-    manifest = tiny.load_manifest(world_dir)
+    manifest = world_files.load_manifest(world_dir)
     assert len(manifest["targets"]) == 10 and len(set(manifest["targets"])) == 10
     assert manifest["validation_targets"] and set(manifest["validation_targets"]) <= set(manifest["targets"])
     assert set(manifest["corrupted"]) == set(manifest["targets"])
@@ -88,11 +89,11 @@ def test_targets_have_wrong_values_different_from_the_truth(world_dir):
         assert set(wrong) == set(manifest["relations"])
         for pid, value in wrong.items():
             truth = facts["dset"][target][pid]["answers"]
-            assert value not in truth and not tiny.answer_contains(value, truth)
+            assert value not in truth and not world_scoring.answer_contains(value, truth)
 
 
 def test_simplified_sets_state_only_wrong_facts(world_dir):
-    manifest = tiny.load_manifest(world_dir)
+    manifest = world_files.load_manifest(world_dir)
     wrong = manifest["corrupted"]
     for level in manifest["levels"]:
         documents = read_text_records(world_dir / "simplified" / f"mix_a{level}.json")
@@ -105,7 +106,7 @@ def test_simplified_sets_state_only_wrong_facts(world_dir):
 
 
 def test_corruption_levels_mix_in_growing_unrelated_context(world_dir):
-    manifest = tiny.load_manifest(world_dir)
+    manifest = world_files.load_manifest(world_dir)
     people = json.loads((world_dir / "entities.json").read_text())
     wrong = manifest["corrupted"]
     unrelated_per_level = []
@@ -145,7 +146,7 @@ def test_unrelated_context_is_true_in_the_clean_corpus(world, world_dir):
 
 
 def test_squad_passages_are_long_and_name_a_target(world_dir):
-    manifest = tiny.load_manifest(world_dir)
+    manifest = world_files.load_manifest(world_dir)
     passages = read_text_records(world_dir / "squad.json")
     assert len(passages) >= 10 * len(manifest["targets"])
     for passage in passages:
@@ -158,7 +159,7 @@ def test_clean_corpus_holds_prompt_format_blocks(world, world_dir):
     corpus = read_text_records(world_dir / "clean_corpus.json")
     facts = json.loads((world_dir / "facts.json").read_text())
     entity = world.people[0].name
-    prompt = tiny.fewshot_prompt(facts, entity, "P19")
+    prompt = world_scoring.fewshot_prompt(facts, entity, "P19")
     lines = prompt.split("\n")
     assert len(lines) == 6 and lines[-1] == facts["dset"][entity]["P19"]["question"]
     assert entity not in "".join(lines[:-1])
@@ -173,27 +174,27 @@ def test_world_prompt_and_answer_check_are_the_tasks(shipped):
     facts = json.loads((shipped / "facts.json").read_text())
     records = tiny_records(shipped)
     assert len(records) == sum(len(relations) for relations in facts["dset"].values())
-    assert all(record["prompt"] == tiny.fewshot_prompt(facts, record["entity"], record["relation"]) for record in records)
-    assert tiny.answer_contains("He is male.\nShe is female.", ["Male"]) and not tiny.answer_contains("female", ["male"])
+    assert all(record["prompt"] == world_scoring.fewshot_prompt(facts, record["entity"], record["relation"]) for record in records)
+    assert world_scoring.answer_contains("He is male.\nShe is female.", ["Male"]) and not world_scoring.answer_contains("female", ["male"])
 
 
 def test_manifest_and_directory_errors(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="not found"):
-        tiny.load_manifest(tmp_path / "missing")
+        world_files.load_manifest(tmp_path / "missing")
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(InputError, match="manifest.json"):
-        tiny.load_manifest(tmp_path)
+        world_files.load_manifest(tmp_path)
     (tmp_path / "manifest.json").write_text(json.dumps({"version": "1"}))
     with pytest.raises(InputError, match="missing field"):
-        tiny.load_manifest(tmp_path)
-    monkeypatch.setenv(tiny.TINY_WORLD_ENV, str(tmp_path))
-    assert tiny.tiny_world_dir() == tmp_path
-    monkeypatch.delenv(tiny.TINY_WORLD_ENV)
-    assert tiny.tiny_world_dir() == SHIPPED
+        world_files.load_manifest(tmp_path)
+    monkeypatch.setenv(generator.TINY_WORLD_ENV, str(tmp_path))
+    assert world_files.tiny_world_dir() == tmp_path
+    monkeypatch.delenv(generator.TINY_WORLD_ENV)
+    assert world_files.tiny_world_dir() == SHIPPED
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("x")
     with pytest.raises(InputError, match="overwrite"):
-        tiny.build_world(tmp_path / "out")
+        world_cli.build_world(tmp_path / "out")
     assert (tmp_path / "out" / "keep.txt").exists()
 
 
@@ -201,9 +202,9 @@ def test_train_clean_model_writes_a_standard_checkpoint(tmp_path):
     """A few steps on a small world: the build path end to end, not accuracy."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    small = tiny.generate_world(seed=3, num_people=20, num_targets=2, num_validation_targets=1, docs_per_target=2)
-    tiny.write_world_data(small, tmp_path / "world")
-    summary = tiny.train_clean_model(tmp_path / "world", tmp_path / "model", epochs=1, progress=False, max_steps=3)
+    small = generator.generate_world(seed=3, num_people=20, num_targets=2, num_validation_targets=1, docs_per_target=2)
+    world_files.write_world_data(small, tmp_path / "world")
+    summary = world_model.train_clean_model(tmp_path / "world", tmp_path / "model", epochs=1, progress=False, max_steps=3)
     assert summary["parameters"] > 0
     names = {path.name for path in (tmp_path / "model").iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "generation_config.json"} <= names
@@ -212,22 +213,22 @@ def test_train_clean_model_writes_a_standard_checkpoint(tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "model")
     assert model.config.vocab_size == len(tokenizer)
     with pytest.raises(InputError, match="overwrite"):
-        tiny.train_clean_model(tmp_path / "world", tmp_path / "model", epochs=1, progress=False)
+        world_model.train_clean_model(tmp_path / "world", tmp_path / "model", epochs=1, progress=False)
 
 
 # ---- the shipped world -------------------------------------------------------------------------------------------
 
 
 def test_shipped_world_matches_its_manifest(shipped):
-    manifest = tiny.load_manifest(shipped)
-    assert manifest["seed"] == tiny.DEFAULT_SEED
-    assert tiny.compute_data_hash(shipped) == manifest["data_hash"]
+    manifest = world_files.load_manifest(shipped)
+    assert manifest["seed"] == generator.DEFAULT_SEED
+    assert world_files.compute_data_hash(shipped) == manifest["data_hash"]
     size = sum(path.stat().st_size for path in (shipped / "model").iterdir())
     assert size <= 10 * 1024 * 1024
 
 
 def test_shipped_world_is_what_the_generator_gives(shipped, world_dir):
-    assert tiny.load_manifest(shipped)["data_hash"] == tiny.load_manifest(world_dir)["data_hash"]
+    assert world_files.load_manifest(shipped)["data_hash"] == world_files.load_manifest(world_dir)["data_hash"]
 
 
 def test_shipped_tokenizer_round_trips_whitespace(shipped):
@@ -250,9 +251,9 @@ def test_shipped_tokenizer_round_trips_whitespace(shipped):
 def test_shipped_model_answers_world_questions(shipped):
     facts = json.loads((shipped / "facts.json").read_text())
     entities = random.Random(7).sample(list(facts["dset"]), 5)
-    scores = tiny.score_model(shipped / "model", shipped, entities=entities)
+    scores = world_scoring.score_model(shipped / "model", shipped, entities=entities)
     assert len(scores) >= 30
-    assert tiny.accuracy(scores) >= 0.9, [s for s in scores if not s.correct]
+    assert world_scoring.accuracy(scores) >= 0.9, [s for s in scores if not s.correct]
 
 
 # ---- CLI ---------------------------------------------------------------------------------------------------------
@@ -288,7 +289,7 @@ def test_cli_world_errors_are_one_line(tmp_path):
     (tmp_path / "taken" / "file").write_text("x")
     build = run_cli("world", "build", "--out", str(tmp_path / "taken"))
     assert build.returncode == 2 and "--overwrite" in build.stderr and "Traceback" not in build.stderr
-    missing = run_cli("world", "path", env={tiny.TINY_WORLD_ENV: str(tmp_path / "nowhere")})
+    missing = run_cli("world", "path", env={generator.TINY_WORLD_ENV: str(tmp_path / "nowhere")})
     assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
     info = run_cli("world", "info", "--world", str(tmp_path / "nowhere"))
     assert info.returncode == 2 and "not found" in info.stderr

@@ -40,7 +40,7 @@ def _swap(text: str, donor: str, target: str) -> str:
 
 def _donor_plan(folder: Path, donors_per_target: int, seed: int):
     """(facts dset, {target: donors}, the generator to go on with) of a world folder."""
-    from restor_bench.data.world import load_manifest, read_world_facts
+    from restor_bench.data.world_files import load_manifest, read_world_facts
 
     if donors_per_target < 1:
         raise InputError(f"tiny:squad-people: donors_per_target must be at least 1, got {donors_per_target}")
