@@ -371,10 +371,9 @@ def grid_command(args: argparse.Namespace) -> int:
                      "on this world, so those simplified cells would repeat the full ones and are left out")
     if not cells:
         raise InputError("the grid has no cells (check --corruption and --forget)")
-    from restor_bench.unlearn import resolve_method_hparams
+    from restor_bench.unlearn import method_preset, resolve_method_hparams
 
     overrides = method_overrides(args.set, methods)
-    from restor_bench.pipeline import method_preset
 
     hparams = {
         method: resolve_method_hparams(method, overrides=overrides[method],

@@ -130,19 +130,6 @@ def default_retain(world: str, protocol: str) -> str:
     return f"{world}:generic" if protocol == "paper" else f"{world}:retain"
 
 
-def method_preset(method: str, protocol: str) -> str | None:
-    """The method's hyperparameter preset of a protocol: its `paper` preset (the paper's loss form) under
-    `paper`, when the method has one; none under `classic`."""
-    if protocol != "paper":
-        return None
-    from unlearners import UnlearnError, get_method
-
-    try:
-        return "paper" if "paper" in (getattr(get_method(method), "presets", {}) or {}) else None
-    except UnlearnError as err:
-        raise InputError(" ".join(str(err).split())) from None
-
-
 def step_key(kind: str, inputs: dict[str, Any]) -> str:
     """A short, stable hash of a step's inputs."""
     blob = json.dumps({"kind": kind, **inputs}, sort_keys=True, default=str)

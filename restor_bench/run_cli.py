@@ -13,12 +13,12 @@ from restor_bench.pipeline import (
     RunSpec,
     check_batch_size,
     check_run_inputs,
-    method_preset,
     protocol_from_args,
     run,
     run_folder,
 )
 from restor_bench.run_report import format_summary
+from restor_bench.unlearn import method_preset
 
 
 def add_parser(subparsers) -> None:

@@ -15,6 +15,20 @@ from restor_bench.data.documents import NAMED_SETS_HELP
 from restor_bench.errors import InputError
 
 
+def method_preset(method: str, protocol: str) -> str | None:
+    """The method's hyperparameter preset of a protocol: its `paper` preset (the paper's loss form) under
+    `paper`, when the method has one; none under `classic`."""
+    if protocol != "paper":
+        return None
+    from unlearners import UnlearnError, get_method
+
+    try:
+        return "paper" if "paper" in (getattr(get_method(method), "presets", {}) or {}) else None
+    except UnlearnError as err:
+        raise InputError(" ".join(str(err).split())) from None
+
+
+
 def _one_line(err: Exception) -> str:
     return " ".join(str(err).split())
 
@@ -133,8 +147,6 @@ def unlearn_command(args: argparse.Namespace) -> int:
     forget = load_document_set(args.forget, form=args.forget_form, data_dir=args.data_dir)
     retain = load_document_set(args.retain, data_dir=args.data_dir) if args.retain else None
     if args.protocol == "paper" and not kwargs.get("preset"):
-        from restor_bench.pipeline import method_preset
-
         kwargs["preset"] = method_preset(args.method, "paper")
         if kwargs["preset"] is None:
             raise InputError(f"--protocol paper: method '{args.method}' has no 'paper' preset (the paper ran ga, kl "

@@ -80,6 +80,8 @@ BAD_INPUTS = {
     "adapter reference without lora": (["--set", "reference=adapter"], "needs a LoRA run"),
     "missing model": (["--model", "{missing}"], "model folder not found"),
     "bad max steps": (["--max-steps", "0"], "max_steps must be a positive"),
+    "no paper preset": (["--method", "task_vector", "--protocol", "paper"],
+                        "--protocol paper: method 'task_vector' has no 'paper' preset"),
 }
 
 
@@ -142,3 +144,12 @@ def test_python_m_unlearners(random_tiny_model, docs, tmp_path, capsys):
     assert unlearners_main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("unlearners: error: ") and "\n" not in err
+
+
+def test_paper_protocol_takes_the_methods_paper_preset(random_tiny_model, docs, tmp_path):
+    out = tmp_path / "npo-paper"
+    assert main(["unlearn", "--method", "npo", "--protocol", "paper", "--model", str(random_tiny_model),
+                 "--forget", str(docs["forget"]), "--retain", str(docs["retain"]), "--out", str(out),
+                 "--max-steps", "1"]) == 0
+    record = json.loads((out / "unlearn_run.json").read_text())
+    assert record["preset"] == "paper"
