@@ -11,6 +11,10 @@ WORK=${1:-gpu-smoke}
 mkdir -p "$WORK"
 MODEL=$(restor-bench world path)
 GPUS=$(python -c "import torch; print(torch.cuda.device_count())")
+if [ "$GPUS" -lt 1 ]; then
+    echo "gpu-smoke.sh: no CUDA GPU is visible here (torch.cuda.device_count() is 0); run it on a GPU machine" >&2
+    exit 2
+fi
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 echo "== $GPUS GPU(s); model $MODEL; work folder $WORK"
 

@@ -130,3 +130,19 @@ def test_unlearn_kl_live_reference_two_processes_match_one(driver, tiny_model, t
 def test_corrupt_two_processes_match_one(driver, tiny_model, tmp_path):
     one, two = _compare(driver, "corrupt", tiny_model, tmp_path, "restor_run.json")
     assert one["global_steps"] == two["global_steps"] == 2
+
+
+def test_gpu_smoke_script_refuses_a_machine_without_a_gpu(tmp_path):
+    """scripts/gpu-smoke.sh checks the GPU paths; without a CUDA device it stops at once, in one line, writing
+    nothing but its work folder (its steps would otherwise run on the CPU and fail on bf16 halfway)."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU: run scripts/gpu-smoke.sh itself")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "gpu-smoke.sh"
+    done = subprocess.run(["bash", str(script), str(tmp_path / "work")], capture_output=True, text=True,
+                          env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip() == ("gpu-smoke.sh: no CUDA GPU is visible here (torch.cuda.device_count() is 0); "
+                                   "run it on a GPU machine")  # fmt: skip
+    assert list((tmp_path / "work").iterdir()) == []
