@@ -5,7 +5,6 @@ tiny world's values, and `KEY=VALUE` recipe settings from the command line.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -46,10 +45,11 @@ class CorruptionRecipe:
 
     def check(self, where: str = "recipe") -> None:
         """Raise InputError for values a Trainer run cannot use (NaN and infinity included)."""
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isfinite(value):
-                raise InputError(f"{where}: {field.name} must be a finite number, got {value!r}")
+        from unlearners.hparams import first_non_finite
+
+        found = first_non_finite(self)
+        if found:
+            raise InputError(f"{where}: {found[0]} must be a finite number, got {found[1]!r}")
         positive = ("learning_rate", "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps",
                     "max_length", "lora_r", "save_steps", "logging_steps")
         for name in positive:

@@ -63,14 +63,23 @@ class TrainHparams:
             raise UnlearnError("hyperparameters 'warmup_steps', 'weight_decay', 'max_grad_norm' must be >= 0")
 
 
+def first_non_finite(settings: Any) -> tuple[str, float] | None:
+    """(field name, value) of the first numeric field (or list item) of the dataclass `settings` that is NaN or
+    infinite, else None."""
+    for field in fields(settings):
+        value = getattr(settings, field.name)
+        for item in value if isinstance(value, (list, tuple)) else (value,):
+            if isinstance(item, (int, float)) and not isinstance(item, bool) and not math.isfinite(item):
+                return field.name, item
+    return None
+
+
 def check_finite(hparams: Any) -> None:
     """Raise UnlearnError for the first numeric field (or list item) of the dataclass `hparams` that is NaN or
     infinite: no loss, schedule or clipping works with one, and JSON cannot record it."""
-    for field in fields(hparams):
-        value = getattr(hparams, field.name)
-        for item in value if isinstance(value, (list, tuple)) else (value,):
-            if isinstance(item, (int, float)) and not isinstance(item, bool) and not math.isfinite(item):
-                raise UnlearnError(f"hyperparameter '{field.name}' must be a finite number, got {item!r}")
+    found = first_non_finite(hparams)
+    if found:
+        raise UnlearnError(f"hyperparameter '{found[0]}' must be a finite number, got {found[1]!r}")
 
 
 def _positive(hparams: Any, *names: str) -> None:
