@@ -40,7 +40,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from restor_bench.grid_page import format_duration, format_pct, format_ratio
+from restor_bench.errors import InputError
 from restor_bench.grid_stats import Estimate
+from restor_bench.io import read_json
 
 METHOD_NAMES = {"ga": "GA", "kl": "KL", "npo": "NPO"}
 LOGPROB_TASK = "restor_facts_logprob"
@@ -49,16 +51,6 @@ LOGPROB_TASK = "restor_facts_logprob"
 def fail(message: str) -> None:
     print(f"official_page: error: {message}", file=sys.stderr)
     raise SystemExit(2)
-
-
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        fail(f"{path}: no such file")
-    except json.JSONDecodeError as error:
-        fail(f"{path}: not valid JSON ({error})")
-    raise AssertionError
 
 
 def slug(label: str) -> str:
@@ -108,7 +100,7 @@ class Model:
 
     def __init__(self, label: str, grid_json: Path, root: Path, instruments: Path):
         self.label, self.grid_json, self.root = label, grid_json, root
-        self.grid = read_json(grid_json)
+        self.grid = read_json(grid_json, "grid JSON")
         if self.grid.get("world") != "official":
             fail(f"{grid_json}: a grid of the {self.grid.get('world')!r} world, not the official data")
         self.cells = [cell for cell in self.grid["cells"] if cell["cell"]["method"] in METHOD_NAMES]
@@ -430,6 +422,15 @@ def check_page(path: Path, text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; a missing or malformed input file is one line and exit code 2."""
+    try:
+        return _main(argv)
+    except InputError as err:
+        fail(str(err))
+        raise AssertionError from None  # fail() exits
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--page", nargs=3, action="append", required=True, metavar=("LABEL", "GRID_JSON", "ROOT"),
                         help="a model's grid: its label, the grid's JSON and its --root (repeat per model)")

@@ -161,5 +161,5 @@ def test_the_page_shows_the_values_of_its_json(built, tmp_path):
 def test_a_missing_grid_json_is_one_line_and_exit_2(tmp_path):
     result = _script("--page", "X", "nope.json", "runs", "--instruments", "i", "--out", "p.md", cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stderr.strip() == "official_page: error: nope.json: no such file"
+    assert result.stderr.strip() == "official_page: error: nope.json: grid JSON not found"
     assert not (tmp_path / "p.md").exists()
