@@ -183,7 +183,7 @@ def compare_restoration(
     """The restoration report of clean, corrupted and unlearned evaluation folders (see the module docstring)."""
     runs = [Run("clean", "clean", str(clean)), Run("corrupted", "corrupted", str(corrupted))]
     unlearned_labels = _unlearned_labels(unlearned, labels)
-    runs += [Run(label, "unlearned", str(folder)) for label, folder in zip(unlearned_labels, unlearned)]
+    runs += [Run(label, "unlearned", str(folder)) for label, folder in zip(unlearned_labels, unlearned, strict=True)]
     loaded = _load_all(runs, metric, tasks)
     report = _report_base("restoration", runs, loaded, metric, n_resamples, seed)
     for aligned in _aligned_tasks(runs, loaded, targets, report):

@@ -327,7 +327,7 @@ def target_breakdowns(
     keys = {"relation": aligned.relations, "entity": aligned.entities}
     return {
         name: group_breakdown(
-            [key for key, target in zip(keys[name], mask) if target], correct, clean, corrupted, unlearned
+            [key for key, target in zip(keys[name], mask, strict=True) if target], correct, clean, corrupted, unlearned
         )
         for name in BREAKDOWNS
     }

@@ -150,10 +150,10 @@ def run_grid(
     seeds = list(options.seeds)
     specs = [cell_spec(cell, options, hparams[cell.method]) for cell in cells]
     data_hash = pipeline.data_hash(specs[0]) if specs else None
-    finished = {cell for cell, spec in zip(cells, specs) if finished_record(spec, seeds, root, data_hash)}
+    finished = {cell for cell, spec in zip(cells, specs, strict=True) if finished_record(spec, seeds, root, data_hash)}
     started = time.monotonic()
     records = []
-    for number, (cell, spec) in enumerate(zip(cells, specs), start=1):
+    for number, (cell, spec) in enumerate(zip(cells, specs, strict=True), start=1):
         elapsed = time.monotonic() - started
         remaining = cells[number - 1:]
         seconds, _ = step_seconds(root, options.world)
@@ -342,9 +342,11 @@ def dry_run_lines(cells: Sequence[Cell], options: GridOptions, hparams: dict[str
         data_hash = pipeline.data_hash(specs[0]) if specs else None
     except InputError:
         data_hash = None
-    finished = [cell for cell, spec in zip(cells, specs) if finished_record(spec, seeds, options.root, data_hash)]
+    finished = [
+        cell for cell, spec in zip(cells, specs, strict=True) if finished_record(spec, seeds, options.root, data_hash)
+    ]
     lines = [f"{len(cells)} cells x {len(seeds)} seed(s) ({options.world} world), root {options.root}:"]
-    for number, (cell, spec) in enumerate(zip(cells, specs), start=1):
+    for number, (cell, spec) in enumerate(zip(cells, specs, strict=True), start=1):
         state = "finished" if cell in finished else "to run"
         lines.append(f"  {number:>3}. {cell_name(spec):<40} {cell.label:<28} {state}")
     counts = steps_to_run(cells, seeds, finished)

@@ -192,7 +192,7 @@ def _scoring_section(results: Sequence[CellResult], legacy: Sequence[CellResult]
         f"`{metric}_legacy` (articles dropped anywhere, no aliases), and the restoration ratio under each.", "",
     ]
     rows = []
-    for new, old in zip(results, legacy):
+    for new, old in zip(results, legacy, strict=True):
         row = [new.cell.method, new.cell.forget, "squad" if new.cell.level is None else str(new.cell.level)]
         for role in ROLES:
             row.append(f"{format_pct(new.stats[role + '_target'])} / {format_pct(old.stats[role + '_target'])}")

@@ -186,7 +186,7 @@ def relation_breakdown(pooled: PooledOutcomes) -> dict[str, dict[str, Any]]:
     target = np.asarray(pooled.is_target, dtype=bool)
     if len(pooled.relations) != target.size:
         raise ValueError(f"{len(pooled.relations)} relations for {target.size} questions")
-    groups = [relation for relation, is_target in zip(pooled.relations, target) if is_target]
+    groups = [relation for relation, is_target in zip(pooled.relations, target, strict=True) if is_target]
     correct = {role: np.asarray(pooled.correct[role], dtype=bool)[:, target] for role in ROLES}
     return group_breakdown(groups, correct, "clean", "corrupted", ["unlearned"])
 
@@ -303,7 +303,7 @@ def load_pooled(record: dict[str, Any], root: Path, task: str, cache: SamplesCac
         for role in ROLES
     }
     mean_transitions = {key: statistics.fmean(values) for key, values in transitions.items()}
-    injected_known = any(first[qid].corrupted_known for qid, target in zip(ids, is_target) if target)
+    injected_known = any(first[qid].corrupted_known for qid, target in zip(ids, is_target, strict=True) if target)
     pooled = PooledOutcomes(ids=ids, is_target=is_target, correct=correct, injected_known=injected_known,
                             relations=[first[qid].relation for qid in ids])
     return pooled, mean_transitions

@@ -240,7 +240,7 @@ def run_lens(
                 ids = [tokens[answer][index] for index in batch]
                 present = torch.tensor([i if i is not None else 0 for i in ids], device=logits.device)
                 ranks, probabilities = rank_and_probability(logits, present)
-                for column, (index, token) in enumerate(zip(batch, ids)):
+                for column, (index, token) in enumerate(zip(batch, ids, strict=True)):
                     if token is not None:
                         out[answer]["rank"][index] = [int(r) for r in ranks[:, column].tolist()]
                         out[answer]["probability"][index] = [float(p) for p in probabilities[:, column].tolist()]
@@ -281,13 +281,14 @@ def summarize(results: dict[str, dict[str, list[Any]]], tokens: dict[str, list[i
     """Per lens point: mean probability, median rank and top-1 share of each answer, and the share of questions
     whose correct answer is more likely than the corrupted one. Questions whose two answers begin with the same
     token are left out of the corrupted answer's figures and of the preference."""
-    distinct = [c is not None and c != correct for correct, c in zip(tokens["correct"], tokens["corrupted"])]
+    pairs = zip(tokens["correct"], tokens["corrupted"], strict=True)
+    distinct = [c is not None and c != correct for correct, c in pairs]
     points = len(next(row for row in results["correct"]["probability"] if row is not None))
     summary: dict[str, Any] = {}
     for answer in ANSWERS:
         rows = [
             (rank, prob)
-            for rank, prob, keep in zip(results[answer]["rank"], results[answer]["probability"], distinct)
+            for rank, prob, keep in zip(results[answer]["rank"], results[answer]["probability"], distinct, strict=True)
             if rank is not None and (answer == "correct" or keep)
         ]
         summary[answer] = {
@@ -296,11 +297,8 @@ def summarize(results: dict[str, dict[str, list[Any]]], tokens: dict[str, list[i
             "median_rank": [statistics.median(r[0][k] for r in rows) if rows else None for k in range(points)],
             "top1_share": [sum(r[0][k] == 1 for r in rows) / len(rows) if rows else None for k in range(points)],
         }
-    pairs = [
-        (good, bad)
-        for good, bad, keep in zip(results["correct"]["probability"], results["corrupted"]["probability"], distinct)
-        if keep
-    ]
+    probabilities = zip(results["correct"]["probability"], results["corrupted"]["probability"], distinct, strict=True)
+    pairs = [(good, bad) for good, bad, keep in probabilities if keep]
     summary["prefers_correct"] = [sum(g[k] > b[k] for g, b in pairs) / len(pairs) if pairs else None
                                   for k in range(points)]
     summary["compared_questions"] = len(pairs)

@@ -103,7 +103,7 @@ def render_table(members: Sequence[Entry]) -> str:
     rows = []
     for rank, entry in enumerate(members, start=1):
         cells = []
-        for column, (text, key) in enumerate(zip(table_cells(rank, entry), _sort_values(rank, entry))):
+        for column, (text, key) in enumerate(zip(table_cells(rank, entry), _sort_values(rank, entry), strict=True)):
             css = ' class="num"' if column in NUMERIC_COLUMNS else (' class="name"' if column == 1 else "")
             content = method_cell(entry) if column == METHOD_COLUMN else escape(text)
             cells.append(f'<td{css} data-sort="{escape(key)}">{content}</td>')

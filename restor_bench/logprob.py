@@ -106,7 +106,7 @@ def with_options(record: dict, corrupted: list[str], random_answers: list[str], 
 
     groups = (list(record["answers"]), list(corrupted), list(random_answers))
     options = [option for group in groups for option in group]
-    categories = [name for name, group in zip(CATEGORIES, groups) for _ in group]
+    categories = [name for name, group in zip(CATEGORIES, groups, strict=True) for _ in group]
     return dict(
         record,
         corrupted_answers=list(corrupted),
@@ -400,7 +400,7 @@ def score_categories(doc: dict, results: list) -> dict[str, float]:
     if not (len(loglikelihoods) == len(counts) == len(categories)):
         raise ValueError(f"expected {len(categories)} option results, got {len(loglikelihoods)}")
     by_category: dict[str, list[float]] = {name: [] for name in CATEGORIES}
-    for loglikelihood, count, category in zip(loglikelihoods, counts, categories):
+    for loglikelihood, count, category in zip(loglikelihoods, counts, categories, strict=True):
         by_category[category].append(loglikelihood / max(int(count), 1))
     if not all(by_category.values()):
         raise ValueError(f"question {doc.get('id')!r} lacks an option of some category")

@@ -175,7 +175,7 @@ def score_logprob_options(doc: dict, results: list) -> dict[str, float]:
     counts = doc["option_token_counts"]
     if len(loglikelihoods) != len(LOGPROB_OPTIONS) or len(counts) != len(LOGPROB_OPTIONS):
         raise ValueError(f"expected {len(LOGPROB_OPTIONS)} options, got {len(loglikelihoods)} results")
-    means = [ll / max(int(count), 1) for ll, count in zip(loglikelihoods, counts)]
+    means = [ll / max(int(count), 1) for ll, count in zip(loglikelihoods, counts, strict=True)]
     best = max(range(len(means)), key=lambda index: (means[index], -index))
     metrics = {f"prefers_{name}": float(index == best) for index, name in enumerate(LOGPROB_OPTIONS)}
     metrics.update({f"logprob_{name}": means[index] for index, name in enumerate(LOGPROB_OPTIONS)})

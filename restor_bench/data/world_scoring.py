@@ -104,7 +104,7 @@ def score_loaded_model(
                     eos_token_id=tokenizer.eos_token_id,
                 )
             completions = tokenizer.batch_decode(output[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
-            for (entity, pid), completion in zip(chunk, completions):
+            for (entity, pid), completion in zip(chunk, completions, strict=True):
                 line = completion.split("\n")[0]
                 wrong = corrupted.get(entity, {}).get(pid)
                 scores.append(

@@ -72,7 +72,7 @@ def cache_reference(ctx: MethodContext, tokens: bool = False) -> ReferenceCache:
             for batch in ctx.forget_batches():
                 batch = {key: value.to(ctx.device) for key, value in batch.items()}
                 nll, mask = token_nll_per_position(forward(model, batch).logits, batch["labels"])
-                rows = zip(batch["index"].tolist(), nll.sum(dim=1).tolist(), mask.sum(dim=1).tolist())
+                rows = zip(batch["index"].tolist(), nll.sum(dim=1).tolist(), mask.sum(dim=1).tolist(), strict=True)
                 for row, (index, nll_sum, count) in enumerate(rows):
                     sums[index], counts[index] = nll_sum, int(count)
                     if tokens:
