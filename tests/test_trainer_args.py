@@ -134,6 +134,22 @@ def test_keep_adapter_without_lora_is_refused(random_tiny_model, forget_file, tm
     assert _error(capsys) == "restor-bench: error: --keep-adapter needs --lora (a full fine-tuning run has no adapter)"
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device: bf16 training is allowed")
+def test_bf16_without_a_gpu_is_one_line_unless_use_cpu(random_tiny_model, forget_file, tmp_path, capsys):
+    argv = ["unlearn", "--method", "ga", "--model", str(random_tiny_model), "--forget", str(forget_file),
+            "--precision", "bf16", "--max-steps", "1"]
+    assert main([*argv, "--out", str(tmp_path / "refused")]) == 2
+    assert _error(capsys) == (
+        "restor-bench: error: precision bf16 (--precision bf16) needs a CUDA device with bfloat16 support, and none "
+        "is available here; use --precision fp32, or add --trainer-arg use_cpu=true for bfloat16 mixed precision "
+        "on the CPU")
+    assert not (tmp_path / "refused").exists()
+    # with use_cpu, transformers runs bfloat16 autocast on the CPU
+    assert main([*argv, "--out", str(tmp_path / "cpu-bf16"), "--trainer-arg", "use_cpu=true"]) == 0
+    record = json.loads((tmp_path / "cpu-bf16" / "unlearn_run.json").read_text())
+    assert record["precision"] == "bf16" and record["trainer_args"] == {"use_cpu": True} and record["steps"] == 1
+
+
 @pytest.fixture()
 def bf16_model(random_tiny_model, tmp_path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -255,8 +255,13 @@ def training_arguments(
             disable_tqdm=not progress,
             logging_nan_inf_filter=False,  # a NaN loss stops the run instead
     )
+    settings = {**defaults, **(trainer_args or {})}
+    if precision == "bf16" and not torch.cuda.is_available() and not settings.get("use_cpu"):
+        raise UnlearnError("precision bf16 (--precision bf16) needs a CUDA device with bfloat16 support, and none is "
+                           "available here; use --precision fp32, or add --trainer-arg use_cpu=true for bfloat16 "
+                           "mixed precision on the CPU")
     try:
-        return TrainingArguments(**{**defaults, **(trainer_args or {})})
+        return TrainingArguments(**settings)
     except (ValueError, TypeError, ImportError, RuntimeError) as err:
         raise UnlearnError(f"invalid training settings: {str(err).strip().splitlines()[0]}") from None
 
