@@ -461,13 +461,18 @@ def _parse_limit(text: str) -> int | float:
     return value
 
 
-def _parse_batch_size(text: str) -> int | str:
-    if text == "auto" or text.startswith("auto:"):
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise InputError(f"--batch-size: expected an integer or 'auto', got {text!r}") from None
+def check_batch_size(value: int | str) -> None:
+    """lm-eval's batch size: a whole number of at least 1, `auto` or `auto:N`."""
+    text = str(value)
+    if isinstance(value, bool) or not (text.isdigit() and int(text) >= 1 or text == "auto"
+                                       or (text.startswith("auto:") and text[5:].isdigit() and int(text[5:]) >= 1)):
+        raise InputError(f"--batch-size must be a whole number of at least 1, 'auto' or 'auto:N', got {value!r}")
+
+
+def parse_batch_size(text: str) -> int | str:
+    """--batch-size as lm-eval takes it: an int, or `auto` / `auto:N` as given (InputError otherwise)."""
+    check_batch_size(text)
+    return text if text.startswith("auto") else int(text)
 
 
 class _PassThroughParser(argparse.ArgumentParser):
@@ -526,7 +531,7 @@ def run_command(args) -> int:
         args.checkpoint,
         args.out,
         tasks=args.tasks,
-        batch_size=_parse_batch_size(args.batch_size),
+        batch_size=parse_batch_size(args.batch_size),
         limit=_parse_limit(args.limit) if args.limit else None,
         device=args.device,
         backend=args.backend,

@@ -318,10 +318,11 @@ def options_from_args(args: argparse.Namespace) -> GridOptions:
             raise InputError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
     if args.world == "official" and not args.model:
         raise InputError("--world official needs --model (a local checkpoint folder or a hub id)")
-    batch_size: int | str = int(args.batch_size) if str(args.batch_size).isdigit() else args.batch_size
     from restor_bench.corrupt import recipe_settings
+    from restor_bench.evaluate import parse_batch_size
     from restor_bench.pipeline import protocol_from_args
 
+    batch_size = parse_batch_size(str(args.batch_size))
     return GridOptions(
         world=args.world, seeds=tuple(range(args.seed, args.seed + args.seeds)), model=args.model, lora=args.lora,
         unlearn_max_steps=args.max_steps, corrupt_max_steps=args.corrupt_max_steps,

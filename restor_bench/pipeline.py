@@ -216,10 +216,10 @@ def check_run_inputs(spec: RunSpec) -> None:
                           ("--limit", spec.limit), ("--max-docs-per-entity", spec.max_docs_per_entity)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise InputError(f"{option} must be a whole number of at least 1, got {value!r}")
+    from restor_bench.evaluate import check_backend, check_batch_size, default_device
+
     check_batch_size(spec.batch_size)
     if spec.backend != "hf" or spec.device is not None:
-        from restor_bench.evaluate import check_backend, default_device
-
         check_backend(spec.backend, spec.device or default_device())
     PAPER_RECIPE.updated(spec.corrupt_recipe, where="--corrupt-set")
     if spec.data_dir is not None and not Path(spec.data_dir).is_dir():
@@ -247,14 +247,6 @@ def _check_document_source(option: str, source: str, data_dir: str | None) -> No
         load_documents(source, data_dir=data_dir)
     elif not Path(source).is_file():
         raise InputError(f"{source}: {option} file not found")
-
-
-def check_batch_size(value: int | str) -> None:
-    """lm-eval's batch size: a whole number of at least 1, `auto` or `auto:N`."""
-    text = str(value)
-    if isinstance(value, bool) or not (text.isdigit() and int(text) >= 1 or text == "auto"
-                                       or (text.startswith("auto:") and text[5:].isdigit() and int(text[5:]) >= 1)):
-        raise InputError(f"--batch-size must be a whole number of at least 1, 'auto' or 'auto:N', got {value!r}")
 
 
 _CHECKED_TASKS: set[tuple[str, ...]] = set()

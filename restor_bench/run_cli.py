@@ -11,7 +11,6 @@ from restor_bench.errors import InputError
 from restor_bench.pipeline import (
     WORLDS,
     RunSpec,
-    check_batch_size,
     check_run_inputs,
     protocol_from_args,
     run,
@@ -94,15 +93,14 @@ def hparams_from_args(method: str, config: str | None, overrides: list[str], pro
 
 def run_command(args) -> int:
     from restor_bench.corrupt import recipe_settings
-    from restor_bench.evaluate import prefer_passive_threads
+    from restor_bench.evaluate import parse_batch_size, prefer_passive_threads
 
     prefer_passive_threads()
     if args.seeds < 1:
         raise InputError(f"--seeds must be at least 1, got {args.seeds}")
     if args.level < 0 or args.level > 5:
         raise InputError(f"--level must be between 0 and 5, got {args.level}")
-    batch_size: int | str = int(args.batch_size) if str(args.batch_size).isdigit() else args.batch_size
-    check_batch_size(batch_size)
+    batch_size = parse_batch_size(str(args.batch_size))
     protocol = protocol_from_args(args)
     spec = RunSpec(
         world=args.world, method=args.method, level=args.level, forget=args.forget, corruption=args.corruption,

@@ -72,3 +72,20 @@ def test_a_huge_bootstrap_is_refused_before_any_allocation(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "800,000,000 draws" in err[0] and "2,500,000 resamples" in err[0], err
     assert peak < 50 * 2**20
+
+
+BATCH_SIZE_MESSAGE = "--batch-size must be a whole number of at least 1, 'auto' or 'auto:N', got {!r}"
+
+
+@pytest.mark.parametrize("command", ["eval", "run", "grid"])
+@pytest.mark.parametrize("value", ["0", "-3", "auto:0", "big"])
+def test_a_bad_batch_size_is_one_line_for_eval_run_and_grid(command, value, tmp_path, capsys):
+    """One check for lm-eval's batch size, whichever command passes it on."""
+    if command == "eval":
+        argv = ["eval", str(world_dir() / "model"), "--tasks", "restor_tiny_facts", "--out", str(tmp_path / "out")]
+    else:
+        argv = [command, "--root", str(tmp_path / "out")]
+    assert main([*argv, "--batch-size", value]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "restor-bench: error: " + BATCH_SIZE_MESSAGE.format(value), err
+    assert not (tmp_path / "out").exists()
