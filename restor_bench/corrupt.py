@@ -493,9 +493,18 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run_command)
 
 
+# the recipe's command-line options and the field each sets (all must be positive)
+RECIPE_FLAGS = {"--epochs": "epochs", "--lr": "lr", "--batch-size": "batch_size", "--grad-accum": "grad_accum",
+                "--max-length": "max_length", "--lora-r": "lora_r"}
+
+
 def run_command(args) -> int:
     from restor_bench.data.documents import load_documents
 
+    for flag, name in RECIPE_FLAGS.items():
+        value = getattr(args, name)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise InputError(f"{flag} must be a positive number, got {value:g}")
     trainer_args = parse_trainer_args(args.trainer_args, args.trainer_arg)
     documents = load_documents(args.docs, data_dir=args.data_dir, max_docs_per_entity=args.max_docs_per_entity)
     overrides = {
