@@ -94,6 +94,17 @@ def _cell_rows(results: Sequence[CellResult], with_level: bool) -> list[list[str
     return rows
 
 
+CELL_COLUMNS = ["clean", "corrupted", "unlearned", "restoration ratio", "restored / still corrupted / forgotten",
+                "non-target change", "questions (target / other)"]
+
+
+def cell_table(results: Sequence[CellResult], with_level: bool) -> list[str]:
+    """The table of every cell (markdown lines, header first): the page's "Every cell" (wikidata-style cells, with
+    the level) and SQuAD tables."""
+    header = ["method", "forget", *(["k"] if with_level else []), *CELL_COLUMNS]
+    return _table(header, _cell_rows(results, with_level))
+
+
 def _level_pivot(results: Sequence[CellResult], forget: str) -> list[str]:
     """The paper's table: target accuracy per level for the corrupted model and each method's unlearned model."""
     cells = [result for result in results if result.cell.corruption == "wikidata" and result.cell.forget == forget]
@@ -270,17 +281,14 @@ def results_markdown(results: Sequence[CellResult], info: PageInfo, legacy: Sequ
     for note in info.notes:
         lines.append(f"Note: {note}")
         lines.append("")
-    header_cells = ["clean", "corrupted", "unlearned", "restoration ratio", "restored / still corrupted / forgotten",
-                    "non-target change", "questions (target / other)"]
     if wikidata:
         lines += ["## Amount of unrelated context (wikidata-style documents, level k) and simplified forget set", ""]
         for forget in FORGET_FORMS:
             lines += _level_pivot(wikidata, forget)
-        lines += ["### Every cell", "", *_table(["method", "forget", "k", *header_cells], _cell_rows(wikidata, True)),
-                  ""]
+        lines += ["### Every cell", "", *cell_table(wikidata, with_level=True), ""]
     if squad:
         lines += ["## Extreme corruption (SQuAD-style passages)", "",
-                  *_table(["method", "forget", *header_cells], _cell_rows(squad, False)), ""]
+                  *cell_table(squad, with_level=False), ""]
     if info.protocol == "paper":
         from restor_bench.findings import findings_markdown
 

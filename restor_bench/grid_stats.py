@@ -250,6 +250,18 @@ class CellResult:
             "hparams": self.hparams, "by_relation": self.by_relation,
         }
 
+    @classmethod
+    def from_dict(cls, entry: dict[str, Any]) -> CellResult:
+        """The inverse of `to_dict`: one cell of a grid JSON (`restor-bench/grid/v1`)."""
+        return cls(
+            cell=Cell(**entry["cell"]), name=entry["name"], task=entry["task"], seeds=list(entry["seeds"]),
+            n_target=entry["n_target"], n_non_target=entry["n_non_target"],
+            stats={key: Estimate.from_dict(value) for key, value in entry["stats"].items()},
+            transitions=entry["transitions"], wall_time_s=entry["wall_time_s"],
+            injected_known=entry.get("injected_known", True), step_seconds=entry.get("step_seconds", {}),
+            hparams=entry.get("hparams", {}), by_relation=entry.get("by_relation", {}),
+        )
+
 
 class SamplesCache:
     """lm-eval samples read once per evaluation folder (the clean model's serves every cell)."""

@@ -1,5 +1,6 @@
-"""The published real-model pages agree with the JSON their commands wrote: the numbers the hand-written
-discussion of docs/RESULTS-paper.md quotes for SmolLM2, and docs/RESULTS-official.md against its inputs."""
+"""The published pages agree with the JSON their commands wrote: every grid page's cell tables, the numbers the
+hand-written discussion of docs/RESULTS-paper.md quotes for SmolLM2, and docs/RESULTS-official.md against its
+inputs."""
 
 from __future__ import annotations
 
@@ -63,3 +64,38 @@ def test_the_official_page_shows_each_grid(name):
         value = cell["stats"]["unlearned_target"]
         low, high = value["ci"]
         assert f"{100 * value['value']:.1f} [{100 * low:.1f}, {100 * high:.1f}]" in page
+
+
+GRID_PAGES = sorted(path.name for path in DOCS.glob("RESULTS*.json")
+                    if json.loads(path.read_text()).get("schema") == "restor-bench/grid/v1")
+
+
+def test_every_grid_page_is_found():
+    assert {"RESULTS.json", "RESULTS-paper.json", "RESULTS-paper-smollm2.json", "RESULTS-paper-gemma3.json"} <= set(
+        GRID_PAGES)
+
+
+@pytest.mark.parametrize("name", GRID_PAGES)
+def test_a_grid_page_shows_its_json(name):
+    """Each published grid page prints the command of its JSON once, and its cell tables are the JSON's cells
+    rendered again (`grid_page.cell_table` on `CellResult.from_dict`): no number on the page was edited by hand."""
+    from restor_bench.grid_page import cell_table
+    from restor_bench.grid_stats import CellResult
+
+    grid = json.loads((DOCS / name).read_text())
+    page = (DOCS / name).with_suffix(".md").read_text()
+    printed = re.findall(r"```\n(restor-bench grid [^\n]+)\n```", page)
+    assert len(printed) == 1, f"{name}: the page prints {len(printed)} grid commands"
+    if printed[0] != grid["command"]:
+        # pages made before a default changed print the command that reruns what they ran: what ran (the JSON's
+        # command) plus the settings that pin the old defaults, and say so under the command
+        assert "are what this page ran" in page, f"{name}: the printed command is not the JSON's"
+        assert set(shlex.split(grid["command"])) <= set(shlex.split(printed[0])), f"{name}: {printed[0]}"
+    results = [CellResult.from_dict(cell) for cell in grid["cells"]]
+    for result, cell in zip(results, grid["cells"], strict=True):  # from_dict is the inverse of to_dict
+        again = result.to_dict()
+        assert {key: again[key] for key in cell} == cell  # (older pages' JSON lacks fields added since)
+    for squad in (False, True):
+        chosen = [result for result in results if (result.cell.corruption == "squad") == squad]
+        for row in cell_table(chosen, with_level=not squad)[2:]:
+            assert row in page.splitlines(), f"{name}: the page lacks the row {row}"
