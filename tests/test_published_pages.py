@@ -99,3 +99,21 @@ def test_a_grid_page_shows_its_json(name):
         chosen = [result for result in results if (result.cell.corruption == "squad") == squad]
         for row in cell_table(chosen, with_level=not squad)[2:]:
             assert row in page.splitlines(), f"{name}: the page lacks the row {row}"
+
+
+@pytest.mark.parametrize("name", ["tuning.json", "tuning-rmu.json"])
+def test_the_method_defaults_are_the_settings_the_tuning_pages_chose(name):
+    """docs/tuning.md and docs/tuning-rmu.md choose each method's tiny-world setting on the validation targets;
+    the registered defaults (`unlearners.resolve_hparams`) are those settings."""
+    from unlearners import get_method, resolve_hparams
+
+    tuning = json.loads((DOCS / name).read_text())
+    assert tuning["methods"]
+    for method, entry in tuning["methods"].items():
+        defaults = resolve_hparams(get_method(method))
+        for key, chosen in entry["chosen"].items():
+            value = getattr(defaults, key)
+            if key == "update_layers":  # the page names the layers; the default () means layer-2 .. layer
+                value = ",".join(map(str, value or [i for i in range(defaults.layer - 2, defaults.layer + 1)
+                                                     if i >= 0]))
+            assert value == chosen, f"{name}: {method}.{key} is {value!r} by default, the page chose {chosen!r}"
