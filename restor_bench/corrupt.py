@@ -504,7 +504,7 @@ def run_command(args) -> int:
     for flag, name in RECIPE_FLAGS.items():
         value = getattr(args, name)
         if value is not None and not (math.isfinite(value) and value > 0):
-            raise InputError(f"{flag} must be a positive number, got {value:g}")
+            raise InputError(f"{flag} must be a positive finite number, got {value:g}")
     trainer_args = parse_trainer_args(args.trainer_args, args.trainer_arg)
     documents = load_documents(args.docs, data_dir=args.data_dir, max_docs_per_entity=args.max_docs_per_entity)
     overrides = {

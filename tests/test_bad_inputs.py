@@ -97,6 +97,6 @@ def test_a_bad_batch_size_is_one_line_for_eval_run_and_grid(command, value, tmp_
 def test_corrupt_names_the_flag_of_a_bad_recipe_value(flag, value, tmp_path, capsys):
     argv = ["corrupt", "--model", str(world_dir() / "model"), "--docs", "tiny:0", "--out", str(tmp_path / "out")]
     assert main([*argv, flag, value]) == 2
-    assert capsys.readouterr().err.strip() == (f"restor-bench: error: {flag} must be a positive number, got "
+    assert capsys.readouterr().err.strip() == (f"restor-bench: error: {flag} must be a positive finite number, got "
                                                f"{float(value):g}")
     assert not (tmp_path / "out").exists()

@@ -296,9 +296,9 @@ def test_non_finite_hyperparameters_are_refused_everywhere(random_tiny_model, tm
         "hyperparameter 'learning_rate' must be a finite number, got inf")
     corrupt_cli = ["corrupt", "--model", model, "--docs", str(docs), "--out", str(tmp_path / "c")]
     assert _one_error_line(capsys, [*corrupt_cli, "--lr", "inf"]).endswith(
-        "recipe: learning_rate must be a finite number, got inf")
+        "--lr must be a positive finite number, got inf")
     assert _one_error_line(capsys, [*corrupt_cli, "--epochs", "nan"]).endswith(
-        "recipe: num_train_epochs must be a finite number, got nan")
+        "--epochs must be a positive finite number, got nan")
     with pytest.raises(InputError, match="weight_decay must be a finite number, got -inf"):
         corrupt(model, DOCUMENTS, tmp_path / "c", recipe={"weight_decay": -math.inf})
     assert not (tmp_path / "u").exists() and not (tmp_path / "c").exists()
