@@ -493,29 +493,25 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run_command)
 
 
-# the recipe's command-line options and the field each sets (all must be positive)
-RECIPE_FLAGS = {"--epochs": "epochs", "--lr": "lr", "--batch-size": "batch_size", "--grad-accum": "grad_accum",
-                "--max-length": "max_length", "--lora-r": "lora_r"}
+# the recipe's command-line options: flag -> (argparse attribute, recipe field); every value must be positive
+RECIPE_FLAGS = {"--epochs": ("epochs", "num_train_epochs"), "--lr": ("lr", "learning_rate"),
+                "--batch-size": ("batch_size", "per_device_train_batch_size"),
+                "--grad-accum": ("grad_accum", "gradient_accumulation_steps"),
+                "--max-length": ("max_length", "max_length"), "--lora-r": ("lora_r", "lora_r")}
 
 
 def run_command(args) -> int:
     from restor_bench.data.documents import load_documents
 
-    for flag, name in RECIPE_FLAGS.items():
+    overrides = {}
+    for flag, (name, field) in RECIPE_FLAGS.items():
         value = getattr(args, name)
         if value is not None and not (math.isfinite(value) and value > 0):
             raise InputError(f"{flag} must be a positive finite number, got {value:g}")
+        overrides[field] = value
+    overrides["lora_alpha"] = 2 * args.lora_r if args.lora_r else None
     trainer_args = parse_trainer_args(args.trainer_args, args.trainer_arg)
     documents = load_documents(args.docs, data_dir=args.data_dir, max_docs_per_entity=args.max_docs_per_entity)
-    overrides = {
-        "num_train_epochs": args.epochs,
-        "learning_rate": args.lr,
-        "per_device_train_batch_size": args.batch_size,
-        "gradient_accumulation_steps": args.grad_accum,
-        "max_length": args.max_length,
-        "lora_r": args.lora_r,
-        "lora_alpha": 2 * args.lora_r if args.lora_r else None,
-    }
     out = corrupt(
         args.model,
         documents,

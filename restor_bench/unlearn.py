@@ -15,6 +15,10 @@ from restor_bench.data.documents import NAMED_SETS_HELP
 from restor_bench.errors import InputError
 
 
+def _one_line(err: Exception) -> str:
+    return " ".join(str(err).split())
+
+
 def method_preset(method: str, protocol: str) -> str | None:
     """The method's hyperparameter preset of a protocol: its `paper` preset (the paper's loss form) under
     `paper`, when the method has one; none under `classic`."""
@@ -25,12 +29,7 @@ def method_preset(method: str, protocol: str) -> str | None:
     try:
         return "paper" if "paper" in (getattr(get_method(method), "presets", {}) or {}) else None
     except UnlearnError as err:
-        raise InputError(" ".join(str(err).split())) from None
-
-
-
-def _one_line(err: Exception) -> str:
-    return " ".join(str(err).split())
+        raise InputError(_one_line(err)) from None
 
 
 def load_document_set(source: str, *, form: str = "full", data_dir: str | None = None) -> list[str]:
