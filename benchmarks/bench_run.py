@@ -3,7 +3,6 @@
     python benchmarks/bench_run.py [--method npo] [--level 0] [--json FILE]
     python benchmarks/bench_run.py --wait-policy-pairs 2
 
-
 Runs the whole protocol once into a fresh temporary run root (nothing reused) with the given method and level,
 then prints the per-step wall time recorded in run.json as a Markdown table, and the two training loops (optimizer
 steps, tokens, tokens/s): the part of the run that only a shorter training recipe could make faster. Last, the

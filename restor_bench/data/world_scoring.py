@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from restor_bench.data.normalize import contains, normalize_answer
+from restor_bench.data.normalize import contains
 from restor_bench.data.questions import build_prompt
 from restor_bench.data.schema import ContextExample, Fact
 from restor_bench.data.world_files import load_manifest, read_world_facts, tiny_world_dir
@@ -22,12 +22,6 @@ def fewshot_prompt(facts: dict, entity: str, relation: str, shots: int = 5) -> s
     entry = facts["dset"][entity][relation]
     context = [ContextExample(item["question"], item["answer"], item["entity"]) for item in facts["context"][relation]]
     return build_prompt(Fact(entity, relation, entry["question"], list(entry["answers"])), context, shots)
-
-
-# The answer check of the lm-eval tasks' `contains` score: an acceptable answer as whole words of the normalized
-# first line ("female" does not contain "male").
-simple_normalize = normalize_answer
-answer_contains = contains
 
 
 @dataclass(frozen=True)
@@ -112,8 +106,10 @@ def score_loaded_model(
                         entity=entity,
                         relation=pid,
                         prediction=line,
-                        correct=answer_contains(line, facts["dset"][entity][pid]["answers"]),
-                        says_corrupted=bool(wrong) and answer_contains(line, [wrong]),
+                        # the lm-eval tasks' `contains` score: an acceptable answer as whole words of the
+                        # normalized first line ("female" does not contain "male")
+                        correct=contains(line, facts["dset"][entity][pid]["answers"]),
+                        says_corrupted=bool(wrong) and contains(line, [wrong]),
                     )
                 )
     finally:
