@@ -2,6 +2,7 @@
 
     python benchmarks/bench_run.py [--method npo] [--level 0] [--json FILE]
     python benchmarks/bench_run.py --wait-policy-pairs 2
+    python benchmarks/bench_run.py --shorter-pairs 2
 
 Runs the whole protocol once into a fresh temporary run root (nothing reused) with the given method and level,
 then prints the per-step wall time recorded in run.json as a Markdown table, and the two training loops (optimizer
@@ -14,6 +15,12 @@ go below.
 OMP_WAIT_POLICY=PASSIVE (what `restor-bench run` sets unless the environment sets it) and with
 OMP_WAIT_POLICY=ACTIVE (CPU threads spin while they wait), in alternating order, and prints the whole command's
 wall times and the ratio of the means.
+
+`--shorter-pairs N` runs N alternating pairs of whole runs (fresh processes) with the tiny world's recipe and with
+the shorter one of SHORTER_RECIPE (2 corruption epochs instead of 5, 2 NPO epochs instead of 5, learning rates
+raised to make up part of it), and prints for each the whole command's wall time and what the run measured
+(restor_tiny_facts accuracy on the target facts, clean / corrupted / unlearned, and the restoration ratio): what a
+30-second tiny world would cost in corruption strength.
 """
 
 from __future__ import annotations
@@ -43,12 +50,17 @@ def main() -> int:
     parser.add_argument("--json", help="also write the step times and the whole command's time to this JSON file")
     parser.add_argument("--wait-policy-pairs", type=int, metavar="N",
                         help="compare OMP_WAIT_POLICY=PASSIVE and ACTIVE over N alternating pairs of whole runs")
+    parser.add_argument("--shorter-pairs", type=int, metavar="N",
+                        help="compare the tiny recipe with SHORTER_RECIPE over N alternating pairs of whole runs")
+    parser.add_argument("--run-arg", action="append", default=[], help=argparse.SUPPRESS)  # used by --shorter-pairs
     args = parser.parse_args()
+    if args.shorter_pairs:
+        return compare_shorter_recipe(args.method, args.level, args.shorter_pairs)
     if args.wait_policy_pairs:
         return compare_wait_policies(args.method, args.level, args.wait_policy_pairs)
     with tempfile.TemporaryDirectory() as root:
         started = time.perf_counter()
-        code = cli.main(["run", "--method", args.method, "--level", str(args.level), "--root", root])
+        code = cli.main(["run", "--method", args.method, "--level", str(args.level), "--root", root, *args.run_arg])
         total = time.perf_counter() - started
         if code:
             return code
@@ -79,7 +91,44 @@ def main() -> int:
           f"{bare['seconds'] * (corrupt['global_steps'] + unlearn['steps']):.1f} s")
     if args.json:
         Path(args.json).write_text(json.dumps({"total_s": total, "steps_s": steps, "bare_step_s": bare["seconds"],
-                                               "trainer_step_s": trainer_step}, indent=2) + "\n")  # fmt: skip
+                                               "trainer_step_s": trainer_step, "summary": record["summary"]},
+                                              indent=2) + "\n")  # fmt: skip
+    return 0
+
+
+# Two epochs each instead of five, at higher learning rates (the tiny recipe: corruption 1.5e-4, NPO 2e-5).
+SHORTER_RECIPE = ["--corrupt-set", "num_train_epochs=2", "--corrupt-set", "learning_rate=3e-4",
+                  "--set", "num_epochs=2", "--set", "learning_rate=5e-5"]  # fmt: skip
+
+
+def whole_run(method: str, level: int, run_args: list[str], environment: dict[str, str] | None = None) -> dict:
+    """This benchmark as a fresh process (a fresh run root); its --json document."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "run.json"
+        command = [sys.executable, __file__, "--method", method, "--level", str(level), "--json", str(out),
+                   *(f"--run-arg={word}" for word in run_args)]  # fmt: skip
+        subprocess.run(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        return json.loads(out.read_text())
+
+
+def compare_shorter_recipe(method: str, level: int, pairs: int) -> int:
+    """Whole runs with the tiny recipe and with SHORTER_RECIPE in alternating order: time and what they measure."""
+    variants = {"tiny recipe": [], "shorter": SHORTER_RECIPE}
+    load_before = os.getloadavg()
+    print(f"shorter: restor-bench run --method {method} --level {level} {' '.join(SHORTER_RECIPE)}\n")
+    print("| pair | recipe | whole command (s) | corrupt (s) | unlearn (s) | target facts: clean / corrupted / "
+          "unlearned (%) | restoration ratio |\n|---:|---|---:|---:|---:|---|---:|")
+    for pair in range(pairs):
+        for name in (list(variants) if pair % 2 == 0 else list(reversed(variants))):
+            result = whole_run(method, level, variants[name])
+            facts = result["summary"]["restor_tiny_facts"]
+            accuracy = " / ".join(f"{100 * facts[f'{model}_target']['mean']:.1f}"
+                                  for model in ("clean", "corrupted", "unlearned"))
+            print(f"| {pair + 1} | {name} | {result['total_s']:.1f} | {result['steps_s']['corrupt']:.1f} | "
+                  f"{result['steps_s']['unlearn']:.1f} | {accuracy} | {facts['restoration_ratio']['mean']:.2f} |",
+                  flush=True)
+    print("\nload average before: {:.2f} {:.2f} {:.2f}; after: {:.2f} {:.2f} {:.2f}".format(*load_before,
+                                                                                        *os.getloadavg()))
     return 0
 
 
@@ -89,12 +138,7 @@ def compare_wait_policies(method: str, level: int, pairs: int) -> int:
     load_before = os.getloadavg()
     for pair in range(pairs):
         for policy in (["PASSIVE", "ACTIVE"] if pair % 2 == 0 else ["ACTIVE", "PASSIVE"]):
-            with tempfile.TemporaryDirectory() as tmp:
-                out = Path(tmp) / "run.json"
-                subprocess.run([sys.executable, __file__, "--method", method, "--level", str(level), "--json", str(out)],
-                               env=dict(os.environ, OMP_WAIT_POLICY=policy), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, check=True)  # fmt: skip
-                total = json.loads(out.read_text())["total_s"]
+            total = whole_run(method, level, [], dict(os.environ, OMP_WAIT_POLICY=policy))["total_s"]
             times[policy].append(total)
             print(f"pair {pair + 1}: OMP_WAIT_POLICY={policy:<8} {total:6.1f} s", flush=True)
     means = {policy: statistics.mean(values) for policy, values in times.items()}
