@@ -101,6 +101,7 @@ from restor_bench.outcomes import (
     load_run,
     parse_targets,
 )
+from unlearners.cli import seed_number
 
 SCHEMA = "restor-bench/compare/v1"
 BOOTSTRAP_METHOD = "paired percentile bootstrap; questions resampled with replacement within target / non-target"
@@ -338,7 +339,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         metavar="N",
         help="bootstrap resamples for the 95%% intervals (0: none; default 1000)",
     )
-    common.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    common.add_argument("--seed", type=seed_number, default=0, help="bootstrap seed (default 0)")
     common.add_argument(
         "--json",
         nargs="?",

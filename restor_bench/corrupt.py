@@ -44,6 +44,7 @@ from restor_bench.corrupt_recipe import (  # noqa: F401 (re-exported: the recipe
 from restor_bench.data.documents import NAMED_SETS_HELP
 from restor_bench.errors import InputError
 from restor_bench.io import atomic_output_dir, atomic_write_json, check_output_dir
+from unlearners.cli import seed_number
 
 RUN_RECORD = "restor_run.json"
 ADAPTER_FOLDER = "adapter"
@@ -481,7 +482,7 @@ def add_parser(subparsers) -> None:
                         "document per example (default: classic on the tiny world, paper otherwise)")
     parser.add_argument("--lora-r", type=int, help="LoRA rank (default: the recipe's; alpha = 2 x rank)")
     parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--seed", type=seed_number, default=0, help="random seed (default: 0)")
     parser.add_argument("--data-dir", help="official RESTOR data folder (for official:* sets)")
     parser.add_argument("--max-docs-per-entity", type=int, metavar="N", help="keep the first N documents per entity")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")

@@ -52,6 +52,7 @@ from restor_bench.grid_cells import (
 )
 from restor_bench.grid_page import format_duration, write_page
 from restor_bench.grid_stats import DEFAULT_RESAMPLES
+from unlearners.cli import seed_number
 
 STEP_KINDS = ("corrupt", "unlearn", "eval")
 
@@ -220,7 +221,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--corruption", default="wikidata,squad",
                         help="corruptions: wikidata (level k documents), squad (extreme; no level) (default both)")
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3)")
-    parser.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    parser.add_argument("--seed", type=seed_number, default=0, help="first seed (default 0)")
     parser.add_argument("--world", choices=tuple(WORLD_LEVELS), default="tiny", help="tiny (default) or official")
     parser.add_argument("--model", help="clean checkpoint (default: the tiny world's model; needed for official)")
     parser.add_argument("--lora", action="store_true", help="LoRA for corruption and unlearning (merged after)")

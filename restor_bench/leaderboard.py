@@ -113,6 +113,7 @@ from restor_bench.leaderboard_submit import (  # noqa: F401
     submission_text,
     submit,
 )
+from unlearners.cli import seed_number
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -198,7 +199,7 @@ def _add_scoring_options(parser: argparse.ArgumentParser, defaults: bool = True)
                         help=f"bootstrap resamples for the 95%% intervals (0..{MAX_RESAMPLES}, and resamples x "
                              f"questions <= {MAX_BOOTSTRAP_DRAWS:,}; default {DEFAULT_RESAMPLES}"
                              + ("" if defaults else " or the file's") + ")")
-    parser.add_argument("--bootstrap-seed", type=int, default=0 if defaults else None, metavar="S",
+    parser.add_argument("--bootstrap-seed", type=seed_number, default=0 if defaults else None, metavar="S",
                         help="bootstrap seed (default 0" + ("" if defaults else " or the file's") + ")")
 
 

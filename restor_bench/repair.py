@@ -24,6 +24,7 @@ from typing import Any
 from restor_bench.corrupt import CLASSIC_RECIPE
 from restor_bench.errors import InputError
 from restor_bench.io import read_json, read_jsonl
+from unlearners.cli import seed_number
 
 # k1rezaei/restor@15292e58 corruption/README.md ("LIMA"); cutoff 1,024 (LLaMA-Factory's default then).
 REPAIR_RECIPE = dataclasses.replace(
@@ -131,7 +132,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--model", required=True, help="unlearned checkpoint folder")
     parser.add_argument("--docs", required=True, metavar="DOCS", help="repair documents (file or named set)")
     parser.add_argument("--out", required=True, help="output checkpoint folder")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=seed_number, default=0, help="random seed (default 0)")
     parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
     parser.add_argument("--data-dir", help="official RESTOR data folder (for official:* sets)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")

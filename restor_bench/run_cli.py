@@ -18,6 +18,7 @@ from restor_bench.pipeline import (
 )
 from restor_bench.run_report import format_summary
 from restor_bench.unlearn import method_preset
+from unlearners.cli import seed_number
 
 
 def add_parser(subparsers) -> None:
@@ -31,7 +32,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--level", type=int, default=0, help="corruption level k (unrelated context; default 0)")
     parser.add_argument("--world", choices=WORLDS, default="tiny", help="tiny (embedded, offline) or official")
     parser.add_argument("--seeds", type=int, default=1, help="number of seeds (0..N-1; default 1)")
-    parser.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    parser.add_argument("--seed", type=seed_number, default=0, help="first seed (default 0)")
     parser.add_argument("--forget", choices=("full", "simplified"), default="full",
                         help="forget set: the corruption documents, or only their wrong-fact sentences")
     parser.add_argument("--corruption", choices=("wikidata", "squad"), default="wikidata",

@@ -17,6 +17,20 @@ from collections.abc import Sequence
 from unlearners.errors import UnlearnError
 
 
+MAX_SEED = 2**32 - 1  # numpy's and torch's seeding take 0 .. 2**32 - 1
+
+
+def seed_number(text: str) -> int:
+    """argparse type of a random seed: an integer from 0 to 2**32 - 1 (what numpy's seeding accepts)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to {MAX_SEED}, got {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to {MAX_SEED}, got {value}")
+    return value
+
+
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of a run shared by `python -m unlearners run` and `restor-bench unlearn` (not --forget/--retain)."""
     parser.add_argument("--method", required=True, help="registered method name (see the `methods` command)")
@@ -29,7 +43,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="set one hyperparameter (repeatable), e.g. --set beta=0.2 --set learning_rate=1e-5",
     )
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=seed_number, default=0, help="random seed (default 0)")
     parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (overrides num_epochs)")
     parser.add_argument("--save-steps", type=int, default=50, help="checkpoint every N steps (default 50)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")

@@ -14,6 +14,7 @@ from restor_bench.data.world_files import describe_world, tiny_world_dir, write_
 from restor_bench.data.world_model import train_clean_model
 from restor_bench.errors import InputError
 from restor_bench.io import atomic_output_dir, atomic_write_json, check_output_dir
+from unlearners.cli import seed_number
 
 
 def build_world(
@@ -62,7 +63,7 @@ def add_parser(subparsers) -> None:
     build = commands.add_parser("build", help="generate the tiny world data and train its clean model")
     build.add_argument("--out", default="tiny_world", help="output folder (default: ./tiny_world)")
     build.add_argument(
-        "--seed", type=int, default=DEFAULT_SEED, help=f"generator and training seed (default {DEFAULT_SEED})"
+        "--seed", type=seed_number, default=DEFAULT_SEED, help=f"generator and training seed (default {DEFAULT_SEED})"
     )
     build.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help=f"training epochs (default {DEFAULT_EPOCHS})")
     build.add_argument("--threads", type=int, default=None, help="CPU threads for training (default: torch's choice)")
