@@ -9,6 +9,7 @@ import sys
 
 from restor_bench import __version__
 from restor_bench.errors import GateFailure, InputError
+from restor_bench.io import file_in_the_way
 
 # (module, description); each module defines `add_parser(subparsers)` and sets `func` on its parser(s).
 COMMAND_MODULES = [
@@ -52,23 +53,12 @@ def describe_os_error(err: OSError) -> str:
     reason = err.strerror or type(err).__name__
     paths = [str(path) for path in (err.filename, err.filename2) if path is not None]
     if isinstance(err, (FileExistsError, NotADirectoryError)) and paths:
-        blocker = _file_in_the_way(paths[0])
+        blocker = file_in_the_way(paths[0])
         if blocker is not None:
             return f"{paths[0]}: cannot create a folder there, {blocker} is a file"
     if not paths:
         return f"{reason} ({err})" if str(err) and str(err) != reason else reason
     return f"{' -> '.join(paths)}: {reason}"
-
-
-def _file_in_the_way(path: str) -> str | None:
-    """The first component of `path` (itself included) that exists as something other than a folder."""
-    from pathlib import Path
-
-    candidate = Path(path)
-    for part in [*reversed(candidate.parents), candidate]:
-        if str(part) not in ("", ".") and part.exists() and not part.is_dir():
-            return str(part)
-    return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -76,6 +76,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -214,8 +215,10 @@ def compare_gate(
     """The gate report of a candidate against a baseline; `report["gate"]["passed"]` is the verdict."""
     if min_restoration is not None and corrupted is None:
         raise InputError("--min-restoration needs --corrupted (the baseline is taken as the clean model)")
-    if max_drop < 0:
-        raise InputError(f"--max-drop must be >= 0, got {max_drop:g}")
+    if not 0 <= max_drop <= 1:  # NaN fails this too
+        raise InputError(f"--max-drop must be a share from 0 to 1, got {max_drop:g}")
+    if min_restoration is not None and not math.isfinite(min_restoration):
+        raise InputError(f"--min-restoration must be a finite number, got {min_restoration:g}")
     runs = [Run("baseline", "baseline", str(baseline)), Run("candidate", "candidate", str(candidate))]
     if corrupted is not None:
         runs.append(Run("corrupted", "corrupted", str(corrupted)))
@@ -359,13 +362,12 @@ def _split_list(values: Sequence[str]) -> list[str]:
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
+    """Both outputs are checked before either is written, so a failure leaves no half of the pair behind."""
+    from restor_bench.io import check_output_file
+
     for option, value in (("--json", args.json), ("--markdown", args.markdown)):
         if value and value != "-":
-            path = Path(value)
-            if path.is_dir():
-                raise InputError(f"{path}: {option} output is a folder")
-            if path.exists() and not args.overwrite:
-                raise InputError(f"{path}: {option} output exists (pass --overwrite to replace it)")
+            check_output_file(value, option, args.overwrite)
 
 
 def _targets_choice(args: argparse.Namespace) -> TargetChoice:

@@ -98,11 +98,29 @@ def check_backend(backend: str, device: str) -> None:
     if importlib.util.find_spec(package) is None:
         raise InputError(f"--backend {backend} needs the {package} package, which is not installed (pip install "
                          f"{package})")  # fmt: skip
-    if backend == "hf" and device.startswith("cuda"):
-        import torch
+    if backend == "hf":
+        check_device(device)
 
+
+def check_device(device: str, flag: str = "--device") -> None:
+    """InputError (one line) for a device string torch does not parse (`tpu9`) or a device this machine does not
+    have (`cuda` without CUDA, `cuda:3` on a machine with 2 GPUs, `mps` off Apple silicon)."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(f"{flag} {device}: not a device name torch knows (e.g. cpu, cuda, cuda:1, mps)") from None
+    if parsed.type == "cuda":
         if not torch.cuda.is_available():
-            raise InputError(f"--device {device}: no CUDA device is available here (use --device cpu)")
+            raise InputError(f"{flag} {device}: no CUDA device is available here (use {flag} cpu)")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise InputError(f"{flag} {device}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                             f"numbered from 0")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"{flag} {device}: the mps device is not available here (use {flag} cpu)")
+    elif parsed.type not in ("cpu", "cuda", "mps", "xpu", "npu", "hpu"):
+        raise InputError(f"{flag} {device}: not a device to evaluate or train on (use cpu, cuda or mps)")
 
 
 # ---------------------------------------------------------------- the lm-eval arguments

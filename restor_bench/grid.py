@@ -52,6 +52,7 @@ from restor_bench.grid_cells import (
 )
 from restor_bench.grid_page import format_duration, write_page
 from restor_bench.grid_stats import DEFAULT_RESAMPLES
+from restor_bench.stats import check_resamples
 from unlearners.cli import seed_number
 
 STEP_KINDS = ("corrupt", "unlearn", "eval")
@@ -311,8 +312,7 @@ def method_overrides(settings: Sequence[str], methods: Sequence[str]) -> dict[st
 def options_from_args(args: argparse.Namespace) -> GridOptions:
     if args.seeds < 1:
         raise InputError(f"--seeds must be at least 1, got {args.seeds}")
-    if args.resamples < 0:
-        raise InputError(f"--resamples must be 0 or more, got {args.resamples}")
+    check_resamples(args.resamples, "--resamples")
     for option in ("max_steps", "corrupt_max_steps", "limit", "max_docs_per_entity"):
         value = getattr(args, option)
         if value is not None and value < 1:
@@ -437,10 +437,15 @@ def protocol_note(options: GridOptions) -> str:
 
 
 def _check_outputs(results_path: Path, plots_dir: Path | None, overwrite: bool) -> None:
-    """Refuse to start when the page or plots exist (unless --overwrite), and when matplotlib is missing."""
+    """Refuse to start when the page, its JSON or the plots exist (unless --overwrite) or cannot be written (a
+    folder at the page's path, a file in the way of a folder), and when matplotlib is missing."""
+    from restor_bench.io import check_output_file, file_in_the_way
+
+    check_output_file(results_path, "--results", overwrite)
+    check_output_file(results_path.with_suffix(".json"), "--results (its JSON)", overwrite)
+    if plots_dir is not None and file_in_the_way(plots_dir) is not None:
+        raise InputError(f"{plots_dir}: --plots folder cannot be made, {file_in_the_way(plots_dir)} is a file")
     if not overwrite:
-        if results_path.exists():
-            raise InputError(f"{results_path}: results page exists (pass --overwrite to replace it)")
         if plots_dir is not None:
             from restor_bench.plots import PLOT_FILES
 

@@ -64,6 +64,29 @@ def _first_non_finite(obj: Any, where: str = "") -> tuple[str, float] | None:
     return None
 
 
+def file_in_the_way(path: str | os.PathLike) -> str | None:
+    """The first component of `path` (itself included) that exists as something other than a folder."""
+    candidate = Path(path)
+    for part in [*reversed(candidate.parents), candidate]:
+        if str(part) not in ("", ".") and part.exists() and not part.is_dir():
+            return str(part)
+    return None
+
+
+def check_output_file(path: str | os.PathLike, option: str, overwrite: bool) -> Path:
+    """Refuse, before any work, an output file that cannot be written: a folder at its path, a file where one of
+    its folders would be, or an existing file without --overwrite."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: {option} output is a folder")
+    blocker = file_in_the_way(path.parent)
+    if blocker is not None:
+        raise InputError(f"{path}: {option} output cannot be written, {blocker} is a file, not a folder")
+    if path.exists() and not overwrite:
+        raise InputError(f"{path}: {option} output exists (pass --overwrite to replace it)")
+    return path
+
+
 def check_output_dir(out: str | os.PathLike, overwrite: bool) -> Path:
     """Refuse an existing, non-empty output folder unless `overwrite` is set."""
     out = Path(out)

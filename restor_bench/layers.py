@@ -295,6 +295,10 @@ def layers_command(args: argparse.Namespace) -> int:
     parts = parse_parts(args.parts)
     if args.batch_size < 1:
         raise InputError(f"--batch-size {args.batch_size}: must be at least 1")
+    if "lens" in parts:
+        from restor_bench.evaluate import check_device
+
+        check_device(args.device)
     out = check_output_dir(args.out, args.overwrite)
     if not args.no_plots:
         _pyplot()

@@ -98,6 +98,21 @@ class Interval:
         return [self.low, self.high]
 
 
+# The most bootstrap resamples of a grid page (as of a leaderboard submission): resamples x questions int64
+# indices are held at once, and 10,000 resamples of 3 seeds x 700 questions take 168 MB.
+MAX_RESAMPLES = 10_000
+
+
+def check_resamples(resamples: int, flag: str) -> int:
+    """InputError (one line, naming `flag`) unless 0 <= resamples <= MAX_RESAMPLES; checked before any work."""
+    from restor_bench.errors import InputError
+
+    if not 0 <= resamples <= MAX_RESAMPLES:
+        raise InputError(f"{flag} must be from 0 to {MAX_RESAMPLES:,} (the intervals hold resamples x questions "
+                         f"indices in memory), got {resamples}")
+    return resamples
+
+
 def resample_indices(strata: Sequence[int] | np.ndarray, n_resamples: int, seed: int) -> np.ndarray:
     """Indices of `n_resamples` bootstrap resamples, shape (n_resamples, n); row b is one resample of the questions.
 

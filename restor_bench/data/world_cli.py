@@ -82,6 +82,8 @@ def add_parser(subparsers) -> None:
 def _cmd_build(args: argparse.Namespace) -> int:
     if args.epochs < 1:
         raise InputError(f"--epochs must be at least 1, got {args.epochs}")
+    if args.threads is not None and args.threads < 1:
+        raise InputError(f"--threads must be at least 1, got {args.threads}")
     manifest = build_world(args.out, seed=args.seed, overwrite=args.overwrite, epochs=args.epochs, threads=args.threads)
     model = manifest["model"]
     print(
