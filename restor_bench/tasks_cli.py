@@ -111,8 +111,35 @@ def task_manager(
     if unknown:
         known = [name for name in local.all_tasks if not name.startswith("_")]
         hint = f" (tasks in {folder}: {', '.join(known)})" if known else ""
+        broken = _broken_task_files(folder)
+        if broken:
+            hint += f"; task files lm-eval cannot read: {'; '.join(broken)}"
         raise InputError(f"unknown lm-eval task(s): {', '.join(unknown)}{hint}")
     return manager
+
+
+def _broken_task_files(folder: Path, most: int = 3) -> list[str]:
+    """`FILE: problem` for up to `most` YAML files of `folder` that are not YAML mappings (lm-eval skips those
+    without a word, so a typo in a task file shows only as an unknown task)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):  # lm-eval's tags (!function ...) are not errors here
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    broken = []
+    for path in sorted(folder.rglob("*.yaml")):
+        try:
+            document = yaml.load(path.read_text(encoding="utf-8"), Loader=Loader)
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            problem = str(err).splitlines()[0]
+        else:
+            problem = None if isinstance(document, dict) else f"not a mapping ({type(document).__name__})"
+        if problem:
+            broken.append(f"{path}: {problem}")
+        if len(broken) == most:
+            break
+    return broken
 
 
 def resolve_task_names(manager, tasks: str | Sequence[str]) -> list[str]:

@@ -202,3 +202,19 @@ def test_world_build_refuses_a_thread_count_below_one(tmp_path, capsys):
     assert main(["world", "build", "--out", str(tmp_path / "w"), "--threads", "0"]) == 2
     assert capsys.readouterr().err.strip() == "restor-bench: error: --threads must be at least 1, got 0"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unreadable_task_file_is_named_when_its_task_is_unknown(tmp_path, capsys):
+    """lm-eval skips a task YAML it cannot parse without a word; the unknown-task line names the file."""
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    (folder / "mytask.yaml").write_text("task: mytask\ndataset_path: json\n  bad: [\n")
+    (folder / "fine.yaml").write_text("task: fine\ndataset_path: json\nprocess_docs: !function utils.process\n")
+    argv = ["eval", str(world_dir() / "model"), "--include-path", str(folder), "--tasks", "mytask", "--out",
+            str(tmp_path / "out")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("restor-bench: error: unknown lm-eval task(s): mytask"), err
+    assert f"task files lm-eval cannot read: {folder / 'mytask.yaml'}: mapping values are not allowed here" in err
+    assert "fine.yaml" not in err
+    assert not (tmp_path / "out").exists()
