@@ -23,6 +23,7 @@ from pathlib import Path
 GGUF_MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32
 MAX_DECODED_ARRAY = 1024  # arrays longer than this are returned as ArrayInfo (their length only)
+MAX_ARRAY_DEPTH = 16  # arrays of arrays nested deeper than this are refused (real files nest a level or two)
 
 _STRING, _ARRAY = 8, 9
 _SCALAR_FORMATS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
@@ -90,20 +91,23 @@ class _Cursor:
             raise GgufFormatError(f"file ends inside the header (at byte {self.position})")
         self.position += size
 
-    def value(self, value_type: int):
+    def value(self, value_type: int, depth: int = 0):
         if value_type == _STRING:
             return self.string()
         if value_type == _ARRAY:
-            return self.array()
+            return self.array(depth + 1)
         if value_type not in _SCALAR_FORMATS:
             raise GgufFormatError(f"unknown metadata value type {value_type} (at byte {self.position})")
         return self.take(_SCALAR_FORMATS[value_type])
 
-    def array(self):
+    def array(self, depth: int = 1):
+        """An array value; `depth` counts the arrays it is nested in, itself included."""
+        if depth > MAX_ARRAY_DEPTH:
+            raise GgufFormatError(f"metadata arrays nested more than {MAX_ARRAY_DEPTH} deep, at byte {self.position}")
         element_type = self.take("I")
         count = self.take("Q")
         if count <= MAX_DECODED_ARRAY:
-            return [self.value(element_type) for _ in range(count)]
+            return [self.value(element_type, depth) for _ in range(count)]
         if element_type in _SCALAR_FORMATS:
             self.skip(count * struct.calcsize(_SCALAR_FORMATS[element_type]))
         elif element_type == _STRING:
@@ -111,7 +115,7 @@ class _Cursor:
                 self.skip(self.take("Q"))
         else:  # arrays of arrays: walk them
             for _ in range(count):
-                self.value(element_type)
+                self.value(element_type, depth)
         return ArrayInfo(element_type=element_type, count=count)
 
 

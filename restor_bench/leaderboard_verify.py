@@ -141,6 +141,15 @@ def read_verified(path: str | Path) -> dict[str, dict[str, Any]]:
     data = read_json(path, "verification records")
     if not isinstance(data, dict) or data.get("schema") != VERIFIED_SCHEMA or not isinstance(data.get("entries"), dict):
         raise InputError(f"{path}: expected {{\"schema\": \"{VERIFIED_SCHEMA}\", \"entries\": {{...}}}}")
+    from restor_bench.leaderboard_schema import json_type
+
+    for name, record in data["entries"].items():
+        if not isinstance(record, dict):
+            raise InputError(f"{path}: entries.{name}: expected a verification record (an object), "
+                             f"found {json_type(record)}")
+        if not isinstance(record.get("versions") or {}, dict):
+            found = json_type(record["versions"])
+            raise InputError(f"{path}: entries.{name}.versions: expected an object, found {found}")
     return data["entries"]
 
 

@@ -92,7 +92,7 @@ def load_run(
     `metric` picks the per-sample metric of generation tasks ("contains" or "exact_match"); log-probability
     tasks use "prefers_correct". `tasks` restricts the tasks read (all found when None).
     """
-    from restor_bench.lm_eval_io import find_lm_eval_outputs, read_results
+    from restor_bench.lm_eval_io import find_lm_eval_outputs
 
     if metric not in GENERATION_METRICS:
         raise InputError(f"unknown metric {metric!r}; choose one of {', '.join(GENERATION_METRICS)}")
@@ -117,14 +117,30 @@ def load_run(
         samples = read_task_samples(task, output.samples_path, metric)
         samples.results_path = output.results_path
         if output.results_path is not None:
-            results = read_results(output.results_path)
-            name = results.get("model_name")
-            samples.model_name = str(name) if name is not None else None
-            config = (results.get("configs") or {}).get(task) or {}
-            metadata = config.get("metadata") if isinstance(config, dict) else None
-            samples.task_metadata = metadata if isinstance(metadata, dict) else {}
+            samples.model_name, samples.task_metadata = _results_info(output.results_path, task)
         run[task] = samples
     return run
+
+
+def _results_info(path: str | os.PathLike, task: str) -> tuple[str | None, dict[str, Any]]:
+    """The model name and the task's config metadata in an lm-eval results file (None and {} when absent); a field
+    of the wrong shape is an InputError naming the file and the field."""
+    from restor_bench.lm_eval_io import read_results
+
+    results = read_results(path)
+    name = results.get("model_name")
+    if name is not None and not isinstance(name, str):
+        raise InputError(f"{path}: field model_name: expected a string, found {type(name).__name__}")
+    value: Any = results
+    where = []
+    for key in ("configs", task, "metadata"):
+        value = value.get(key)
+        where.append(key)
+        if value is None:
+            return name, {}
+        if not isinstance(value, dict):
+            raise InputError(f"{path}: field {'.'.join(where)}: expected a JSON object, found {type(value).__name__}")
+    return name, value
 
 
 def read_task_samples(task: str, path: str | os.PathLike, metric: str = DEFAULT_METRIC) -> TaskSamples:

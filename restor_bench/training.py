@@ -34,6 +34,7 @@ def check_checkpoint(model: str | os.PathLike, what: str = "checkpoint") -> str:
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise InputError(f"{path}: {what} folder has no config.json (not a Hugging Face model folder)")
+        read_checkpoint_config(path)
         if not any(path.glob("*.safetensors")):
             if any(path.glob("*.bin")) or any(path.glob("*.pt")):
                 raise InputError(f"{path}: {what} has only pickle weights (.bin/.pt); safetensors are required")
@@ -84,15 +85,28 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
+def read_checkpoint_config(folder: str | os.PathLike) -> dict:
+    """The `config.json` of a local checkpoint folder; InputError naming the file when it is missing, malformed or
+    not a JSON object (transformers would fail on it with a TypeError)."""
+    from restor_bench.io import read_json
+
+    path = Path(folder) / "config.json"
+    config = read_json(path, "model config")
+    if not isinstance(config, dict):
+        raise InputError(f"{path}: expected a JSON object of model settings, found {type(config).__name__}")
+    return config
+
+
 def checkpoint_config(model: str | os.PathLike) -> dict | None:
-    """The `config.json` of a local checkpoint as a dict, or None when there is none."""
+    """The `config.json` of a local checkpoint as a dict, or None when there is none (or it is not a JSON object)."""
     path = Path(model) / "config.json"
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
+    return config if isinstance(config, dict) else None
 
 
 ARCHITECTURE_KEYS = (

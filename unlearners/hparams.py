@@ -193,11 +193,25 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise UnlearnError(f"{path}: malformed YAML{where}") from None
+    except UnicodeDecodeError:
+        raise UnlearnError(f"{path}: not UTF-8 text") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise UnlearnError(f"{path}: expected a mapping of hyperparameter: value, found {type(data).__name__}")
     return data
+
+
+def _apply_config_file(hparams: Any, path: str | os.PathLike, method_name: str) -> Any:
+    """`apply_overrides` of the values in the YAML file `path`; an unknown name, a value of the wrong type or a
+    non-finite number is an UnlearnError naming the file (the final check would not know where it came from)."""
+    values = load_config_file(path)
+    try:
+        updated = apply_overrides(hparams, values, method_name)
+        check_finite(updated)  # defaults and presets are finite: a NaN or infinity here came from the file
+    except UnlearnError as err:
+        raise UnlearnError(f"{path}: {err}") from None
+    return updated
 
 
 def resolve_hparams(
@@ -222,7 +236,7 @@ def resolve_hparams(
         if isinstance(config, Mapping):
             hparams = apply_overrides(hparams, config, name)
         else:
-            hparams = apply_overrides(hparams, load_config_file(config), name, source=str(config))
+            hparams = _apply_config_file(hparams, config, name)
     if overrides:
         if not isinstance(overrides, Mapping):
             overrides = parse_set_options(overrides)

@@ -149,8 +149,9 @@ def file_statuses(folder: Path) -> list[FileStatus]:
     return statuses
 
 
-def check_user_dir(folder: Path, source: str = "--data-dir") -> Path:
-    """Check a user-given data folder: it must exist and hold the required files; sha256 mismatches only warn."""
+def check_user_dir(folder: Path, source: str = "--data-dir", warn: bool = True) -> Path:
+    """Check a user-given data folder: it must exist and hold the required files; sha256 mismatches only warn (not
+    with `warn=False`, for a caller that reports them itself)."""
     if not folder.exists():
         raise InputError(f"{folder}: official data folder not found (given by {source})")
     if not folder.is_dir():
@@ -161,7 +162,7 @@ def check_user_dir(folder: Path, source: str = "--data-dir") -> Path:
             f"{folder}: not an official RESTOR data folder (given by {source}): missing {', '.join(missing)}"
         )
     key = str(folder.resolve())
-    if key not in _warned_folders:
+    if warn and key not in _warned_folders:
         _warned_folders.add(key)
         differing = [s.file.local for s in file_statuses(folder) if s.present and not s.sha256_ok]
         if differing:
@@ -237,12 +238,13 @@ def download_official(dest: Path, base_url: str | None = None, timeout: float = 
     return dest
 
 
-def resolve_data_dir(data_dir: str | os.PathLike | None = None, download: bool = True) -> Path:
-    """The folder holding the official files: `data_dir`, else $RESTOR_DATA_DIR, else the (downloaded) cache."""
+def resolve_data_dir(data_dir: str | os.PathLike | None = None, download: bool = True, warn: bool = True) -> Path:
+    """The folder holding the official files: `data_dir`, else $RESTOR_DATA_DIR, else the (downloaded) cache.
+    `warn=False`: no warning for files that differ from the pinned release (see `check_user_dir`)."""
     if data_dir:
-        return check_user_dir(Path(data_dir).expanduser(), "--data-dir")
+        return check_user_dir(Path(data_dir).expanduser(), "--data-dir", warn)
     if os.environ.get("RESTOR_DATA_DIR"):
-        return check_user_dir(Path(os.environ["RESTOR_DATA_DIR"]).expanduser(), "RESTOR_DATA_DIR")
+        return check_user_dir(Path(os.environ["RESTOR_DATA_DIR"]).expanduser(), "RESTOR_DATA_DIR", warn)
     cache = official_cache_dir()
     if _cache_complete(cache):
         return cache
@@ -289,7 +291,8 @@ def data_info(folder: Path) -> dict:
 
 
 def _info_folder(data_dir: str | None) -> Path:
-    return resolve_data_dir(data_dir, download=False)
+    # no warning for files that differ from the pinned release: `data info` lists each file's sha256 state itself
+    return resolve_data_dir(data_dir, download=False, warn=False)
 
 
 def _print_info(info: dict) -> None:

@@ -112,10 +112,30 @@ def load_manifest(world_dir: str | os.PathLike | None = None) -> dict:
         raise InputError(f"{path}: missing field(s) {', '.join(missing)}")
     if not isinstance(manifest["relations"], dict) or not isinstance(manifest["corrupted"], dict):
         raise InputError(f"{path}: fields 'relations' and 'corrupted' must be objects")
+    for name in ("targets", "validation_targets"):
+        if not _list_of(manifest[name], str):
+            raise InputError(f"{path}: field '{name}' must be a list of names, found {_shape(manifest[name])}")
+    if not _list_of(manifest["levels"], int):
+        raise InputError(f"{path}: field 'levels' must be a list of whole numbers, found {_shape(manifest['levels'])}")
+    if not isinstance(manifest["data_hash"], str):
+        raise InputError(f"{path}: field 'data_hash' must be a string, found {_shape(manifest['data_hash'])}")
     unknown = [name for name in manifest["targets"] if name not in manifest["corrupted"]]
     if unknown:
         raise InputError(f"{path}: target {unknown[0]!r} has no entry in 'corrupted'")
     return manifest
+
+
+def _list_of(value: object, kind: type) -> bool:
+    """True for a list whose items are all of `kind` (booleans are not numbers here)."""
+    return isinstance(value, list) and all(isinstance(item, kind) and not isinstance(item, bool) for item in value)
+
+
+def _shape(value: object) -> str:
+    """A short description of a JSON value's type for an error message ("list of int", "int")."""
+    if isinstance(value, list):
+        kinds = sorted({type(item).__name__ for item in value})
+        return f"list of {', '.join(kinds)}" if kinds else "an empty list"
+    return "null" if value is None else type(value).__name__
 
 
 def read_world_facts(world_dir: str | os.PathLike | None = None) -> dict:
@@ -132,7 +152,10 @@ def describe_world(world_dir: str | os.PathLike | None = None) -> dict:
     """A summary of a world folder: counts, relations, targets, levels, stored and recomputed data hash."""
     world_dir = Path(world_dir) if world_dir is not None else tiny_world_dir()
     manifest = load_manifest(world_dir)
-    entities = read_json(world_dir / "entities.json", "entities file")
+    entities_path = world_dir / "entities.json"
+    entities = read_json(entities_path, "entities file")
+    if not _list_of(entities, str):
+        raise InputError(f"{entities_path}: expected a list of entity names, found {_shape(entities)}")
     return {
         "folder": str(world_dir),
         "version": manifest["version"],
