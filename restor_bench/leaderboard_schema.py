@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from restor_bench.corrupt import PROTOCOLS
+from restor_bench.stats import MAX_RESAMPLES  # the same bound as a grid page's resamples
 
 SCHEMA = "restor-bench/submission/v2"
 OLD_SCHEMAS = ("restor-bench/submission/v1",)  # read only by `leaderboard rescore`
@@ -36,7 +37,6 @@ PRIMARY_TASK_ORDER = ("restor_facts_targets", "restor_facts", "restor_tiny_facts
 TRANSITION_FIELDS = ("target_known", "restored", "still_corrupted", "forgotten", "non_target_known", "kept", "lost")
 CONFIDENCE = 0.95
 DEFAULT_RESAMPLES = 1000
-MAX_RESAMPLES = 10_000
 # Bootstrap work per task: resamples x questions. With the task's true size (at most 1,051 questions) this allows
 # the default 1,000 resamples on every task and up to 2,857 on the tiny world's 700 questions.
 MAX_BOOTSTRAP_DRAWS = 2_000_000

@@ -98,7 +98,7 @@ class Interval:
         return [self.low, self.high]
 
 
-# The most bootstrap resamples of a grid page (as of a leaderboard submission): resamples x questions int64
+# The most bootstrap resamples of a grid page and of a leaderboard submission: resamples x questions int64
 # indices are held at once, and 10,000 resamples of 3 seeds x 700 questions take 168 MB.
 MAX_RESAMPLES = 10_000
 
