@@ -199,7 +199,7 @@ def _corrupt_locked(model, documents, out: Path, *, lora, keep_adapter, recipe_n
     started = time.perf_counter()
     trainer, train_result, token_count, data_info = _train(
         model, documents, args, recipe, lora=lora, seed=seed, resume_from=resume_from,
-        trust_remote_code=trust_remote_code, callbacks=callbacks,
+        trust_remote_code=trust_remote_code, callbacks=callbacks, trainer_args=trainer_args,
     )
     if not math.isfinite(train_result.training_loss):
         raise InputError(f"{out}: the corruption diverged (training loss {train_result.training_loss}); nothing "
@@ -265,10 +265,17 @@ def _run_record(*, command, model, source, documents, lora, keep_adapter, recipe
 
 
 def _tokens_before(checkpoint: Path | None) -> int:
-    """Tokens a resumed run had already seen at its checkpoint (0 for a fresh run)."""
+    """Tokens a resumed run had already seen at its checkpoint (0 for a fresh run); InputError naming a checkpoint
+    that cannot be resumed from (`unlearners.runner.resume_checkpoint_state`)."""
+    from unlearners import UnlearnError
+    from unlearners.runner import resume_checkpoint_state
+
     if checkpoint is None:
         return 0
-    state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    try:
+        state = resume_checkpoint_state(checkpoint)
+    except UnlearnError as err:
+        raise InputError(str(err)) from None
     return int(state.get("num_input_tokens_seen") or 0)
 
 
@@ -345,6 +352,7 @@ def training_arguments(recipe: CorruptionRecipe, output_dir: Path, *, seed: int,
     from transformers import TrainingArguments
 
     from restor_bench.training import bf16_available
+    from unlearners.trainer import TRAINER_ARGS_FLAGS
 
     defaults = dict(  # noqa: C408 (keyword arguments of TrainingArguments)
         output_dir=str(output_dir),
@@ -372,11 +380,13 @@ def training_arguments(recipe: CorruptionRecipe, output_dir: Path, *, seed: int,
     try:
         return TrainingArguments(**{**defaults, **(trainer_args or {})})
     except (ValueError, TypeError, ImportError, RuntimeError) as err:
-        raise InputError(f"invalid trainer arguments: {str(err).strip().splitlines()[0]}") from None
+        where = f"{TRAINER_ARGS_FLAGS}: " if trainer_args else ""
+        raise InputError(f"{where}invalid trainer arguments: {str(err).strip().splitlines()[0]}") from None
 
 
-def _train(model, documents, args, recipe, *, lora, seed, resume_from, trust_remote_code, callbacks):
-    """Load the model (LoRA-wrapped if asked), tokenize the documents, run the Trainer."""
+def _train(model, documents, args, recipe, *, lora, seed, resume_from, trust_remote_code, callbacks, trainer_args):
+    """Load the model (LoRA-wrapped if asked), tokenize the documents, run the Trainer (built by `make_trainer`,
+    which refuses `trainer_args` the Trainer cannot use before it trains)."""
     import torch
     from transformers import Trainer
 
@@ -391,6 +401,8 @@ def _train(model, documents, args, recipe, *, lora, seed, resume_from, trust_rem
         seed_everything,
         tokenize_documents,
     )
+    from unlearners import UnlearnError
+    from unlearners.trainer import make_trainer
 
     seed_everything(seed)
     # the data first, so that documents too short to pack fail before the model is loaded
@@ -408,15 +420,20 @@ def _train(model, documents, args, recipe, *, lora, seed, resume_from, trust_rem
         from peft import get_peft_model
 
         net = get_peft_model(net, lora_config(recipe.lora_r, recipe.lora_alpha, recipe.lora_dropout))
-    trainer = Trainer(
-        model=net,
-        args=args,
-        train_dataset=dataset,
-        eval_dataset=held_out,
-        data_collator=CausalLMCollator(pad_token_id=tokenizer.pad_token_id),
-        processing_class=tokenizer,
-        callbacks=list(callbacks),
-    )
+    try:
+        trainer = make_trainer(
+            Trainer,
+            trainer_args,
+            model=net,
+            args=args,
+            train_dataset=dataset,
+            eval_dataset=held_out,
+            data_collator=CausalLMCollator(pad_token_id=tokenizer.pad_token_id),
+            processing_class=tokenizer,
+            callbacks=list(callbacks),
+        )
+    except UnlearnError as err:
+        raise InputError(str(err)) from None
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     data_info = {"examples": examples, "train_examples": len(dataset),
                  "held_out_examples": len(held_out) if held_out is not None else 0, "held_out_loss": None}

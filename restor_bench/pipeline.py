@@ -234,19 +234,25 @@ def check_run_inputs(spec: RunSpec) -> None:
     load_documents(spec.corruption_source(), forget=spec.forget, **doc_options)
     for option, source in (("--retain", spec.retain_source() if uses_retain else None), ("--repair", spec.repair)):
         if source is not None:
-            _check_document_source(option, source, spec.data_dir)
+            _check_document_source(option, source, spec.data_dir, clean_model_for(spec))
 
 
-def _check_document_source(option: str, source: str, data_dir: str | None) -> None:
+def _check_document_source(option: str, source: str, data_dir: str | None, model: str) -> None:
+    """Read a --retain or --repair source with the reader its step uses (`load_documents`, `load_repair_documents`
+    with the chat template of `model`, which the unlearned checkpoint inherits); an `hf:` source is only parsed."""
     from restor_bench.data.documents import is_named_set, load_documents
     from restor_bench.data.hf_datasets import is_hf_source, parse_hf_source
+    from restor_bench.repair import load_repair_documents
 
     if is_hf_source(source):
         parse_hf_source(source)
-    elif is_named_set(source):
-        load_documents(source, data_dir=data_dir)
-    elif not Path(source).is_file():
+        return
+    if not is_named_set(source) and not Path(source).is_file():
         raise InputError(f"{source}: {option} file not found")
+    if option == "--repair":
+        load_repair_documents(source, model=model, data_dir=data_dir)
+    else:
+        load_documents(source, data_dir=data_dir)
 
 
 _CHECKED_TASKS: set[tuple[str, ...]] = set()

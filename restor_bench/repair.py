@@ -71,7 +71,9 @@ def load_repair_documents(source: str, *, model: str | None = None, data_dir: st
     records = read_jsonl(path, "repair file") if path.suffix == ".jsonl" else read_json(path, "repair file")
     if not isinstance(records, list):
         raise InputError(f"{path}: expected a list of records (JSON) or one record per line (JSONL)")
-    tokenizer = _tokenizer(model) if model else None
+    from restor_bench.training import load_tokenizer
+
+    tokenizer = load_tokenizer(model) if model else None
     texts = []
     for number, record in enumerate(records, start=1):
         where = f"{path}: record {number}"
@@ -82,19 +84,22 @@ def load_repair_documents(source: str, *, model: str | None = None, data_dir: st
                 raise InputError(f"{where}: needs a 'text' string, 'messages' or 'conversations'")
             texts.append(text)
         else:
-            texts.append(render_chat(messages, tokenizer))
+            texts.append(_render_record(messages, tokenizer, where, model))
     if not texts:
         raise InputError(f"{path}: no records")
     return texts
 
 
-def _tokenizer(model: str):
-    from transformers import AutoTokenizer
+def _render_record(messages: list[dict[str, str]], tokenizer: Any, where: str, model: str | None) -> str:
+    """`render_chat` of one record; InputError naming the record when the model's chat template refuses it (a
+    template may raise, e.g. gemma's on roles that do not alternate)."""
+    from jinja2 import TemplateError
 
     try:
-        return AutoTokenizer.from_pretrained(model)
-    except (OSError, ValueError) as err:
-        raise InputError(f"{model}: could not load the tokenizer: {str(err).splitlines()[0]}") from None
+        return render_chat(messages, tokenizer)
+    except TemplateError as err:
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise InputError(f"{where}: the chat template of {model} refuses this conversation: {reason}") from None
 
 
 def repair(

@@ -87,9 +87,13 @@ def test_a_checkpoint_config_that_is_not_an_object_is_one_line(content, expected
     model = tmp_path / "model"
     shutil.copytree(TINY_MODEL, model)
     (model / "config.json").write_text(content)
+    repair_docs = tmp_path / "repair.json"
+    repair_docs.write_text('[{"text": "A fact."}]')
     before = _tree(tmp_path)
     for argv in (["corrupt", "--model", model, "--docs", "tiny:0", "--out", tmp_path / "out"],
-                 ["eval", model, "--tasks", "restor_tiny_facts", "--out", tmp_path / "eval"]):
+                 ["eval", model, "--tasks", "restor_tiny_facts", "--out", tmp_path / "eval"],
+                 ["repair", "--model", model, "--docs", repair_docs, "--out", tmp_path / "repaired"],
+                 ["repair", "--model", model, "--docs", "tiny:0", "--out", tmp_path / "repaired"]):
         line = _one_line(argv, capsys)
         assert f"{model / 'config.json'}: {expected}" in line
     assert _tree(tmp_path) == before

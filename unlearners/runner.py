@@ -188,6 +188,45 @@ def _prepare_folders(out_dir: Path, work_dir: Path, overwrite: bool, resume: boo
     return None
 
 
+def resume_checkpoint_state(checkpoint: str | os.PathLike) -> dict[str, Any]:
+    """The trainer state (`trainer_state.json`) of the Trainer checkpoint folder a run resumes from, once the folder
+    is known to be whole: that file a JSON object with a global_step, each top-level weights file (`*.safetensors`)
+    readable, each torch file (`*.pt`, `*.pth`, `*.bin`, zip archives) complete. A run killed while saving, or a
+    damaged disk, leaves one that is not: UnlearnError naming the folder. Shared by `run_unlearning` and
+    restor-bench's corruption runs."""
+    import zipfile
+
+    from safetensors import SafetensorError, safe_open
+
+    checkpoint = Path(checkpoint)
+    problem = None
+    state: Any = None
+    try:
+        state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        problem = "it has no trainer_state.json"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        problem = f"trainer_state.json is unreadable ({type(err).__name__}: {' '.join(str(err).split())})"
+    if problem is None and not (isinstance(state, dict) and isinstance(state.get("global_step"), int)):
+        problem = "trainer_state.json holds no global_step"
+    for file in sorted(checkpoint.iterdir()) if problem is None else ():
+        if file.suffix == ".safetensors":
+            try:
+                with safe_open(str(file), framework="pt"):
+                    pass
+            except (OSError, SafetensorError) as err:
+                problem = f"{file.name} is damaged ({' '.join(str(err).split()) or type(err).__name__})"
+        elif file.suffix in (".pt", ".pth", ".bin") and file.is_file() and not zipfile.is_zipfile(file):
+            problem = f"{file.name} is damaged (not a complete torch file)"
+        if problem is not None:
+            break
+    if problem is not None:
+        raise UnlearnError(f"{checkpoint}: cannot resume from this checkpoint: {problem}; delete this folder (an "
+                           "earlier checkpoint, if any, is resumed instead) or start over with --overwrite and "
+                           "without --resume")
+    return state
+
+
 def _save_atomically(out_dir: Path, overwrite: bool, write) -> None:
     """Call write(tmp_folder) then rename the temporary sibling folder to `out_dir`."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -228,6 +267,8 @@ def training_arguments(
     import torch
     from transformers import TrainingArguments
 
+    from unlearners.trainer import TRAINER_ARGS_FLAGS
+
     defaults = dict(  # noqa: C408 (keyword arguments of TrainingArguments)
             output_dir=str(output_dir),
             per_device_train_batch_size=hp.per_device_batch_size,
@@ -263,7 +304,8 @@ def training_arguments(
     try:
         return TrainingArguments(**settings)
     except (ValueError, TypeError, ImportError, RuntimeError) as err:
-        raise UnlearnError(f"invalid training settings: {str(err).strip().splitlines()[0]}") from None
+        where = f"{TRAINER_ARGS_FLAGS}: " if trainer_args else ""
+        raise UnlearnError(f"{where}invalid training settings: {str(err).strip().splitlines()[0]}") from None
 
 
 def run_unlearning(
@@ -315,7 +357,7 @@ def run_unlearning(
     )
     from unlearners.hparams import check_reporting, parse_trainer_args
     from unlearners.reference import Reference, frozen_copy, fsdp_refusal, sharding
-    from unlearners.trainer import SkipFinalCheckpoint, UnlearnTrainer
+    from unlearners.trainer import SkipFinalCheckpoint, UnlearnTrainer, make_trainer
 
     started = time.time()
     out_dir = Path(out_dir)
@@ -355,6 +397,7 @@ def run_unlearning(
                            "parameters do not allow; run it under DDP or on one device")
 
     resume_from = _prepare_folders(out_dir, work_dir, overwrite=overwrite, resume=resume, args=args)
+    resumed_step = int(resume_checkpoint_state(resume_from)["global_step"]) if resume_from is not None else None
 
     settings = {
         "method": method_obj.name,
@@ -387,7 +430,9 @@ def run_unlearning(
     if refusal is not None:
         raise UnlearnError(refusal)
     dataset = ForgetRetainDataset(forget_examples, retain_examples, seed=seed)
-    trainer = UnlearnTrainer(
+    trainer = make_trainer(
+        UnlearnTrainer,
+        trainer_args,
         model=model,
         args=args,
         train_dataset=dataset,
@@ -400,9 +445,6 @@ def run_unlearning(
         lora=lora,
         pad_token_id=tokenizer.pad_token_id,
     )
-    resumed_step = None
-    if resume_from is not None:
-        resumed_step = int(json.loads((Path(resume_from) / "trainer_state.json").read_text())["global_step"])
     try:
         train_output = trainer.train(resume_from_checkpoint=resume_from)
     except NonFiniteLossError as err:
