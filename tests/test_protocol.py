@@ -288,7 +288,9 @@ def _non_default_argv(action) -> list[str]:
         return [flag]
     if action.choices:
         return [flag, next(choice for choice in action.choices if choice != action.default)]
-    if action.type is int:
+    from unlearners.cli import seed_number
+
+    if action.type in (int, seed_number):
         return [flag, str((action.default or 0) + 7)]
     if isinstance(action, argparse._AppendAction):
         return [flag, "ga.learning_rate=0.001" if action.dest == "set" else "learning_rate=0.002"]
