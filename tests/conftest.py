@@ -52,6 +52,25 @@ def pytest_generate_tests(metafunc):
     metafunc.parametrize("official_dir", [full] if slow else ["fixture", full], indirect=True)
 
 
+@pytest.fixture(autouse=True)
+def _log_handlers_write_to_this_tests_stderr():
+    """Libraries (lm-eval, datasets, transformers) add a stream handler to their logger when first used, holding
+    the sys.stderr of that moment: under pytest, the capture of the test that was running, closed when it ends. A
+    later test's library message would then be a "Logging error" traceback on stderr. Point such handlers at the
+    stderr of the test now running."""
+    import logging
+
+    for logger in [logging.getLogger(), *(item for item in logging.Logger.manager.loggerDict.values()
+                                          if isinstance(item, logging.Logger))]:
+        for handler in logger.handlers:
+            stream = getattr(handler, "stream", None)
+            if type(handler) is logging.StreamHandler and getattr(stream, "closed", False):
+                handler.stream = sys.stderr  # not setStream: it would flush the closed stream first
+                if "flush" in vars(handler):  # transformers binds its handler's flush to that stderr too
+                    handler.flush = sys.stderr.flush
+    yield
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT

@@ -8,9 +8,7 @@ the first training step; only the resume cases train (2 steps, once) to have che
 from __future__ import annotations
 
 import json
-import logging
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,19 +18,9 @@ from restor_bench.data.world_files import tiny_world_dir as world_dir
 
 
 @pytest.fixture
-def run_cli(monkeypatch):
-    """`main(argv)`, with transformers' log handler writing to the stderr of this moment: it keeps the stderr (and
-    its flush) it was made with, which pytest has closed since (a library warning would be a logging error with a
-    traceback)."""
-
-    def run(argv: list[str]) -> int:
-        for handler in logging.getLogger("transformers").handlers:
-            if isinstance(handler, logging.StreamHandler):
-                monkeypatch.setattr(handler, "stream", sys.stderr)
-                monkeypatch.setattr(handler, "flush", sys.stderr.flush)
-        return main([str(arg) for arg in argv])
-
-    return run
+def run_cli():
+    """`main(argv)` on any path-like arguments (conftest points library log handlers at this test's stderr)."""
+    return lambda argv: main([str(arg) for arg in argv])
 
 
 def _one_error(capsys) -> str:
