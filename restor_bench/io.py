@@ -44,7 +44,7 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     try:
         text = json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False, allow_nan=False)
     except ValueError:
-        found = _first_non_finite(obj)
+        found = first_non_finite_json(obj)
         if found is None:
             raise
         where, value = found
@@ -52,13 +52,13 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, text + "\n")
 
 
-def _first_non_finite(obj: Any, where: str = "") -> tuple[str, float] | None:
+def first_non_finite_json(obj: Any, where: str = "") -> tuple[str, float] | None:
     """(dotted path, value) of the first NaN or infinite float in nested dicts and lists, or None."""
     if isinstance(obj, float):
         return None if math.isfinite(obj) else (where, obj)
     items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
     for key, value in items:
-        found = _first_non_finite(value, f"{where}.{key}" if where else str(key))
+        found = first_non_finite_json(value, f"{where}.{key}" if where else str(key))
         if found is not None:
             return found
     return None

@@ -77,7 +77,7 @@ _JSON_NAMES = {str: "a string", int: "an integer", bool: "true or false", dict: 
 
 def read_run(run_dir: str | os.PathLike) -> RunRecord:
     """Read and check a run.json; resolve the evaluation folders of every seed."""
-    from restor_bench.io import _first_non_finite, read_json
+    from restor_bench.io import first_non_finite_json, read_json
 
     path = find_run_json(run_dir)
     data = read_json(path, "run record")
@@ -95,7 +95,7 @@ def read_run(run_dir: str | os.PathLike) -> RunRecord:
         if not isinstance(data[name], kind) or (kind is int and isinstance(data[name], bool)):
             found = "null" if data[name] is None else json_type(data[name])
             raise InputError(f"{path}: field {name!r} is {found}, expected {_JSON_NAMES[kind]}")
-    non_finite = _first_non_finite(data)  # JSON has no NaN or infinity: the submission could not be written
+    non_finite = first_non_finite_json(data)  # JSON has no NaN or infinity: the submission could not be written
     if non_finite:
         raise InputError(f"{path}: field {non_finite[0]} is {non_finite[1]}, not a finite number")
     evals = []
