@@ -45,6 +45,7 @@ from restor_bench.data.documents import NAMED_SETS_HELP
 from restor_bench.errors import InputError
 from restor_bench.io import atomic_output_dir, atomic_write_json, check_output_dir
 from unlearners.cli import seed_number
+from unlearners.errors import first_line
 
 RUN_RECORD = "restor_run.json"
 ADAPTER_FOLDER = "adapter"
@@ -381,7 +382,7 @@ def training_arguments(recipe: CorruptionRecipe, output_dir: Path, *, seed: int,
         return TrainingArguments(**{**defaults, **(trainer_args or {})})
     except (ValueError, TypeError, ImportError, RuntimeError) as err:
         where = f"{TRAINER_ARGS_FLAGS}: " if trainer_args else ""
-        raise InputError(f"{where}invalid trainer arguments: {str(err).strip().splitlines()[0]}") from None
+        raise InputError(f"{where}invalid trainer arguments: {first_line(err)}") from None
 
 
 def _train(model, documents, args, recipe, *, lora, seed, resume_from, trust_remote_code, callbacks, trainer_args):

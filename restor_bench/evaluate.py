@@ -231,7 +231,7 @@ def run_lm_eval(arguments: Sequence[str]) -> dict[str, Any] | None:
     try:
         cfg = EvaluatorConfig.from_cli(parse_lm_eval_args(arguments))
     except (ValueError, TypeError, FileNotFoundError) as err:
-        raise InputError(f"lm-eval arguments: {_first_line(err)}") from err
+        raise InputError(f"lm-eval arguments: {_typed_first_line(err)}") from err
     manager = task_manager(cfg.tasks, include_path=cfg.include_path, metadata=cfg.metadata or {})
     cfg.tasks = resolve_task_names(manager, cfg.tasks)
     with _restored_random_states():
@@ -336,9 +336,11 @@ def last_error_line(stderr_tail: str) -> str:
     return lines[-1] if lines else "no error output"
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+def _typed_first_line(err: BaseException) -> str:
+    """`TypeName: first line of the message` (the type alone for an empty message)."""
+    from unlearners.errors import first_line
+
+    return f"{type(err).__name__}: {first_line(err)}" if str(err).strip() else type(err).__name__
 
 
 def lm_eval_environment() -> dict[str, str]:
@@ -425,7 +427,7 @@ def evaluate(
             except (InputError, KeyboardInterrupt, MemoryError):
                 raise
             except Exception as err:  # lm-eval's own errors: one line (the traceback with --debug)
-                raise InputError(f"lm-eval failed on {checkpoint}: {_first_line(err)}") from err
+                raise InputError(f"lm-eval failed on {checkpoint}: {_typed_first_line(err)}") from err
         wall_time = time.perf_counter() - started
         outputs = find_lm_eval_outputs(tmp, include_results_only=True)
         missing = [name for name in _leaf_tasks(tmp, task_names) if name not in outputs]

@@ -443,8 +443,9 @@ def _check_outputs(results_path: Path, plots_dir: Path | None, overwrite: bool) 
 
     check_output_file(results_path, "--results", overwrite)
     check_output_file(results_path.with_suffix(".json"), "--results (its JSON)", overwrite)
-    if plots_dir is not None and file_in_the_way(plots_dir) is not None:
-        raise InputError(f"{plots_dir}: --plots folder cannot be made, {file_in_the_way(plots_dir)} is a file")
+    blocker = file_in_the_way(plots_dir) if plots_dir is not None else None
+    if blocker is not None:
+        raise InputError(f"{plots_dir}: --plots folder cannot be made, {blocker} is a file")
     if not overwrite:
         if plots_dir is not None:
             from restor_bench.plots import PLOT_FILES

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from restor_bench.errors import InputError
+from unlearners.errors import first_line
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -85,7 +86,7 @@ class SafetensorsSource(TensorSource):
             try:
                 handle = safe_open(str(file_path), framework="pt")
             except (SafetensorError, OSError) as err:
-                raise InputError(f"{file_path}: not a readable safetensors file ({_first_line(err)})") from None
+                raise InputError(f"{file_path}: not a readable safetensors file ({first_line(err)})") from None
             self._handles[file_name] = handle
             names = handle.keys()
             for name in names:
@@ -122,7 +123,7 @@ class LoraSource(TensorSource):
             weights = load_file(str(path / ADAPTER_WEIGHTS))
         except (SafetensorError, OSError) as err:
             raise InputError(
-                f"{path / ADAPTER_WEIGHTS}: not a readable safetensors file ({_first_line(err)})"
+                f"{path / ADAPTER_WEIGHTS}: not a readable safetensors file ({first_line(err)})"
             ) from None
         parts: dict[str, dict[str, Any]] = {}
         for key, tensor in weights.items():
@@ -176,11 +177,6 @@ class StateDictSource(TensorSource):
 
         tensor = self._tensors[name]
         return (tensor if tensor.dim() == 0 else tensor[start:stop]).detach().to(torch.float64)
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _has_model_weights(folder: Path) -> bool:
@@ -295,7 +291,7 @@ def load_model(folder: str | Path, role: str, dtype: str = "float32", trust_remo
                 str(folder), use_safetensors=True, trust_remote_code=trust_remote_code, dtype=getattr(torch, dtype)
             )
         except (OSError, ValueError) as err:
-            raise InputError(f"{folder}: could not load the {role} model: {_first_line(err)}") from None
+            raise InputError(f"{folder}: could not load the {role} model: {first_line(err)}") from None
     from peft import PeftModel
     from safetensors import SafetensorError
 
@@ -303,7 +299,7 @@ def load_model(folder: str | Path, role: str, dtype: str = "float32", trust_remo
     try:
         return PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
     except (SafetensorError, OSError, ValueError, KeyError, RuntimeError, TypeError) as err:
-        raise InputError(f"{folder}: could not merge the {role} adapter onto its base: {_first_line(err)}") from None
+        raise InputError(f"{folder}: could not merge the {role} adapter onto its base: {first_line(err)}") from None
 
 
 def tokenizer_folder(folder: str | Path, role: str, depth: int = 0) -> Path:

@@ -25,6 +25,7 @@ from restor_bench.errors import InputError
 from restor_bench.gguf_file import GGUF_MAGIC, ArrayInfo, GgufFormatError, read_gguf_header
 from restor_bench.gguf_package import PackageGguf, assemble, check_sha256, find_package_gguf
 from restor_bench.io import atomic_output_dir, atomic_write_json, check_output_dir
+from unlearners.errors import first_line
 
 __all__ = ["find_package_gguf", "import_gguf", "read_gguf_info", "supported_gguf_architectures"]
 
@@ -78,18 +79,13 @@ def _require_gguf_package() -> None:
         raise InputError("reading GGUF files needs the gguf package: pip install 'restor-bench[gguf]'")
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
-
-
 def read_gguf_info(path: str | Path) -> GgufInfo:
     """Read the architecture, tensor count and tokenizer kind of a GGUF file (header only, no tensor data)."""
     path = check_gguf_magic(path)
     try:
         header = read_gguf_header(path)
     except (GgufFormatError, OSError) as err:
-        raise InputError(f"{path}: malformed GGUF file ({_first_line(err)})") from None
+        raise InputError(f"{path}: malformed GGUF file ({first_line(err)})") from None
     fields = header.metadata
     architecture = fields.get("general.architecture")
     if not isinstance(architecture, str):
@@ -183,7 +179,7 @@ def _load_tokenizer(info: GgufInfo, config):
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(info.path.parent), **options)
     except (ValueError, KeyError) as err:
-        problem = _first_line(err)
+        problem = first_line(err)
         raise InputError(f"{info.path}: cannot build the tokenizer from the GGUF metadata ({problem})") from None
     return tokenizer
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from restor_bench.errors import InputError
+from unlearners.errors import first_line
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")  # "name" or "org/name"
 
@@ -62,7 +63,7 @@ def load_causal_lm(model: str, *, trust_remote_code: bool = False, dtype: Any = 
             model, use_safetensors=True, trust_remote_code=trust_remote_code, dtype=dtype
         )
     except (OSError, ValueError) as err:
-        raise InputError(f"{model}: could not load the checkpoint: {_first_line(err)}") from None
+        raise InputError(f"{model}: could not load the checkpoint: {first_line(err)}") from None
     return loaded, tokenizer
 
 
@@ -74,15 +75,10 @@ def load_tokenizer(model: str, *, trust_remote_code: bool = False):
     try:
         tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
-        raise InputError(f"{model}: could not load the checkpoint's tokenizer: {_first_line(err)}") from None
+        raise InputError(f"{model}: could not load the checkpoint's tokenizer: {first_line(err)}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def read_checkpoint_config(folder: str | os.PathLike) -> dict:

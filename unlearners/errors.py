@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when the message is empty."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 class UnlearnError(ValueError):
     """Bad input to an unlearning run: unknown method or hyperparameter, empty forget set, missing retain set, ..."""
 

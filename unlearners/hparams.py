@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from unlearners.errors import UnlearnError
+from unlearners.errors import UnlearnError, first_line
 
 REFERENCE_MODES = ("auto", "cached", "live", "adapter")
 
@@ -337,8 +337,7 @@ def check_reporting(settings: Mapping[str, Any]) -> None:
         for callback in get_reporting_integration_callbacks(names):
             callback()  # a callback whose package is missing raises here (no run is started)
     except (ValueError, RuntimeError, ImportError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UnlearnError(f"report_to {report_to!r}: {first}") from None
+        raise UnlearnError(f"report_to {report_to!r}: {first_line(err)}") from None
 
 
 # ---------------------------------------------------------------- the settings of a resumable run

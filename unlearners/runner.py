@@ -22,7 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from unlearners.errors import NonFiniteLossError, UnlearnError
+from unlearners.errors import NonFiniteLossError, UnlearnError, first_line
 from unlearners.hparams import _jsonable, check_resume_settings
 
 RUN_RECORD = "unlearn_run.json"
@@ -118,8 +118,7 @@ def load_model_and_tokenizer(model_path: str | os.PathLike, dtype=None, trust_re
             path, dtype=dtype or torch.float32, use_safetensors=True, trust_remote_code=trust_remote_code
         )
     except (OSError, ValueError, SafetensorError) as err:  # SafetensorError: a truncated or garbage weights file
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UnlearnError(f"{path}: cannot load the model (safetensors only): {first_line}") from None
+        raise UnlearnError(f"{path}: cannot load the model (safetensors only): {first_line(err)}") from None
     if tokenizer.pad_token_id is None:
         if tokenizer.eos_token is None:
             raise UnlearnError(f"{path}: the tokenizer has neither a pad nor an end-of-sequence token")
@@ -305,7 +304,7 @@ def training_arguments(
         return TrainingArguments(**settings)
     except (ValueError, TypeError, ImportError, RuntimeError) as err:
         where = f"{TRAINER_ARGS_FLAGS}: " if trainer_args else ""
-        raise UnlearnError(f"{where}invalid training settings: {str(err).strip().splitlines()[0]}") from None
+        raise UnlearnError(f"{where}invalid training settings: {first_line(err)}") from None
 
 
 def run_unlearning(

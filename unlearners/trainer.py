@@ -15,7 +15,7 @@ from transformers import Trainer, TrainerCallback
 
 from unlearners.base import Method, MethodContext
 from unlearners.data import iter_batches
-from unlearners.errors import NonFiniteLossError, UnlearnError
+from unlearners.errors import NonFiniteLossError, UnlearnError, first_line
 
 
 def first_nonfinite_parameter(model) -> str | None:
@@ -74,13 +74,13 @@ def make_trainer(trainer_cls: type, trainer_args: Any = None, **kwargs: Any) -> 
     try:
         _try_training_parts(args, kwargs["model"])
     except (ValueError, TypeError, AttributeError, KeyError, ImportError, RuntimeError) as err:
-        raise UnlearnError(f"{TRAINER_ARGS_FLAGS}: training cannot use these settings: {_first_line(err)}") from None
+        raise UnlearnError(f"{TRAINER_ARGS_FLAGS}: training cannot use these settings: {' '.join(first_line(err).split())}") from None
     try:
         return trainer_cls(**kwargs)
     except UnlearnError:
         raise
     except (ValueError, ImportError) as err:
-        raise UnlearnError(f"{TRAINER_ARGS_FLAGS}: the Trainer refuses these settings: {_first_line(err)}") from None
+        raise UnlearnError(f"{TRAINER_ARGS_FLAGS}: the Trainer refuses these settings: {' '.join(first_line(err).split())}") from None
 
 
 def _try_training_parts(args, model) -> None:
@@ -106,11 +106,6 @@ def _try_training_parts(args, model) -> None:
         optimizer = torch.optim.SGD(stand_in, lr=args.learning_rate)
     get_scheduler(args.lr_scheduler_type, optimizer=optimizer, num_warmup_steps=args.get_warmup_steps(10),
                   num_training_steps=10, scheduler_specific_kwargs=args.lr_scheduler_kwargs)
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return " ".join(text.splitlines()[0].split()) if text else type(err).__name__
 
 
 class UnlearnTrainer(Trainer):
