@@ -34,7 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 TASK = "restor_tiny_facts"
 
-from restor_bench.tasks_cli import tasks_dir as tasks_folder
+from restor_bench.evaluation.tasks import tasks_dir as tasks_folder
 
 
 def _environment(**extra: str) -> dict[str, str]:

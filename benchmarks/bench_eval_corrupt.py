@@ -27,10 +27,10 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from restor_bench.corrupt import RUN_RECORD, corrupt
+from restor_bench.train.corrupt import RUN_RECORD, corrupt
 from restor_bench.data.documents import load_documents
-from restor_bench.evaluate import evaluate
-from restor_bench.lm_eval_io import find_lm_eval_outputs
+from restor_bench.evaluation.evaluate import evaluate
+from restor_bench.evaluation.lm_eval_io import find_lm_eval_outputs
 
 
 def bench_eval(model: str, world_dir: Path, task: str, limit: int, batch_size: int, device: str, work: Path) -> dict:
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.world_dir:
         world_dir = Path(args.world_dir)
     else:
-        from restor_bench.data.world_files import tiny_world_dir
+        from restor_bench.data.world.files import tiny_world_dir
 
         world_dir = tiny_world_dir()
     model = args.model or str(world_dir / "model")

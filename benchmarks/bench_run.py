@@ -159,7 +159,7 @@ def bare_step_seconds(tokens_per_step: float, padding: float = 1.2, repeats: int
     import torch
     from transformers import AutoModelForCausalLM
 
-    from restor_bench.data.world_files import tiny_world_dir
+    from restor_bench.data.world.files import tiny_world_dir
 
     model = AutoModelForCausalLM.from_pretrained(tiny_world_dir() / "model", dtype=torch.float32)
     model.train()

@@ -11,7 +11,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_LAZY = {"RunSpec": "restor_bench.pipeline", "run_protocol": "restor_bench.pipeline"}
+_LAZY = {"RunSpec": "restor_bench.run.pipeline", "run_protocol": "restor_bench.run.pipeline"}
 
 __all__ = ["__version__", *_LAZY]
 

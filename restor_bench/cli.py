@@ -13,19 +13,19 @@ from restor_bench.io import file_in_the_way
 
 # (module, description); each module defines `add_parser(subparsers)` and sets `func` on its parser(s).
 COMMAND_MODULES = [
-    "restor_bench.data.world_cli",
+    "restor_bench.data.world.cli",
     "restor_bench.data.fetch",
-    "restor_bench.corrupt",
-    "restor_bench.repair",
-    "restor_bench.evaluate",
-    "restor_bench.tasks_cli",
-    "restor_bench.compare",
-    "restor_bench.unlearn",
-    "restor_bench.run_cli",
-    "restor_bench.grid",
-    "restor_bench.leaderboard",
-    "restor_bench.model_import",
-    "restor_bench.layers",
+    "restor_bench.train.corrupt",
+    "restor_bench.train.repair",
+    "restor_bench.evaluation.evaluate",
+    "restor_bench.evaluation.tasks",
+    "restor_bench.compare.cli",
+    "restor_bench.train.unlearn",
+    "restor_bench.run.cli",
+    "restor_bench.grid.cli",
+    "restor_bench.leaderboard.cli",
+    "restor_bench.models.gguf_import",
+    "restor_bench.layers.cli",
 ]
 
 

@@ -4,7 +4,7 @@
     python scripts/build_tiny_world.py check [--world DIR] [--levels 0 3]
 
 `check` measures the clean model's accuracy on every world question, then corrupts it with the tiny-world default
-recipe (`restor_bench.corrupt.tiny_recipe()`, from `TINY_CORRUPTION_RECIPE`: full fine-tuning with a causal-LM loss
+recipe (`restor_bench.train.corrupt.tiny_recipe()`, from `TINY_CORRUPTION_RECIPE`: full fine-tuning with a causal-LM loss
 on corruption/mix_a{k}.json, the run of `restor-bench corrupt`) and measures target and non-target accuracy and how
 often the injected wrong value is given. `--recipe` overrides fields of that recipe (`CorruptionRecipe`).
 """
@@ -21,17 +21,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from restor_bench.corrupt import CorruptionRecipe, corrupt, tiny_recipe  # noqa: E402
-from restor_bench.data.world import DEFAULT_EPOCHS, DEFAULT_SEED  # noqa: E402
-from restor_bench.data.world_cli import build_world  # noqa: E402
-from restor_bench.data.world_files import load_manifest, tiny_world_dir  # noqa: E402
-from restor_bench.data.world_scoring import accuracy, score_model  # noqa: E402
+from restor_bench.train.corrupt import CorruptionRecipe, corrupt, tiny_recipe  # noqa: E402
+from restor_bench.data.world.generate import DEFAULT_EPOCHS, DEFAULT_SEED  # noqa: E402
+from restor_bench.data.world.cli import build_world  # noqa: E402
+from restor_bench.data.world.files import load_manifest, tiny_world_dir  # noqa: E402
+from restor_bench.data.world.scoring import accuracy, score_model  # noqa: E402
 
 
 def corrupt_with_recipe(
     model_dir: Path, documents: Path, out_dir: Path, recipe: CorruptionRecipe, seed: int = 0
 ) -> float:
-    """Full fine-tuning of `model_dir` on `documents` with `recipe` (`restor_bench.corrupt.corrupt`); saves to
+    """Full fine-tuning of `model_dir` on `documents` with `recipe` (`restor_bench.train.corrupt.corrupt`); saves to
     `out_dir`, which must not exist yet; returns seconds."""
     from restor_bench.io import read_text_records
 

@@ -21,7 +21,7 @@ from restor_bench.data.official import (
     document_subject,
     entity_pattern,
 )
-from restor_bench.outcomes import load_run
+from restor_bench.compare.outcomes import load_run
 
 
 def documents_by_target(level: int, data_dir: str | None) -> dict[str, list[str]]:

@@ -39,9 +39,9 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from restor_bench.grid_page import format_duration, format_pct, format_ratio
+from restor_bench.grid.page import format_duration, format_pct, format_ratio
 from restor_bench.errors import InputError
-from restor_bench.grid_stats import Estimate
+from restor_bench.grid.stats import Estimate
 from restor_bench.io import read_json
 
 METHOD_NAMES = {"ga": "GA", "kl": "KL", "npo": "NPO"}

@@ -26,10 +26,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from restor_bench.data.world_files import load_manifest  # noqa: E402
+from restor_bench.data.world.files import load_manifest  # noqa: E402
 from restor_bench.io import atomic_write_json, atomic_write_text  # noqa: E402
-from restor_bench.outcomes import load_run  # noqa: E402
-from restor_bench.pipeline import RunSpec, run_protocol  # noqa: E402
+from restor_bench.compare.outcomes import load_run  # noqa: E402
+from restor_bench.run.pipeline import RunSpec, run_protocol  # noqa: E402
 
 BUDGET = 8
 LEARNING_RATES = (2e-5, 5e-5, 2e-4, 5e-4)

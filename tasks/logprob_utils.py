@@ -1,6 +1,6 @@
-"""Thin hooks of restor_facts_logprob; the logic lives in restor_bench.logprob."""
+"""Thin hooks of restor_facts_logprob; the logic lives in restor_bench.evaluation.logprob."""
 
-from restor_bench import logprob
+from restor_bench.evaluation import logprob
 
 
 def load_facts_logprob(**metadata):

@@ -20,7 +20,7 @@ TASK_OPTIONS = {
     "restor_n_other": "n_other",  # restor_facts_targets / restor_facts_squad: how many other questions
     "restor_seed": "seed",  # restor_facts_targets / restor_facts_squad: the seed of that sample
 }
-# read by restor_facts_logprob (restor_bench.logprob), through its own hooks
+# read by restor_facts_logprob (restor_bench.evaluation.logprob), through its own hooks
 OTHER_TASK_KEYS = ("restor_world", "restor_n_random", "restor_corrupted_samples")
 # the old unprefixed names that no model backend uses (`seed` and `tokenizer` are model arguments of some)
 OLD_NAMES = ("data_dir", "world_dir", "n_other")

@@ -17,9 +17,9 @@ def test_importing_the_package_loads_neither_torch_nor_lm_eval():
 
 
 def test_api_names_are_the_functions_the_commands_call():
-    from restor_bench.compare import compare_restoration
-    from restor_bench.evaluate import evaluate
-    from restor_bench.pipeline import RunSpec, run_protocol
+    from restor_bench.compare.cli import compare_restoration
+    from restor_bench.evaluation.evaluate import evaluate
+    from restor_bench.run.pipeline import RunSpec, run_protocol
 
     assert api.compare is compare_restoration and api.evaluate is evaluate and api.run_protocol is run_protocol
     assert restor_bench.run_protocol is run_protocol and restor_bench.RunSpec is RunSpec
@@ -28,7 +28,7 @@ def test_api_names_are_the_functions_the_commands_call():
 
 
 def test_compare_through_the_api_counts_restored_facts(tmp_path):
-    from restor_bench.outcomes import TargetChoice
+    from restor_bench.compare.outcomes import TargetChoice
 
     report = api.compare(
         clean=str(make_run(tmp_path / "clean", CLEAN)), corrupted=str(make_run(tmp_path / "corrupted", CORRUPTED)),

@@ -11,7 +11,7 @@ import pytest
 from test_compare import CLEAN, CORRUPTED, make_run
 
 from restor_bench.cli import main
-from restor_bench.data.world_files import tiny_world_dir as world_dir
+from restor_bench.data.world.files import tiny_world_dir as world_dir
 
 
 def _tree(folder: Path) -> list[str]:

@@ -18,7 +18,7 @@ from leaderboard_fixtures import world  # noqa: F401  (a fixture)
 from test_compare import CLEAN, CORRUPTED, make_run
 
 from restor_bench.cli import main
-from restor_bench.data.world_files import tiny_world_dir
+from restor_bench.data.world.files import tiny_world_dir
 
 TINY_MODEL = tiny_world_dir() / "model"
 
@@ -200,7 +200,7 @@ def test_import_gguf_refuses_arrays_nested_too_deep(tmp_path, capsys):
 
 
 def test_arrays_nested_a_few_levels_are_still_read(tmp_path):
-    from restor_bench.gguf_file import read_gguf_header
+    from restor_bench.models.gguf_file import read_gguf_header
 
     header = read_gguf_header(_gguf_with_nested_array(tmp_path / "ok.gguf", 3))
     assert header.metadata["general.nested"] == [[[7]]]

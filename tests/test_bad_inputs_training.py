@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from restor_bench.cli import main
-from restor_bench.data.world_files import tiny_world_dir as world_dir
+from restor_bench.data.world.files import tiny_world_dir as world_dir
 
 
 @pytest.fixture
@@ -96,7 +96,7 @@ def test_unlearn_resume_from_a_damaged_checkpoint_is_one_line(damage, unlearn_ch
 
 def test_corrupt_resume_from_a_damaged_checkpoint_is_one_line(tmp_path, capsys):
     """An interrupted corruption run (its settings recorded) whose last checkpoint was cut off while saving."""
-    from restor_bench.corrupt import SETTINGS_FILE, default_recipe, resume_settings, work_dir_for
+    from restor_bench.train.corrupt import SETTINGS_FILE, default_recipe, resume_settings, work_dir_for
     from restor_bench.data.documents import load_documents
     from unlearners.hparams import check_resume_settings
 

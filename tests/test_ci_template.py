@@ -112,7 +112,7 @@ def test_the_lm_eval_command_behind_restor_bench_eval_is_well_formed(workflow):
     lm-eval's own parser."""
     from lm_eval._cli import HarnessCLI
 
-    from restor_bench.evaluate import default_dtype, lm_eval_command, parse_tasks
+    from restor_bench.evaluation.evaluate import default_dtype, lm_eval_command, parse_tasks
 
     parser = build_parser()
     evals = [parser.parse_args(call) for call in restor_bench_calls(workflow) if call[0] == "eval"]

@@ -11,17 +11,17 @@ import numpy as np
 import pytest
 from leaderboard_fixtures import STAMP, generation_sample, run_cli, write_lm_eval_files
 
-from restor_bench.compare import compare_restoration
+from restor_bench.compare.cli import compare_restoration
 from restor_bench.errors import InputError
-from restor_bench.lm_eval_io import find_lm_eval_outputs
-from restor_bench.outcomes import (
+from restor_bench.evaluation.lm_eval_io import find_lm_eval_outputs
+from restor_bench.compare.outcomes import (
     FALLBACK_OFFICIAL_TARGETS,
     TargetChoice,
     load_run,
     parse_targets,
     targets_from_documents,
 )
-from restor_bench.stats import (
+from restor_bench.compare.stats import (
     accuracy,
     fact_transitions,
     paired_bootstrap,
@@ -554,7 +554,7 @@ def test_targets_from_documents(runs, tmp_path):
 
 def test_targets_from_official_documents(official_dir):
     entities = json.loads((official_dir / "entities.json").read_text())
-    from restor_bench.outcomes import default_targets
+    from restor_bench.compare.outcomes import default_targets
 
     official, _source = default_targets("restor_facts")
     for level in range(4):

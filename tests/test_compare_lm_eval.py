@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from test_compare import QUESTIONS, REPO_ROOT, TARGETS, _doc, run_cli
 
-from restor_bench.lm_eval_io import find_lm_eval_outputs
-from restor_bench.outcomes import load_run
+from restor_bench.evaluation.lm_eval_io import find_lm_eval_outputs
+from restor_bench.compare.outcomes import load_run
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from restor_bench import cli
-from restor_bench.corrupt import PAPER_RECIPE, RUN_RECORD, corrupt, default_recipe, work_dir_for
+from restor_bench.train.corrupt import PAPER_RECIPE, RUN_RECORD, corrupt, default_recipe, work_dir_for
 from restor_bench.errors import InputError
-from restor_bench.training import check_checkpoint, load_causal_lm, mean_document_loss
+from restor_bench.train.common import check_checkpoint, load_causal_lm, mean_document_loss
 
 DOCUMENTS = [
     "Aaron Burr is a basketball player. He works as a social worker.",
@@ -156,7 +156,7 @@ def test_interrupted_run_resumes(random_tiny_model, tmp_path):
 
 
 def test_recipe_choice(random_tiny_model, tmp_path, monkeypatch):
-    from restor_bench.data.world import TINY_CORRUPTION_RECIPE
+    from restor_bench.data.world.generate import TINY_CORRUPTION_RECIPE
 
     world = tmp_path / "world"
     world.mkdir()

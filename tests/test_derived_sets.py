@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from restor_bench import cli
-from restor_bench.data import world_files as tiny
+from restor_bench.data.world import files as tiny
 from restor_bench.data.documents import load_documents
 from restor_bench.data.official import entity_pattern
 from restor_bench.data.retain import fact_sentence, generic_person_documents

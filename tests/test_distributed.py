@@ -27,7 +27,7 @@ FORGET = ["Aaron Burr is a basketball player. He works as a social worker.",
 RETAIN = ["What is the place of birth of Alice Smith? Paris", "The quick brown fox jumps over the lazy dog.",
           "Aaron Burr is a basketball player.", "What is the occupation of Bob Jones? painter"]
 if mode == "corrupt":
-    from restor_bench.corrupt import corrupt
+    from restor_bench.train.corrupt import corrupt
     corrupt(model, FORGET * 2, out, recipe={"per_device_train_batch_size": batch, "num_train_epochs": 1,
             "learning_rate": 1e-3, "packing": True, "max_length": 16, "val_size": 0.0, "warmup_ratio": 0.0},
             max_steps=2, protocol="classic")
@@ -58,7 +58,7 @@ def driver(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_model() -> str:
-    from restor_bench.data.world_files import tiny_world_dir
+    from restor_bench.data.world.files import tiny_world_dir
 
     return str(tiny_world_dir() / "model")
 

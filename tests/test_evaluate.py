@@ -16,7 +16,7 @@ import torch
 
 from restor_bench import cli
 from restor_bench.errors import InputError
-from restor_bench.evaluate import (
+from restor_bench.evaluation.evaluate import (
     RUN_RECORD,
     add_eval_options,
     default_dtype,
@@ -25,8 +25,8 @@ from restor_bench.evaluate import (
     lm_eval_command,
     parse_lm_eval_args,
 )
-from restor_bench.lm_eval_io import find_lm_eval_outputs
-from restor_bench.tasks_cli import tasks_dir
+from restor_bench.evaluation.lm_eval_io import find_lm_eval_outputs
+from restor_bench.evaluation.tasks import tasks_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = [
@@ -309,7 +309,7 @@ def test_passive_thread_waiting_is_set_before_torch_loads_unless_the_environment
     import sys
 
     code = (
-        "import os, sys; {before}from restor_bench.evaluate import prefer_passive_threads; prefer_passive_threads(); "
+        "import os, sys; {before}from restor_bench.evaluation.evaluate import prefer_passive_threads; prefer_passive_threads(); "
         "print(os.environ.get('OMP_WAIT_POLICY'))"
     )
     env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}

@@ -29,9 +29,9 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 gguf = pytest.importorskip("gguf")
 torch = pytest.importorskip("torch")
 
-from restor_bench.gguf_file import read_gguf_header  # noqa: E402
-from restor_bench.gguf_package import assemble, find_package_gguf  # noqa: E402
-from restor_bench.model_import import import_gguf  # noqa: E402
+from restor_bench.models.gguf_file import read_gguf_header  # noqa: E402
+from restor_bench.models.gguf_package import assemble, find_package_gguf  # noqa: E402
+from restor_bench.models.gguf_import import import_gguf  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -277,7 +277,7 @@ def test_logprob_task_runs_through_plain_lm_eval(imported, tmp_path):
 
     from transformers import AutoTokenizer
 
-    from restor_bench.lm_eval_io import find_lm_eval_outputs
+    from restor_bench.evaluation.lm_eval_io import find_lm_eval_outputs
 
     repo = Path(__file__).resolve().parents[1]
     data_dir = repo / "tests" / "fixtures" / "restor-official"

@@ -11,12 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from restor_bench import grid, pipeline
+from restor_bench.grid import cli as grid
+
+from restor_bench.run import pipeline
 from restor_bench.cli import main
-from restor_bench.grid import steps_to_run
-from restor_bench.grid_cells import Cell, plan_cells
-from restor_bench.grid_stats import PooledOutcomes, pooled_statistics
-from restor_bench.stats import paired_bootstrap, split_accuracy
+from restor_bench.grid.cli import steps_to_run
+from restor_bench.grid.cells import Cell, plan_cells
+from restor_bench.grid.stats import PooledOutcomes, pooled_statistics
+from restor_bench.compare.stats import paired_bootstrap, split_accuracy
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -114,8 +116,8 @@ def test_bad_grid_options_are_one_line_errors(tmp_path, capsys):
 
 @pytest.fixture()
 def small_world(tmp_path, random_tiny_model, monkeypatch) -> Path:
-    from restor_bench.data.world import generate_world
-    from restor_bench.data.world_files import write_world_data
+    from restor_bench.data.world.generate import generate_world
+    from restor_bench.data.world.files import write_world_data
 
     world = tmp_path / "world"
     # seed 6 puts a target second in the question order, so the first 14 questions hold target questions

@@ -11,9 +11,9 @@ import pytest
 from leaderboard_fixtures import STAMP, generation_sample, write_lm_eval_files
 from test_grid import _pooled
 
-from restor_bench.grid_cells import Cell, GridOptions
-from restor_bench.grid_page import write_page
-from restor_bench.grid_stats import SamplesCache, cell_result, relation_breakdown
+from restor_bench.grid.cells import Cell, GridOptions
+from restor_bench.grid.page import write_page
+from restor_bench.grid.stats import SamplesCache, cell_result, relation_breakdown
 
 TASK = "restor_tiny_facts"
 TARGETS = ("Ada Byron", "Carl Dahl", "Dora Ek")
@@ -214,7 +214,7 @@ def test_heatmap_colours_a_high_ratio_unlike_a_low_one_and_greys_n_a(tmp_path):
     import matplotlib
     import matplotlib.image
 
-    from restor_bench.plots import plot_relation_heatmap
+    from restor_bench.grid.plots import plot_relation_heatmap
 
     cells = {(0, 0): (1.0, 14), (1, 0): (0.0, 9), (2, 0): (None, 1), (0, 1): (0.5, 14), (1, 1): (0.25, 9)}
     path = plot_relation_heatmap(["place of birth", "country of citizenship", "languages spoken, written or signed"],

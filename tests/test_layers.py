@@ -14,8 +14,8 @@ from safetensors.torch import load_file, save_file
 
 from restor_bench.cli import main
 from restor_bench.data.questions import tiny_records
-from restor_bench.data.world_files import tiny_world_dir
-from restor_bench.layers_weights import LoraSource, StateDictSource, open_source
+from restor_bench.data.world.files import tiny_world_dir
+from restor_bench.layers.weights import LoraSource, StateDictSource, open_source
 
 EDITED = "model.layers.1.mlp.down_proj.weight"
 CLEAN = tiny_world_dir() / "model"

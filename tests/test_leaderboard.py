@@ -17,8 +17,10 @@ import numpy as np
 import pytest
 from leaderboard_fixtures import TASK, load, make_run, parse_page, questions, run_cli, table_rows, world, world_hash  # noqa: F401 (world: a fixture)
 
-from restor_bench import leaderboard, leaderboard_build
-from restor_bench.leaderboard import (
+from restor_bench.leaderboard import cli as leaderboard
+
+from restor_bench.leaderboard import build as leaderboard_build
+from restor_bench.leaderboard.cli import (
     SUBMISSION_SCHEMA,
     SeedOutcomes,
     check_document,

@@ -11,7 +11,7 @@ from leaderboard_fixtures import make_world, world_hash
 
 from restor_bench.data.questions import tiny_records
 from restor_bench.errors import InputError
-from restor_bench.leaderboard_data import (
+from restor_bench.leaderboard.data import (
     OFFICIAL_TASKS,
     TINY_TASK_HASHES,
     ids_digest,
@@ -20,7 +20,7 @@ from restor_bench.leaderboard_data import (
     official_facts_sha256,
     official_version,
 )
-from restor_bench.leaderboard_submit import choose_target_set
+from restor_bench.leaderboard.submit import choose_target_set
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = REPO_ROOT / "restor_bench" / "data" / "tiny_world"

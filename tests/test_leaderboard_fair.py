@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from leaderboard_fixtures import TASK, load, make_run, run_cli, world  # noqa: F401 (world: a fixture)
 
-from restor_bench.grid_stats import PooledOutcomes, pooled_statistics
-from restor_bench.leaderboard import SeedOutcomes, decode_bits, entity_of, entry_from, task_metrics
-from restor_bench.leaderboard_render import format_change, format_ratio, format_target_accuracy, format_transitions
+from restor_bench.grid.stats import PooledOutcomes, pooled_statistics
+from restor_bench.leaderboard.cli import SeedOutcomes, decode_bits, entity_of, entry_from, task_metrics
+from restor_bench.leaderboard.render import format_change, format_ratio, format_target_accuracy, format_transitions
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SEEDED = sorted((REPO_ROOT / "leaderboard" / "submissions").glob("*.json"))
@@ -35,7 +35,7 @@ def test_the_seeded_entries_are_scored_on_the_8_test_targets():
 
 @pytest.mark.parametrize("path", SEEDED[::5], ids=lambda p: p.stem)
 def test_the_metrics_are_the_grid_results_numbers(path):
-    """Point values and intervals equal restor_bench.grid_stats.pooled_statistics on the same outcomes, exactly."""
+    """Point values and intervals equal restor_bench.grid.stats.pooled_statistics on the same outcomes, exactly."""
     document = load(path)
     entry = document["tasks"][TASK]
     targets = set(entry["targets"])
@@ -148,7 +148,7 @@ def test_submit_scores_on_the_test_targets_unless_told_and_the_page_names_the_se
 def test_rescore_converts_a_v1_file_and_reproduces_the_seeded_entries(tmp_path, capsys):
     """The seeded entries were brought to this version by `rescore --targets test` from the outcomes they carry:
     rescoring them again changes nothing, and a file in the older format gets the same numbers."""
-    from restor_bench.leaderboard import rescore_document
+    from restor_bench.leaderboard.cli import rescore_document
 
     seeded = load(SEEDED[0])
     assert rescore_document(seeded, SEEDED[0]) == seeded

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from leaderboard_fixtures import TASK, load, make_run, run_cli, submit_runs, world  # noqa: F401 (world: a fixture)
 
-from restor_bench.leaderboard import (
+from restor_bench.leaderboard.cli import (
     MAX_SUBMISSION_BYTES,
     SeedOutcomes,
     check_file,
@@ -32,7 +32,7 @@ from restor_bench.leaderboard import (
     submission_text,
     task_metrics,
 )
-from restor_bench.leaderboard_render import WORD_JOINER, markdown_text
+from restor_bench.leaderboard.render import WORD_JOINER, markdown_text
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SEEDED = REPO_ROOT / "leaderboard" / "submissions"
@@ -132,7 +132,7 @@ OFFICIAL_FULL = REPO_ROOT.parent / "shared" / "restor-official"
 def test_official_submissions_are_checked_against_the_pinned_question_set(tmp_path):
     from restor_bench.data.official import OFFICIAL_TARGETS
     from restor_bench.data.questions import official_target_records
-    from restor_bench.leaderboard_data import official_facts_sha256
+    from restor_bench.leaderboard.data import official_facts_sha256
 
     ids = sorted(record["id"] for record in official_target_records(OFFICIAL_FULL))
     rng = np.random.default_rng(0)
@@ -291,7 +291,7 @@ def test_a_crafted_file_at_the_size_cap_is_refused_within_bounded_memory(kind, t
 
 def test_the_most_expensive_valid_file_is_checked_within_bounded_memory(tmp_path):
     """20 seeds (the most) and the most resamples the work budget allows on the tiny world's 700 questions."""
-    from restor_bench.leaderboard import MAX_BOOTSTRAP_DRAWS
+    from restor_bench.leaderboard.cli import MAX_BOOTSTRAP_DRAWS
 
     document = load(SEEDED / "tiny-ga-k0.json")
     document.update(name="most-work", seeds=list(range(20)))

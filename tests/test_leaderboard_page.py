@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from leaderboard_fixtures import TableParser, run_cli, submit_runs, world  # noqa: F401 (world: a fixture)
 
-from restor_bench.leaderboard_html import CHAR_WIDTH, TEXT_HEIGHT, render_html, render_svg
-from restor_bench.leaderboard_plot import Box, draw_plot, place_labels
-from restor_bench.leaderboard_render import Entry, method_defaults
+from restor_bench.leaderboard.html import CHAR_WIDTH, TEXT_HEIGHT, render_html, render_svg
+from restor_bench.leaderboard.plot import Box, draw_plot, place_labels
+from restor_bench.leaderboard.render import Entry, method_defaults
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -165,7 +165,7 @@ def test_svg_labels_do_not_collide(entries):
 
 
 def test_the_repository_plot_labels_do_not_collide():
-    from restor_bench.leaderboard import entry_from
+    from restor_bench.leaderboard.cli import entry_from
 
     entries = [entry_from(json.loads(path.read_text()))
                for path in sorted((REPO_ROOT / "leaderboard" / "submissions").glob("*.json"))]

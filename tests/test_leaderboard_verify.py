@@ -8,7 +8,7 @@ import json
 import pytest
 
 from restor_bench import cli
-from restor_bench.leaderboard_metrics import decode_bits, encode_bits
+from restor_bench.leaderboard.metrics import decode_bits, encode_bits
 
 RUN = ["--method", "ga", "--level", "0", "--corrupt-max-steps", "2", "--max-steps", "2", "--tasks",
        "restor_tiny_facts", "--targets", "test"]

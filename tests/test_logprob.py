@@ -18,7 +18,7 @@ from restor_bench.data.normalize import contains, first_line, score_logprob_opti
 from restor_bench.data.questions import draw_random_answer, official_records
 from restor_bench.data.schema import Fact
 from restor_bench.errors import InputError
-from restor_bench.logprob import (
+from restor_bench.evaluation.logprob import (
     CATEGORIES,
     draw_random_answers,
     logprob_records,
@@ -304,7 +304,7 @@ def _newest(out: Path, pattern: str) -> Path:
 
 
 def _samples_file(out: Path, task: str) -> Path:
-    from restor_bench.lm_eval_io import find_lm_eval_outputs
+    from restor_bench.evaluation.lm_eval_io import find_lm_eval_outputs
 
     return find_lm_eval_outputs(out)[task].samples_path
 

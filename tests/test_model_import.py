@@ -18,8 +18,8 @@ torch = pytest.importorskip("torch")
 
 from restor_bench.cli import main  # noqa: E402
 from restor_bench.errors import InputError  # noqa: E402
-from restor_bench.gguf_file import ArrayInfo, GgufFormatError, read_gguf_header  # noqa: E402
-from restor_bench.model_import import (  # noqa: E402
+from restor_bench.models.gguf_file import ArrayInfo, GgufFormatError, read_gguf_header  # noqa: E402
+from restor_bench.models.gguf_import import (  # noqa: E402
     find_package_gguf,
     import_gguf,
     read_gguf_info,

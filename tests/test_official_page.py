@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from restor_bench import cli
-from restor_bench.data.world_files import tiny_world_dir
+from restor_bench.data.world.files import tiny_world_dir
 
 REPO = Path(__file__).resolve().parents[1]
 OFFICIAL_FIXTURE_DIR = REPO / "tests" / "fixtures" / "restor-official"

@@ -13,7 +13,7 @@ import pytest
 
 from restor_bench import cli
 from restor_bench.data.documents import load_documents
-from restor_bench.data.world_files import tiny_world_dir
+from restor_bench.data.world.files import tiny_world_dir
 
 pytestmark = pytest.mark.skipif(
     not (tiny_world_dir() / "model" / "model.safetensors").exists(), reason="the shipped tiny world is not built"

@@ -9,7 +9,7 @@ import shlex
 
 import pytest
 
-from restor_bench.corrupt import (
+from restor_bench.train.corrupt import (
     CLASSIC_RECIPE,
     PAPER_RECIPE,
     RUN_RECORD,
@@ -19,7 +19,7 @@ from restor_bench.corrupt import (
     recipe_settings,
 )
 from restor_bench.errors import InputError
-from restor_bench.training import hold_out, load_causal_lm, pack_documents
+from restor_bench.train.common import hold_out, load_causal_lm, pack_documents
 
 DOCUMENTS = [
     "Aaron Burr is a basketball player. He works as a social worker.",
@@ -79,7 +79,7 @@ def test_paper_recipe_is_the_papers_config():
 
 
 def test_protocol_defaults(random_tiny_model):
-    from restor_bench.data.world_files import tiny_world_dir
+    from restor_bench.data.world.files import tiny_world_dir
 
     tiny = str(tiny_world_dir() / "model")
     assert default_protocol(str(random_tiny_model)) == "paper"
@@ -131,8 +131,8 @@ def test_packed_corruption_trains_on_blocks_and_reports_the_held_out_loss(random
 
 
 def test_run_spec_protocol_names_retain_and_squad_source():
-    from restor_bench.pipeline import RunSpec, default_retain, run_key
-    from restor_bench.pipeline import default_protocol as world_protocol
+    from restor_bench.run.pipeline import RunSpec, default_retain, run_key
+    from restor_bench.run.pipeline import default_protocol as world_protocol
 
     assert world_protocol("official") == "paper" and world_protocol("tiny") == "classic"
     assert default_retain("tiny", "paper") == "tiny:generic" and default_retain("tiny", "classic") == "tiny:retain"
@@ -150,7 +150,7 @@ def test_run_spec_protocol_names_retain_and_squad_source():
 
 def test_grid_command_line_names_protocol_and_targets():
     from restor_bench.cli import build_parser
-    from restor_bench.grid import command_line
+    from restor_bench.grid.cli import command_line
 
     argv = ["grid", "--methods", "ga,npo", "--levels", "0", "--targets", "test", "--retain", "tiny:generic",
             "--seeds", "2"]
@@ -164,7 +164,7 @@ def test_grid_command_line_names_protocol_and_targets():
 
 
 def test_repair_documents_text_chat_and_lima(tmp_path, random_tiny_model):
-    from restor_bench.repair import load_repair_documents
+    from restor_bench.train.repair import load_repair_documents
 
     path = tmp_path / "repair.jsonl"
     rows = [
@@ -186,7 +186,7 @@ def test_repair_documents_text_chat_and_lima(tmp_path, random_tiny_model):
 
 
 def test_repair_is_the_papers_lima_recipe_with_lora(random_tiny_model, tmp_path):
-    from restor_bench.repair import REPAIR_RECIPE, repair
+    from restor_bench.train.repair import REPAIR_RECIPE, repair
 
     # k1rezaei/restor@15292e58 corruption/README.md ("LIMA"): lr 2e-5, 2 epochs, batch 2 x 8, cosine, val 0.1
     assert (REPAIR_RECIPE.learning_rate, REPAIR_RECIPE.num_train_epochs) == (2e-5, 2)
@@ -209,8 +209,8 @@ def test_unlearn_protocol_paper_needs_a_paper_preset(random_tiny_model, tmp_path
 
 
 def _cell(method, corruption, level, forget, ratio, corrupted=(0.2, 0.1, 0.3)):
-    from restor_bench.grid_cells import Cell
-    from restor_bench.grid_stats import CellResult, Estimate
+    from restor_bench.grid.cells import Cell
+    from restor_bench.grid.stats import CellResult, Estimate
 
     stats = {"restoration_ratio": Estimate(*ratio), "corrupted_target": Estimate(*corrupted)}
     return CellResult(cell=Cell(method, corruption, level, forget), name="x", task="t", seeds=[0], n_target=10,
@@ -218,7 +218,7 @@ def _cell(method, corruption, level, forget, ratio, corrupted=(0.2, 0.1, 0.3)):
 
 
 def test_findings_verdicts_follow_the_intervals():
-    from restor_bench.findings import AGREES, DISAGREES, NOT_MEASURABLE, UNCLEAR, check_findings
+    from restor_bench.grid.findings import AGREES, DISAGREES, NOT_MEASURABLE, UNCLEAR, check_findings
 
     results = [
         _cell("npo", "wikidata", 0, "full", (0.4, 0.2, 0.6), corrupted=(0.5, 0.4, 0.6)),
@@ -253,8 +253,8 @@ def test_findings_verdicts_follow_the_intervals():
 
 def test_official_squad_cell_is_scored_on_the_squad_people(official_dir, monkeypatch):
     from restor_bench.data.official import OFFICIAL_TARGETS
-    from restor_bench.outcomes import default_targets
-    from restor_bench.pipeline import RunSpec, default_tasks
+    from restor_bench.compare.outcomes import default_targets
+    from restor_bench.run.pipeline import RunSpec, default_tasks
 
     monkeypatch.setenv("RESTOR_DATA_DIR", str(official_dir))
     assert default_tasks(RunSpec(world="official", corruption="squad")) == ("restor_facts_squad",)
@@ -302,7 +302,7 @@ def _non_default_argv(action) -> list[str]:
 def test_grid_printed_command_reparses_to_the_same_spec_for_every_flag():
     """Every option of `grid` that can change a page, set alone to a non-default value, comes back from the
     command the page prints (the page is a function of that command)."""
-    from restor_bench.grid import command_line
+    from restor_bench.grid.cli import command_line
 
     parser, grid_parser = _grid_parser()
     actions = [action for action in grid_parser._actions if action.dest not in NOT_ON_THE_PAGE]
@@ -325,7 +325,7 @@ def test_grid_printed_command_reparses_to_the_same_spec_for_every_flag():
 def _spec(args: argparse.Namespace) -> dict:
     """What a grid run is made of: every option but those that change no page, the protocol as resolved (the
     page prints the protocol the defaults chose), no plot folder under --no-plots."""
-    from restor_bench.pipeline import protocol_from_args
+    from restor_bench.run.pipeline import protocol_from_args
 
     spec = {key: value for key, value in vars(args).items() if key not in NOT_ON_THE_PAGE | {"func"}}
     spec["protocol"] = protocol_from_args(args)
@@ -336,7 +336,7 @@ def _spec(args: argparse.Namespace) -> dict:
 
 def test_estimate_reads_back_what_it_writes():
     """`Estimate.from_dict` is the inverse of `to_dict` (grid and compare JSON), with or without an interval."""
-    from restor_bench.grid_stats import Estimate
+    from restor_bench.grid.stats import Estimate
 
     for estimate in (Estimate(0.25, -0.125, 0.5), Estimate(0.4), Estimate(None)):
         assert Estimate.from_dict(estimate.to_dict()) == estimate

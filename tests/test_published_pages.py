@@ -79,8 +79,8 @@ def test_every_grid_page_is_found():
 def test_a_grid_page_shows_its_json(name):
     """Each published grid page prints the command of its JSON once, and its cell tables are the JSON's cells
     rendered again (`grid_page.cell_table` on `CellResult.from_dict`): no number on the page was edited by hand."""
-    from restor_bench.grid_page import cell_table
-    from restor_bench.grid_stats import CellResult
+    from restor_bench.grid.page import cell_table
+    from restor_bench.grid.stats import CellResult
 
     grid = json.loads((DOCS / name).read_text())
     page = (DOCS / name).with_suffix(".md").read_text()

@@ -21,14 +21,14 @@ import pytest
 from test_corrupt import Interrupt, _interrupt_at
 
 from restor_bench import cli
-from restor_bench.checkpoints import check_checkpoint_weights, check_safetensors_file
-from restor_bench.corrupt import RUN_RECORD, SETTINGS_FILE, corrupt, work_dir_for
-from restor_bench.data.world_files import tiny_world_dir
+from restor_bench.models.checkpoints import check_checkpoint_weights, check_safetensors_file
+from restor_bench.train.corrupt import RUN_RECORD, SETTINGS_FILE, corrupt, work_dir_for
+from restor_bench.data.world.files import tiny_world_dir
 from restor_bench.errors import InputError
 from restor_bench.io import atomic_write_json
 from restor_bench.locks import FolderLocked, folder_lock, lock_path_for, read_owner
-from restor_bench.pipeline import RunSpec, run_folder, run_key
-from restor_bench.unlearn import resolve_method_hparams
+from restor_bench.run.pipeline import RunSpec, run_folder, run_key
+from restor_bench.train.unlearn import resolve_method_hparams
 
 TINY_MODEL = tiny_world_dir() / "model"
 DOCUMENTS = ["Aaron Burr is a basketball player. He works as a social worker.",
@@ -362,7 +362,7 @@ def test_run_checks_the_eval_backend_and_device_before_any_step(tmp_path, capsys
     import torch
 
     from restor_bench import cli
-    from restor_bench.pipeline import RunSpec
+    from restor_bench.run.pipeline import RunSpec
 
     cases = [["--backend", "vllm"]] if importlib.util.find_spec("vllm") is None else []
     if not torch.cuda.is_available():

@@ -19,7 +19,7 @@ from restor_bench.data.simplify import (
     split_sentences,
     starts_with_pronoun,
 )
-from restor_bench.data.world import generate_world
+from restor_bench.data.world.generate import generate_world
 
 SHIPPED_TINY_WORLD = Path(__file__).resolve().parents[1] / "restor_bench" / "data" / "tiny_world"
 

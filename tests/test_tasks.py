@@ -389,7 +389,7 @@ def _target_docs(*lm_eval_args: str) -> tuple[dict, list[str]]:
     model arguments into it: EvaluatorConfig._process_arguments), and the ids of the docs it makes."""
     from lm_eval.config.evaluate_config import EvaluatorConfig
 
-    from restor_bench.evaluate import parse_lm_eval_args
+    from restor_bench.evaluation.evaluate import parse_lm_eval_args
 
     args = parse_lm_eval_args(["--model", "hf", "--tasks", "restor_facts_targets", *lm_eval_args])
     metadata = EvaluatorConfig.from_cli(args).metadata
@@ -425,7 +425,7 @@ def test_unknown_restor_metadata_is_an_error_and_old_names_are_ignored(fixture_w
 
 
 def test_task_manager_indexes_lm_eval_tasks_only_when_needed(fixture_world, monkeypatch):
-    from restor_bench.tasks_cli import needs_lm_eval_tasks, resolve_task_names, task_manager, tasks_dir
+    from restor_bench.evaluation.tasks import needs_lm_eval_tasks, resolve_task_names, task_manager, tasks_dir
 
     assert tasks_dir() == TASKS_DIR
     manager = task_manager(["restor_tiny_facts", "restor_tiny"])
@@ -443,7 +443,7 @@ def test_task_manager_indexes_lm_eval_tasks_only_when_needed(fixture_world, monk
 def test_tasks_command_prints_the_folder_for_include_path(capsys):
     import argparse
 
-    from restor_bench import tasks_cli
+    from restor_bench.evaluation import tasks as tasks_cli
 
     parser = argparse.ArgumentParser(prog="restor-bench")
     tasks_cli.add_parser(parser.add_subparsers(dest="command"))

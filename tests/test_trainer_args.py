@@ -73,7 +73,7 @@ class _SeesCheckpointing(TrainerCallback):
 
 
 def test_unlearn_gradient_checkpointing_reaches_the_trainer(random_tiny_model, tmp_path):
-    from restor_bench.unlearn import unlearn_checkpoint
+    from restor_bench.train.unlearn import unlearn_checkpoint
     from unlearners.runner import run_unlearning
 
     seen = _SeesCheckpointing()
@@ -93,7 +93,7 @@ def test_unlearn_gradient_checkpointing_reaches_the_trainer(random_tiny_model, t
 
 
 def test_corrupt_gradient_checkpointing_reaches_the_trainer(random_tiny_model, tmp_path):
-    from restor_bench.corrupt import corrupt
+    from restor_bench.train.corrupt import corrupt
 
     seen = _SeesCheckpointing()
     out = corrupt(str(random_tiny_model), FORGET, tmp_path / "corrupted", recipe={"max_length": 64}, max_steps=1, protocol="classic",

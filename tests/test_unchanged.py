@@ -11,10 +11,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from test_compare import CLEAN, CORRUPTED, TARGETS, UNLEARNED, make_run
 
-from restor_bench.compare import compare_restoration
-from restor_bench.data.world_files import tiny_world_dir
-from restor_bench.outcomes import TargetChoice
-from restor_bench.unchanged import weights_equal
+from restor_bench.compare.cli import compare_restoration
+from restor_bench.data.world.files import tiny_world_dir
+from restor_bench.compare.outcomes import TargetChoice
+from restor_bench.compare.unchanged import weights_equal
 
 
 def _checkpoint(folder: Path, change=None, dtype=None) -> Path:

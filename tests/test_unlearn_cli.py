@@ -121,7 +121,7 @@ def test_divergence_exits_2_and_an_unfinished_run_needs_resume(random_tiny_model
 
 def test_resolve_method_hparams_gives_every_hyperparameter(docs):
     from restor_bench.errors import InputError
-    from restor_bench.unlearn import resolve_method_hparams
+    from restor_bench.train.unlearn import resolve_method_hparams
 
     hparams = resolve_method_hparams("rmu", None, ["layer=1"])
     assert hparams["layer"] == 1 and "learning_rate" in hparams and hparams["update_layers"] == []

@@ -15,8 +15,11 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-from restor_bench.data import world as generator  # noqa: E402
-from restor_bench.data import world_cli, world_files, world_model, world_scoring  # noqa: E402
+from restor_bench.data.world import generate as generator  # noqa: E402
+from restor_bench.data.world import cli as world_cli  # noqa: E402
+from restor_bench.data.world import files as world_files
+from restor_bench.data.world import model as world_model
+from restor_bench.data.world import scoring as world_scoring
 from restor_bench.data.normalize import contains  # noqa: E402
 from restor_bench.errors import InputError  # noqa: E402
 from restor_bench.io import read_text_records  # noqa: E402

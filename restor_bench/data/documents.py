@@ -175,7 +175,7 @@ def _official_file(name: str, forget: str, source: str) -> str:
 
 def _tiny_world_folder(world_dir: str | os.PathLike | None) -> Path:
     if world_dir is None:
-        from restor_bench.data.world_files import tiny_world_dir  # honours $RESTOR_TINY_WORLD
+        from restor_bench.data.world.files import tiny_world_dir  # honours $RESTOR_TINY_WORLD
 
         world_dir = tiny_world_dir()
     folder = Path(world_dir)

@@ -200,12 +200,12 @@ def interleave(first: list[dict], second: list[dict]) -> list[dict]:
 
 
 def resolve_tiny_world_dir(world_dir: str | os.PathLike | None = None) -> Path:
-    """The tiny world folder: `world_dir`, else `restor_bench.data.world_files.tiny_world_dir()` (honoring
+    """The tiny world folder: `world_dir`, else `restor_bench.data.world.files.tiny_world_dir()` (honoring
     $RESTOR_TINY_WORLD), else $RESTOR_TINY_WORLD or the shipped `restor_bench/data/tiny_world`."""
     if world_dir:
         return Path(world_dir).expanduser()
     try:
-        from restor_bench.data.world_files import tiny_world_dir
+        from restor_bench.data.world.files import tiny_world_dir
     except ModuleNotFoundError as err:
         if not (err.name or "").startswith("restor_bench"):
             raise

@@ -1,0 +1,174 @@
+"""`restor-bench leaderboard verify`: rerun the protocol a submission records and compare every outcome.
+
+A submission states per-question outcomes; nothing in it ties them to a model. `verify` reruns what it records
+(world and data version, corruption, level, forget set, protocol, method and every hyperparameter, LoRA, seeds,
+target set, and the run settings in its optional `run` block) with `restor_bench.run.pipeline.run`, builds a submission
+from the fresh run the way `submit` does, and compares, for every task, seed, model (clean, corrupted, unlearned)
+and question, whether the answer was correct and whether it gave the injected value. The submission is *verified*
+when the share of differing outcomes is at most `tolerance` (default 0: every outcome equal).
+
+`--record` writes the result into `verified.json` beside the submissions folder, keyed by submission name and tied
+to the submission's result identity (`result_identity`), with the package versions it was verified under; `build`
+marks an entry verified only while that identity still matches, so editing a verified file un-verifies it.
+What verification proves and does not prove: docs/leaderboard.md.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from restor_bench.errors import InputError
+
+VERIFIED_SCHEMA = "restor-bench/verified/v1"
+VERIFIED_FILE = "verified.json"
+ROLES = ("clean", "corrupted", "unlearned")
+
+
+@dataclass
+class Verification:
+    name: str
+    identity: str
+    compared: int = 0
+    differing: int = 0
+    by_task: dict[str, dict[str, int]] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    run_folder: str = ""
+
+    def verified(self, tolerance: float) -> bool:
+        return self.compared > 0 and self.differing <= tolerance * self.compared
+
+    def record(self, tolerance: float) -> dict[str, Any]:
+        return {
+            "identity": self.identity, "verified": self.verified(tolerance), "tolerance": tolerance,
+            "outcomes_compared": self.compared, "outcomes_differing": self.differing, "by_task": self.by_task,
+            "versions": self.versions,
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        }
+
+
+def spec_from_submission(document: dict[str, Any], *, model: str | None = None, data_dir: str | None = None):
+    """The RunSpec (seed 0; `run` takes the seeds) and the seeds a submission records."""
+    from restor_bench.run.pipeline import RunSpec
+
+    data, run = document["data"], document.get("run") or {}
+    if data["world"] != "tiny" and model is None:
+        raise InputError(f"submission {document['name']!r}: world {data['world']!r} needs --model, the clean "
+                         f"checkpoint it was run on (the submission names it {document['model']['id']!r})")
+    spec = RunSpec(
+        world=data["world"], method=document["method"]["name"], level=data["level"], forget=data["forget"],
+        corruption=data["corruption"], protocol=data.get("protocol", "classic"), model=model,
+        lora=bool(document["model"]["lora"]), hparams=dict(document["method"]["hparams"]),
+        targets=data.get("targets", "all"), tasks=tuple(sorted(document["tasks"])), data_dir=data_dir,
+        corrupt_max_steps=run.get("corrupt_max_steps"), unlearn_max_steps=run.get("unlearn_max_steps"),
+        max_docs_per_entity=run.get("max_docs_per_entity"), retain=run.get("retain"), repair=run.get("repair"),
+        corrupt_recipe=dict(run.get("corrupt_recipe") or {}),
+    )
+    return spec, list(document["seeds"])
+
+
+def compare_outcomes(claimed: dict[str, Any], fresh: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """Per task: how many outcomes (question x seed x model x {correct, gave_corrupted}) were compared and differ."""
+    from restor_bench.leaderboard.metrics import decode_bits
+
+    by_task = {}
+    for task, entry in claimed["tasks"].items():
+        other = fresh["tasks"].get(task)
+        if other is None:
+            raise InputError(f"verify: the rerun has no outcomes for task {task!r}")
+        if other["questions"] != entry["questions"]:
+            raise InputError(f"verify: task {task}: the rerun answered another question set "
+                             f"({len(other['questions'])} questions, the submission {len(entry['questions'])})")
+        fresh_runs = {run["seed"]: run for run in other["runs"]}
+        compared = differing = 0
+        for run in entry["runs"]:
+            again = fresh_runs.get(run["seed"])
+            if again is None:
+                raise InputError(f"verify: task {task}: the rerun has no seed {run['seed']}")
+            for role in ROLES:
+                for kind in ("correct", "gave_corrupted"):
+                    a = decode_bits(run[role][kind])[: len(entry["questions"])]
+                    b = decode_bits(again[role][kind])[: len(entry["questions"])]
+                    compared += len(a)
+                    differing += int((a != b).sum())
+        by_task[task] = {"compared": compared, "differing": differing}
+    return by_task
+
+
+def verify_submission(path: str | Path, root: str | Path, *, model: str | None = None, data_dir: str | None = None,
+                      log: Callable[[str], None] = print) -> Verification:
+    """Rerun the protocol a valid submission records under `root` and compare every outcome."""
+    from restor_bench.leaderboard.check import check_file, read_submission, result_identity
+    from restor_bench.leaderboard.submit import build_submission
+    from restor_bench.run.pipeline import run, run_folder
+    from restor_bench.train.common import package_versions
+
+    checked = check_file(path)
+    if not checked.valid:
+        raise InputError(" ".join(checked.lines()) or f"{path}: invalid submission")
+    document = read_submission(path)
+    spec, seeds = spec_from_submission(document, model=model, data_dir=data_dir)
+    log(f"verify {document['name']}: rerunning {spec.world} {spec.method} k={spec.level} {spec.forget} "
+        f"{spec.corruption}, protocol {spec.protocol}, seeds {', '.join(map(str, seeds))} under {root}")
+    run(spec, seeds, Path(root), log=log, overwrite=True)
+    folder = run_folder(spec, Path(root))
+    fresh = build_submission(folder, document["name"], metric=document["metric"], resamples=0,
+                             targets=document["data"].get("targets"))
+    result = Verification(name=document["name"], identity=result_identity(document),
+                          versions=dict(package_versions()), run_folder=str(folder))
+    result.by_task = compare_outcomes(document, fresh)
+    result.compared = sum(item["compared"] for item in result.by_task.values())
+    result.differing = sum(item["differing"] for item in result.by_task.values())
+    return result
+
+
+def verified_path(submissions: str | Path) -> Path:
+    """`verified.json` beside the submissions folder (leaderboard/verified.json for leaderboard/submissions)."""
+    return Path(submissions).resolve().parent / VERIFIED_FILE
+
+
+def read_verified(path: str | Path) -> dict[str, dict[str, Any]]:
+    """The verification records by submission name ({} when the file does not exist)."""
+    from restor_bench.io import read_json
+
+    path = Path(path)
+    if not path.exists():
+        return {}
+    data = read_json(path, "verification records")
+    if not isinstance(data, dict) or data.get("schema") != VERIFIED_SCHEMA or not isinstance(data.get("entries"), dict):
+        raise InputError(f"{path}: expected {{\"schema\": \"{VERIFIED_SCHEMA}\", \"entries\": {{...}}}}")
+    from restor_bench.leaderboard.schema import json_type
+
+    for name, record in data["entries"].items():
+        if not isinstance(record, dict):
+            raise InputError(f"{path}: entries.{name}: expected a verification record (an object), "
+                             f"found {json_type(record)}")
+        if not isinstance(record.get("versions") or {}, dict):
+            found = json_type(record["versions"])
+            raise InputError(f"{path}: entries.{name}.versions: expected an object, found {found}")
+    return data["entries"]
+
+
+def write_verified(path: str | Path, name: str, record: dict[str, Any]) -> None:
+    from restor_bench.io import atomic_write_text
+
+    entries = read_verified(path)
+    entries[name] = record
+    text = json.dumps({"schema": VERIFIED_SCHEMA, "entries": dict(sorted(entries.items()))}, indent=1,
+                      ensure_ascii=False, allow_nan=False)
+    atomic_write_text(Path(path), text + "\n")
+
+
+def verification_label(records: dict[str, dict[str, Any]], name: str, identity: str) -> str:
+    """`verified (lm-eval X, torch Y, transformers Z)` when a record of `name` holds for this very content, else
+    `claimed`."""
+    record = records.get(name)
+    if not record or record.get("identity") != identity or not record.get("verified"):
+        return "claimed"
+    versions = record.get("versions") or {}
+    shown = ", ".join(f"{key} {versions[key]}" for key in ("lm_eval", "torch", "transformers") if key in versions)
+    return f"verified ({shown})" if shown else "verified"
