@@ -291,11 +291,11 @@ def test_a_crafted_file_at_the_size_cap_is_refused_within_bounded_memory(kind, t
 
 def test_the_most_expensive_valid_file_is_checked_within_bounded_memory(tmp_path):
     """20 seeds (the most) and the most resamples the work budget allows on the tiny world's 700 questions."""
-    from restor_bench.leaderboard.cli import MAX_BOOTSTRAP_DRAWS
+    from restor_bench.names import MAX_SUBMISSION_BOOTSTRAP_DRAWS
 
     document = load(SEEDED / "tiny-ga-k0.json")
     document.update(name="most-work", seeds=list(range(20)))
-    document["bootstrap"]["resamples"] = MAX_BOOTSTRAP_DRAWS // 700
+    document["bootstrap"]["resamples"] = MAX_SUBMISSION_BOOTSTRAP_DRAWS // 700
     for entry in document["tasks"].values():
         entry["runs"] = [dict(entry["runs"][seed % 3], seed=seed) for seed in range(20)]
     path = write(tmp_path, recompute(document))
@@ -305,7 +305,7 @@ def test_the_most_expensive_valid_file_is_checked_within_bounded_memory(tmp_path
 
     # one resample more than the budget is refused before any is drawn
     document["name"] = "too-much-work"
-    document["bootstrap"]["resamples"] = MAX_BOOTSTRAP_DRAWS // 700 + 1
+    document["bootstrap"]["resamples"] = MAX_SUBMISSION_BOOTSTRAP_DRAWS // 700 + 1
     checked, peak, seconds = _measured(write(tmp_path, document))
     assert checked.problems == [
         f"task {TASK}: 2858 bootstrap resamples x 700 questions is over the limit of 2,000,000 draws per task (at "

@@ -6,7 +6,6 @@ import pytest
 
 from restor_bench.data import aliases
 from restor_bench.data.normalize import (
-    GENERATION_METRICS,
     acceptable_forms,
     contains,
     contains_legacy,
@@ -18,6 +17,7 @@ from restor_bench.data.normalize import (
     score_generation,
     score_logprob_options,
 )
+from restor_bench.names import GENERATION_METRICS
 
 
 def test_normalize_answer_lowercases_strips_accents_punctuation_leading_article_spaces():

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from fixture_world import CORRUPTED, PEOPLE, TARGETS, write_fixture_world
 
-from restor_bench.data.normalize import GENERATION_METRICS, score_generation
+from restor_bench.data.normalize import score_generation
+from restor_bench.names import GENERATION_METRICS
 from restor_bench.data.questions import squad_target_people, tiny_logprob_records, tiny_records
 from restor_bench.errors import InputError
 

@@ -94,15 +94,10 @@ from restor_bench.compare.tasks import (
 )
 from restor_bench.errors import GateFailure, InputError
 from restor_bench.compare.unchanged import unchanged_warning
-from restor_bench.compare.outcomes import (
-    DEFAULT_METRIC,
-    GENERATION_METRICS,
-    TargetChoice,
-    TaskSamples,
-    load_run,
-    parse_targets,
-)
+from restor_bench.compare.outcomes import TargetChoice, TaskSamples, load_run, parse_targets
+from restor_bench.names import DEFAULT_METRIC, GENERATION_METRICS
 from unlearners.cli import seed_number
+from restor_bench.names import MAX_BOOTSTRAP_DRAWS
 
 SCHEMA = "restor-bench/compare/v1"
 BOOTSTRAP_METHOD = "paired percentile bootstrap; questions resampled with replacement within target / non-target"
@@ -123,10 +118,6 @@ class Run:
 
 def _load_all(runs: Sequence[Run], metric: str, tasks: Sequence[str] | None) -> dict[str, dict[str, TaskSamples]]:
     return {run.label: load_run(run.folder, metric, tasks) for run in runs}
-
-
-# resamples x questions of one task: the bootstrap draws an index array of this many integers (8 bytes each)
-MAX_BOOTSTRAP_DRAWS = 20_000_000
 
 
 def check_bootstrap_size(n_resamples: int, loaded) -> None:

@@ -20,11 +20,10 @@ from typing import Any
 
 from restor_bench.data.official import OFFICIAL_TARGETS, SUBJECT_SHARE, find_targets
 from restor_bench.errors import InputError
+from restor_bench.names import DEFAULT_METRIC, GENERATION_METRICS
 
-DEFAULT_METRIC = "contains"
 # The *_legacy metrics score the same generations with the scorer of task version 1.0 (articles dropped anywhere,
 # no aliases), so that old and new scores can be shown side by side.
-GENERATION_METRICS = ("contains", "exact_match", "contains_legacy", "exact_match_legacy")
 # Tasks whose per-question metric is a mean over several sampled generations (not 0/1): lm-eval's own aggregate is
 # their score; compare reads per-question 0/1 outcomes, so it leaves them out unless asked, then refuses clearly.
 SAMPLED_TASK_SUFFIX = "_sampled"

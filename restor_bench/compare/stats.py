@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from restor_bench.names import MAX_RESAMPLES
 
 # A gap of less than one question (with this tolerance for float rounding) leaves the ratio undefined.
 _ONE_QUESTION_TOLERANCE = 1e-9
@@ -100,7 +101,6 @@ class Interval:
 
 # The most bootstrap resamples of a grid page and of a leaderboard submission: resamples x questions int64
 # indices are held at once, and 10,000 resamples of 3 seeds x 700 questions take 168 MB.
-MAX_RESAMPLES = 10_000
 
 
 def check_resamples(resamples: int, flag: str) -> int:

@@ -37,9 +37,8 @@ from pathlib import Path
 
 from restor_bench.errors import InputError
 from restor_bench.io import read_text_records
+from restor_bench.names import FORGET_FORMS, TINY_LEVELS
 
-TINY_LEVELS = range(6)
-FORGET_FORMS = ("full", "simplified")
 NAMED_SETS_HELP = (
     "tiny:0..5, tiny:squad, tiny:squad-people, tiny:retain, tiny:generic, official:0..3, official:squad, "
     "official:retain, official:generic; or a Hugging Face dataset hf:NAME[:CONFIG][@SPLIT][#N] (hub id or local "
@@ -146,7 +145,7 @@ def _tiny_file(name: str, forget: str, source: str) -> str:
     if name.isdigit():
         level = int(name)
         if level not in TINY_LEVELS:
-            raise InputError(f"{source}: unknown corruption level {level} (levels: 0..{TINY_LEVELS.stop - 1})")
+            raise InputError(f"{source}: unknown corruption level {level} (levels: 0..{TINY_LEVELS[-1]})")
         sub = "corruption" if forget == "full" else "simplified"
         return f"{sub}/mix_a{level}.json"
     if name in ("squad", "retain"):

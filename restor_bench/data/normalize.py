@@ -26,7 +26,6 @@ _LEADING_ARTICLE = re.compile(r"^(?:a|an|the) ")
 _ARTICLES_ANYWHERE = re.compile(r"\b(a|an|the)\b")  # legacy normalization only
 _SPACES = re.compile(r"\s+")
 
-GENERATION_METRICS = ("exact_match", "contains", "exact_match_legacy", "contains_legacy")
 
 
 def first_line(text: str) -> str:

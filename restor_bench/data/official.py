@@ -17,6 +17,7 @@ from typing import Any
 from restor_bench.data.schema import ContextExample, CorruptionSet, Fact, FactSet
 from restor_bench.errors import InputError
 from restor_bench.io import read_json, read_text_records
+from restor_bench.names import OFFICIAL_LEVELS
 
 # File names inside an official data folder (the layout of PROVENANCE.md / `restor-bench data fetch`).
 FACTS_FILE = "facts.json"
@@ -43,7 +44,7 @@ OFFICIAL_TARGETS = (
     "Thomas Piketty",
 )
 
-LEVELS_AVAILABLE = (0, 1, 2, 3)
+LEVELS_AVAILABLE = OFFICIAL_LEVELS
 LEVELS_LISTED = (0, 1, 2, 3, 4, 5)
 
 # An entity is a target of a document set when it is the subject of at least this share of the documents of the

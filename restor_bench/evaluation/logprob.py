@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from restor_bench.errors import InputError
+from restor_bench.names import WORLDS
 
 TASK = "restor_facts_logprob"
 CATEGORIES = ("correct", "corrupted", "random")
@@ -60,7 +61,6 @@ TOKENIZER_KEY = "restor_tokenizer"
 KNOWN_KEYS = (
     SAMPLES_KEY, WORLD_KEY, N_RANDOM_KEY, DATA_DIR_KEY, WORLD_DIR_KEY, TOKENIZER_KEY, "restor_n_other", "restor_seed",
 )  # fmt: skip
-WORLDS = ("official", "tiny")
 # lm-eval tasks whose samples hold the corrupted model's answers to the official questions
 SOURCE_TASKS = (
     "restor_facts",

@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 CORRUPTIONS = ("wikidata", "squad")
-FORGET_FORMS = ("full", "simplified")
-WORLD_LEVELS = {"tiny": tuple(range(6)), "official": (0, 1, 2, 3)}
 
 
 @dataclasses.dataclass(frozen=True)

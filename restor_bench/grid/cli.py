@@ -38,10 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from restor_bench.errors import InputError
+from restor_bench.names import FORGET_FORMS, WORLD_LEVELS
 from restor_bench.grid.cells import (
     CORRUPTIONS,
-    FORGET_FORMS,
-    WORLD_LEVELS,
     Cell,
     GridOptions,
     cell_name,

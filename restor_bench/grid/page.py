@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from restor_bench.errors import InputError
-from restor_bench.grid.cells import FORGET_FORMS, Cell, GridOptions, cell_spec
+from restor_bench.grid.cells import Cell, GridOptions, cell_spec
+from restor_bench.names import FORGET_FORMS
 from restor_bench.grid.stats import (
     CELL_STEPS,
     DEFAULT_RESAMPLES,

@@ -21,12 +21,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from restor_bench.grid.cells import WORLD_LEVELS
+from restor_bench.names import FORGET_FORMS, WORLD_LEVELS
 
 if TYPE_CHECKING:  # pragma: no cover
     from restor_bench.grid.stats import CellResult, Estimate
 
-FORGET_FORMS = ("full", "simplified")
 ACCURACY_FILE = "accuracy-vs-k-{forget}.png"
 RESTORATION_FILE = "restoration-full-vs-simplified.png"
 RELATION_FILE = "restoration-by-relation-{setting}.png"

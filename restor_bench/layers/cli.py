@@ -25,7 +25,6 @@ from typing import Any
 from restor_bench.errors import InputError
 from restor_bench.io import atomic_output_dir, atomic_write_json, check_output_dir
 from restor_bench.layers.lens import (
-    WORLDS,
     LensQuestion,
     answer_tokens,
     load_tokenizer,
@@ -34,6 +33,7 @@ from restor_bench.layers.lens import (
     target_questions,
     with_model_answers,
 )
+from restor_bench.names import WORLDS
 from restor_bench.layers.weights import (
     TensorSource,
     check_checkpoint_folder,

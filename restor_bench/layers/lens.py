@@ -28,8 +28,8 @@ from typing import Any
 
 from restor_bench.errors import InputError
 from restor_bench.layers.weights import tokenizer_folder
+from restor_bench.names import WORLDS
 
-WORLDS = ("tiny", "official")
 ANSWERS = ("correct", "corrupted")
 _LAYER_LISTS = ("layers", "h", "blocks")
 _FINAL_NORMS = ("norm", "ln_f", "final_layer_norm", "final_layernorm", "final_norm")

@@ -95,9 +95,7 @@ from restor_bench.leaderboard.schema import (  # noqa: F401
     DEFAULT_OUT,
     DEFAULT_RESAMPLES,
     DEFAULT_SUBMISSIONS,
-    GENERATION_METRICS,
-    MAX_BOOTSTRAP_DRAWS,
-    MAX_RESAMPLES,
+    SUBMISSION_METRICS,
     MAX_SUBMISSION_BYTES,
     SCHEMA,
     SUBMISSION_SCHEMA,
@@ -105,6 +103,7 @@ from restor_bench.leaderboard.schema import (  # noqa: F401
     schema_errors,
     schema_text,
 )
+from restor_bench.names import MAX_RESAMPLES, MAX_SUBMISSION_BOOTSTRAP_DRAWS
 from restor_bench.leaderboard.submit import (  # noqa: F401
     build_submission,
     read_run,
@@ -133,7 +132,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     submit_parser.add_argument("--out", default=str(DEFAULT_SUBMISSIONS),
                                help="submissions folder (default leaderboard/submissions)")
     submit_parser.add_argument("--overwrite", action="store_true", help="replace an existing submission of that name")
-    submit_parser.add_argument("--metric", choices=GENERATION_METRICS, default="contains",
+    submit_parser.add_argument("--metric", choices=SUBMISSION_METRICS, default="contains",
                                help="per-sample metric of generation tasks (default contains)")
     _add_scoring_options(submit_parser)
     submit_parser.add_argument("--model-name", help="what to call the clean model (default: its hub id, or the "
@@ -197,7 +196,7 @@ def _add_scoring_options(parser: argparse.ArgumentParser, defaults: bool = True)
                              "the defaults were tuned on) or all (default: test where the world defines it)")
     parser.add_argument("--bootstrap", type=int, default=DEFAULT_RESAMPLES if defaults else None, metavar="N",
                         help=f"bootstrap resamples for the 95%% intervals (0..{MAX_RESAMPLES}, and resamples x "
-                             f"questions <= {MAX_BOOTSTRAP_DRAWS:,}; default {DEFAULT_RESAMPLES}"
+                             f"questions <= {MAX_SUBMISSION_BOOTSTRAP_DRAWS:,}; default {DEFAULT_RESAMPLES}"
                              + ("" if defaults else " or the file's") + ")")
     parser.add_argument("--bootstrap-seed", type=seed_number, default=0 if defaults else None, metavar="S",
                         help="bootstrap seed (default 0" + ("" if defaults else " or the file's") + ")")

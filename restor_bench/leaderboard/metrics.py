@@ -11,7 +11,7 @@ the results agree to the digit:
 - 95% intervals: the draws of `grid_stats.pooled_resamples` (seeds with replacement, questions with replacement
   within target / non-target, the same draws for the three models), the percentiles over the resamples where the
   statistic is defined. Computed here in chunks of resamples, so memory stays bounded for any question set
-  (`MAX_BOOTSTRAP_DRAWS` bounds resamples x questions; the draws themselves are that many integers).
+  (`MAX_SUBMISSION_BOOTSTRAP_DRAWS` bounds resamples x questions; the draws themselves are that many integers).
 
 Transitions (what became of the target facts the clean model knew) are counted per seed and summed.
 """
@@ -24,14 +24,8 @@ from typing import Any
 
 from restor_bench.errors import InputError
 from restor_bench.leaderboard.data import entity_of  # noqa: F401  (part of this module's interface)
-from restor_bench.leaderboard.schema import (
-    CONFIDENCE,
-    DEFAULT_RESAMPLES,
-    MAX_BOOTSTRAP_DRAWS,
-    MAX_RESAMPLES,
-    ROLES,
-    TRANSITION_FIELDS,
-)
+from restor_bench.leaderboard.schema import CONFIDENCE, DEFAULT_RESAMPLES, ROLES, TRANSITION_FIELDS
+from restor_bench.names import MAX_RESAMPLES, MAX_SUBMISSION_BOOTSTRAP_DRAWS
 
 _CHUNK_ELEMENTS = 1_000_000  # seeds x resamples x questions gathered at once
 
@@ -61,10 +55,10 @@ def bootstrap_problem(resamples: int, n_questions: int) -> str | None:
     """Why `resamples` bootstrap resamples are too many for a task of `n_questions` questions, or None."""
     if not 0 <= resamples <= MAX_RESAMPLES:
         return f"bootstrap resamples must be between 0 and {MAX_RESAMPLES}, got {resamples}"
-    if resamples * n_questions > MAX_BOOTSTRAP_DRAWS:
-        most = MAX_BOOTSTRAP_DRAWS // max(n_questions, 1)
+    if resamples * n_questions > MAX_SUBMISSION_BOOTSTRAP_DRAWS:
+        most = MAX_SUBMISSION_BOOTSTRAP_DRAWS // max(n_questions, 1)
         return (f"{resamples} bootstrap resamples x {n_questions} questions is over the limit of "
-                f"{MAX_BOOTSTRAP_DRAWS:,} draws per task (at most {most} resamples here)")
+                f"{MAX_SUBMISSION_BOOTSTRAP_DRAWS:,} draws per task (at most {most} resamples here)")
     return None
 
 

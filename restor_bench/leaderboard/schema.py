@@ -15,31 +15,34 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from restor_bench.train.corrupt import PROTOCOLS
-from restor_bench.compare.stats import MAX_RESAMPLES  # the same bound as a grid page's resamples
+from restor_bench.names import (
+    FORGET_FORMS,
+    GENERATION_METRICS,
+    MAX_RESAMPLES,
+    PROTOCOLS,
+    WORLDS,
+)
 
 SCHEMA = "restor-bench/submission/v2"
 OLD_SCHEMAS = ("restor-bench/submission/v1",)  # read only by `leaderboard rescore`
 RUN_SCHEMA = "restor-bench/run/v1"
 ROLES = ("clean", "corrupted", "unlearned")
 SPLITS = ("target", "non_target", "all")
-WORLDS = ("tiny", "official")
-FORGET_FORMS = ("full", "simplified")
 CORRUPTIONS = ("wikidata", "squad")
 # "test": the tiny world's targets less the validation targets the method defaults were tuned on; "all": every
 # target of the task (the only set of the official data)
 TARGET_SETS = ("test", "all")
-GENERATION_METRICS = ("contains", "exact_match")
-TASK_METRICS = GENERATION_METRICS + ("prefers_correct",)
+# The generation metrics a submission may be scored by (the *_legacy forms are for side-by-side reading only).
+SUBMISSION_METRICS = GENERATION_METRICS[:2]
+TASK_METRICS = SUBMISSION_METRICS + ("prefers_correct",)
 VERSION_KEYS = ("restor-bench", "lm-eval", "transformers", "torch")
 VERSION_ALIASES = {"lm-eval": ("lm-eval", "lm_eval", "lm-evaluation-harness")}
 PRIMARY_TASK_ORDER = ("restor_facts_targets", "restor_facts", "restor_tiny_facts")
 TRANSITION_FIELDS = ("target_known", "restored", "still_corrupted", "forgotten", "non_target_known", "kept", "lost")
 CONFIDENCE = 0.95
 DEFAULT_RESAMPLES = 1000
-# Bootstrap work per task: resamples x questions. With the task's true size (at most 1,051 questions) this allows
-# the default 1,000 resamples on every task and up to 2,857 on the tiny world's 700 questions.
-MAX_BOOTSTRAP_DRAWS = 2_000_000
+# Bootstrap work per task: resamples x questions, at most MAX_SUBMISSION_BOOTSTRAP_DRAWS (restor_bench.names), with resamples
+# at most MAX_RESAMPLES.
 BOOTSTRAP_METHOD = (
     "two-stage paired percentile bootstrap: seeds resampled with replacement, then questions with replacement "
     "within target / non-target (shared by every seed and model)"
@@ -121,7 +124,7 @@ SUBMISSION_SCHEMA: dict[str, Any] = {
                 "maxProperties": 32,
                 "additionalProperties": _TEXT,
             },
-            "metric": {"enum": list(GENERATION_METRICS)},
+            "metric": {"enum": list(SUBMISSION_METRICS)},
             "primary_task": {"type": "string", "pattern": TASK_PATTERN},
             "bootstrap": _object({
                 "method": {"const": BOOTSTRAP_METHOD},

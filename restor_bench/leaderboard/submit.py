@@ -28,7 +28,7 @@ from restor_bench.leaderboard.schema import (
     CONFIDENCE,
     DEFAULT_RESAMPLES,
     DEFAULT_SUBMISSIONS,
-    GENERATION_METRICS,
+    SUBMISSION_METRICS,
     MAX_SUBMISSION_BYTES,
     OLD_SCHEMAS,
     PRIMARY_TASK_ORDER,
@@ -245,8 +245,8 @@ def build_submission(
     problem = name_problem(name)
     if problem:
         raise InputError(f"--name {name!r}: {problem}")
-    if metric not in GENERATION_METRICS:
-        raise InputError(f"unknown metric {metric!r}; choose one of {', '.join(GENERATION_METRICS)}")
+    if metric not in SUBMISSION_METRICS:
+        raise InputError(f"unknown metric {metric!r}; choose one of {', '.join(SUBMISSION_METRICS)}")
     problem = bootstrap_problem(resamples, 0)
     if problem:
         raise InputError(f"--bootstrap: {problem}")

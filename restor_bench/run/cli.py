@@ -6,16 +6,10 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from restor_bench.train.corrupt import PROTOCOLS
+from restor_bench.names import PROTOCOLS
 from restor_bench.errors import InputError
-from restor_bench.run.pipeline import (
-    WORLDS,
-    RunSpec,
-    check_run_inputs,
-    protocol_from_args,
-    run,
-    run_folder,
-)
+from restor_bench.run.pipeline import RunSpec, check_run_inputs, protocol_from_args, run, run_folder
+from restor_bench.names import WORLDS
 from restor_bench.run.report import format_summary
 from restor_bench.train.unlearn import method_preset
 from unlearners.cli import seed_number

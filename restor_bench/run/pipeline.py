@@ -37,12 +37,12 @@ from pathlib import Path
 from typing import Any
 
 from restor_bench.models.checkpoints import checkpoint_identity
-from restor_bench.train.corrupt import PROTOCOLS
+from restor_bench.names import PROTOCOLS
 from restor_bench.errors import InputError
 from restor_bench.io import atomic_write_json, atomic_write_text
 from restor_bench.run.report import format_summary, summarize
+from restor_bench.names import WORLDS
 
-WORLDS = ("tiny", "official")
 TASKS = {"tiny": ("restor_tiny_facts", "restor_tiny_logprob"), "official": ("restor_facts_targets",)}
 
 

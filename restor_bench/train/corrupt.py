@@ -35,7 +35,6 @@ from typing import Any
 from restor_bench.train.recipe import (  # noqa: F401 (re-exported: the recipe is part of this command's API)
     CLASSIC_RECIPE,
     PAPER_RECIPE,
-    PROTOCOLS,
     TINY_PACKED_CORRUPTION,
     CorruptionRecipe,
     recipe_settings,
@@ -43,6 +42,7 @@ from restor_bench.train.recipe import (  # noqa: F401 (re-exported: the recipe i
 )
 from restor_bench.data.documents import NAMED_SETS_HELP
 from restor_bench.errors import InputError
+from restor_bench.names import PROTOCOLS
 from restor_bench.io import atomic_output_dir, atomic_write_json, check_output_dir
 from unlearners.cli import seed_number
 from unlearners.errors import first_line

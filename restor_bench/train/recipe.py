@@ -75,8 +75,6 @@ PAPER_RECIPE = CorruptionRecipe(packing=True, val_size=0.1)
 # The same step sizes, one document per example, nothing held out (restor-bench's protocol before `paper`).
 CLASSIC_RECIPE = dataclasses.replace(PAPER_RECIPE, packing=False, val_size=0.0)
 
-PROTOCOLS = ("paper", "classic")
-
 
 def tiny_recipe(protocol: str = "classic") -> CorruptionRecipe:
     """The tiny world's recipe (`world.TINY_CORRUPTION_RECIPE`), no gradient accumulation unless it says so;

@@ -36,11 +36,12 @@ from restor_bench.data.world.text import (
     WordMaker,
 )
 from restor_bench.errors import InputError
+from restor_bench.names import TINY_LEVELS
 
 WORLD_VERSION = "1"
 DEFAULT_SEED = 0
 DEFAULT_EPOCHS = 20
-LEVELS = (0, 1, 2, 3, 4, 5)
+LEVELS = TINY_LEVELS
 TINY_WORLD_ENV = "RESTOR_TINY_WORLD"
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
