@@ -10,11 +10,12 @@ import sys
 from restor_bench import __version__
 from restor_bench.errors import GateFailure, InputError
 from restor_bench.io import file_in_the_way
+from unlearners.errors import UnlearnError
 
 # (module, description); each module defines `add_parser(subparsers)` and sets `func` on its parser(s).
 COMMAND_MODULES = [
     "restor_bench.data.world.cli",
-    "restor_bench.data.fetch",
+    "restor_bench.data.cli",
     "restor_bench.train.corrupt",
     "restor_bench.train.repair",
     "restor_bench.evaluation.evaluate",
@@ -70,10 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     debug = args.debug or os.environ.get("RESTOR_BENCH_DEBUG") == "1"
     try:
         result = args.func(args)
-    except InputError as err:
+    except (InputError, UnlearnError) as err:
+        # the one error boundary: bad input, whether found by restor_bench or by the unlearners package
         if debug:
             raise
-        print(f"restor-bench: error: {err}", file=sys.stderr)
+        print(f"restor-bench: error: {' '.join(str(err).split()) or type(err).__name__}", file=sys.stderr)
         return 2
     except GateFailure as err:
         if debug:

@@ -11,6 +11,13 @@ PROTOCOLS = ("paper", "classic")
 # The forget set unlearning runs on: the whole corruption documents, or only their sentences about a target.
 FORGET_FORMS = ("full", "simplified")
 
+# The corruption documents: Wikidata-style facts (levels k) or the SQuAD-style analogue (a person's name swapped).
+CORRUPTIONS = ("wikidata", "squad")
+# The three models every comparison reads, and the question splits of a comparison.
+ROLES = ("clean", "corrupted", "unlearned")
+SPLITS = ("target", "non_target", "all")
+SPLIT_TITLES = {"target": "target", "non_target": "non-target", "all": "all"}
+
 # Corruption levels k (the share of corrupted facts grows with k) that each world ships.
 TINY_LEVELS = (0, 1, 2, 3, 4, 5)
 OFFICIAL_LEVELS = (0, 1, 2, 3)
@@ -25,6 +32,8 @@ DEFAULT_METRIC = "contains"
 # draws are that many integers, about 160 MB); a submission is untrusted input that every `leaderboard validate`
 # recomputes, so its budget is ten times smaller (the default 1,000 resamples on every task of at most 1,051
 # questions, up to 2,857 on the tiny world's 700).
+CONFIDENCE = 0.95
+DEFAULT_RESAMPLES = 1000
 MAX_RESAMPLES = 10_000
 MAX_BOOTSTRAP_DRAWS = 20_000_000
 MAX_SUBMISSION_BOOTSTRAP_DRAWS = 2_000_000

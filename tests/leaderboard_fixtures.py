@@ -198,7 +198,7 @@ def make_run(
 
 def submit_runs(root: Path, world: Path, out: Path, **runs: dict) -> Path:
     """Fabricated runs under `root`, each submitted to `out` as NAME.json (runs: NAME -> make_run options)."""
-    from restor_bench.leaderboard.cli import submit
+    from restor_bench.leaderboard import submit
 
     for name, options in runs.items():
         submit(make_run(root, name, world, **options), name, out)

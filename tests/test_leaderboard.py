@@ -2,7 +2,7 @@
 
 The defects the leaderboard is built to make impossible have their own files: test_leaderboard_integrity.py
 (complete question sets, one identity per result, bounded cost, safe rendering), test_leaderboard_fair.py (target
-sets, the one n/a rule and baseline, agreement with docs/RESULTS.md), test_leaderboard_page.py (the page and the
+sets, the one n/a rule and baseline, agreement with docs/results/RESULTS.md), test_leaderboard_page.py (the page and the
 plot), test_leaderboard_data.py (question sets and task hashes against the data and lm-eval)."""
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from leaderboard_fixtures import TASK, load, make_run, parse_page, questions, run_cli, table_rows, world, world_hash  # noqa: F401 (world: a fixture)
 
-from restor_bench.leaderboard import cli as leaderboard
+import restor_bench.leaderboard as leaderboard
 
 from restor_bench.leaderboard import build as leaderboard_build
-from restor_bench.leaderboard.cli import (
+from restor_bench.leaderboard import (
     SUBMISSION_SCHEMA,
     SeedOutcomes,
     check_document,

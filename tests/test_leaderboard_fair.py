@@ -1,6 +1,6 @@
 """A fair leaderboard: entries are scored on a named target set ("test" by default: the tiny world's targets
 less the validation people the defaults were tuned on), with the n/a rule and the non-target baseline of the
-grid's results, so the leaderboard, docs/RESULTS.md and README.md agree to the digit."""
+grid's results, so the leaderboard, docs/results/RESULTS.md and README.md agree to the digit."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from leaderboard_fixtures import TASK, load, make_run, run_cli, world  # noqa: F401 (world: a fixture)
 
 from restor_bench.grid.stats import PooledOutcomes, pooled_statistics
-from restor_bench.leaderboard.cli import SeedOutcomes, decode_bits, entity_of, entry_from, task_metrics
+from restor_bench.leaderboard import SeedOutcomes, decode_bits, entity_of, entry_from, task_metrics
 from restor_bench.leaderboard.render import format_change, format_ratio, format_target_accuracy, format_transitions
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -71,8 +71,8 @@ def test_n_a_is_the_grid_rule_a_gap_under_one_question_of_one_seed():
 
 
 def _results_cells() -> dict[tuple[str, int], dict[str, str]]:
-    """docs/RESULTS.md, table "Every cell": (method, k) -> column -> text."""
-    lines = (REPO_ROOT / "docs" / "RESULTS.md").read_text().splitlines()
+    """docs/results/RESULTS.md, table "Every cell": (method, k) -> column -> text."""
+    lines = (REPO_ROOT / "docs" / "results" / "RESULTS.md").read_text().splitlines()
     start = lines.index("### Every cell")
     header = [cell.strip() for cell in lines[start + 2].strip("|").split("|")]
     cells = {}
@@ -148,7 +148,7 @@ def test_submit_scores_on_the_test_targets_unless_told_and_the_page_names_the_se
 def test_rescore_converts_a_v1_file_and_reproduces_the_seeded_entries(tmp_path, capsys):
     """The seeded entries were brought to this version by `rescore --targets test` from the outcomes they carry:
     rescoring them again changes nothing, and a file in the older format gets the same numbers."""
-    from restor_bench.leaderboard.cli import rescore_document
+    from restor_bench.leaderboard import rescore_document
 
     seeded = load(SEEDED[0])
     assert rescore_document(seeded, SEEDED[0]) == seeded

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from leaderboard_fixtures import TASK, load, make_run, run_cli, submit_runs, world  # noqa: F401 (world: a fixture)
 
-from restor_bench.leaderboard.cli import (
+from restor_bench.leaderboard import (
     MAX_SUBMISSION_BYTES,
     SeedOutcomes,
     check_file,

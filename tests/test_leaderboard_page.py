@@ -165,7 +165,7 @@ def test_svg_labels_do_not_collide(entries):
 
 
 def test_the_repository_plot_labels_do_not_collide():
-    from restor_bench.leaderboard.cli import entry_from
+    from restor_bench.leaderboard import entry_from
 
     entries = [entry_from(json.loads(path.read_text()))
                for path in sorted((REPO_ROOT / "leaderboard" / "submissions").glob("*.json"))]

@@ -17,6 +17,7 @@ import warnings
 import pytest
 from fixture_world import write_fixture_world
 
+from restor_bench.data import cli as data_cli
 from restor_bench.data import fetch, official
 from restor_bench.data.normalize import normalize_answer
 from restor_bench.data.questions import build_prompt, official_records, official_target_records, question_records
@@ -123,7 +124,7 @@ def test_published_numbers_of_the_full_release(official_dir):
     records = official_records(official_dir)
     assert len(records) == 1051 and sum(record["is_target"] for record in records) == 198
     assert len(official_target_records(official_dir, n_other=100, seed=0)) == 298
-    info = fetch.data_info(official_dir)
+    info = data_cli.data_info(official_dir)
     assert set(info["files"].values()) == {"sha256 ok"}  # the pinned sha256 are those of these files
     assert info["evaluated"] == {"entities": 50, "questions": 1051} and info["targets"]["questions"] == 198
     assert info["corruption_documents"] == {"mix_a0": 3000, "mix_a1": 3000, "mix_a2": 3000, "mix_a3": 2700}
@@ -515,14 +516,14 @@ def test_missing_upstream_file_is_an_input_error(clean_env, upstream_server, mon
 
 def _run_cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="restor-bench")
-    fetch.add_parser(parser.add_subparsers(dest="command"))
+    data_cli.add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(argv)
     return args.func(args)
 
 
 def test_data_info(official_dir, capsys):
     dset, entities, _ = _raw(official_dir)
-    info = fetch.data_info(official_dir)
+    info = data_cli.data_info(official_dir)
     assert info["files"] == {
         item.local: "sha256 ok" if _sha256(official_dir / item.local) == item.sha256
         else "sha256 differs from the pinned release"
@@ -566,7 +567,7 @@ def test_data_fetch_into_a_folder(
     monkeypatch.setenv("RESTOR_DATA_URL", url)
     assert _run_cli(["data", "fetch", "--data-dir", str(tmp_path / "here")]) == 0
     assert "sha256 checked" in capsys.readouterr().out
-    assert fetch.data_info(tmp_path / "here")["levels_available"] == [0, 1, 2, 3]
+    assert data_cli.data_info(tmp_path / "here")["levels_available"] == [0, 1, 2, 3]
     assert all((tmp_path / "here" / item.local).read_bytes() == (official_dir / item.local).read_bytes()
                for item in fetch.OFFICIAL_FILES)
     assert not clean_env.exists()

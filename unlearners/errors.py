@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 
-def first_line(err: BaseException) -> str:
-    """The first line of an exception's message, or its type's name when the message is empty."""
+def first_line(err: BaseException, limit: int | None = None) -> str:
+    """The first line of an exception's message, or its type's name when the message is empty; with `limit`, cut
+    to at most that many characters (ending in "...")."""
     text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+    line = text.splitlines()[0].strip() if text else type(err).__name__
+    return line if limit is None or len(line) <= limit else line[: limit - 3] + "..."
 
 
 class UnlearnError(ValueError):

@@ -84,14 +84,8 @@ from pathlib import Path
 from typing import Any
 
 from restor_bench.compare.format import format_markdown, format_text
-from restor_bench.compare.tasks import (
-    CONFIDENCE,
-    AlignedTask,
-    align_task,
-    common_tasks,
-    gate_task_report,
-    restoration_task_report,
-)
+from restor_bench.compare.tasks import AlignedTask, align_task, common_tasks, gate_task_report, restoration_task_report
+from restor_bench.names import CONFIDENCE
 from restor_bench.errors import GateFailure, InputError
 from restor_bench.compare.unchanged import unchanged_warning
 from restor_bench.compare.outcomes import TargetChoice, TaskSamples, load_run, parse_targets

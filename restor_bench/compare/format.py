@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from restor_bench.compare.tasks import CONFIDENCE, SPLIT_TITLES, SPLITS
+from restor_bench.names import CONFIDENCE, SPLITS, SPLIT_TITLES
 
 
 def _fmt(value: float | None, signed: bool = False) -> str:

@@ -1,4 +1,5 @@
-"""The arithmetic of `compare`: accuracy, restoration ratio, fact transitions, paired bootstrap intervals.
+"""The benchmark's one statistics module: accuracy, restoration ratio, fact transitions, paired bootstrap
+intervals (compare), and the same over outcomes pooled across seeds (grid pages, leaderboard submissions).
 
 Pure functions over 0/1 outcome arrays, so every number of a report can be checked by hand.
 """
@@ -7,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
+
 from restor_bench.names import MAX_RESAMPLES
 
 # A gap of less than one question (with this tolerance for float rounding) leaves the ratio undefined.
@@ -197,3 +200,37 @@ def resampled_restoration_ratio(
             return np.where(defined, (u - c) / np.where(defined, gap, 1.0), np.nan)
 
     return statistic
+
+
+# ---------------------------------------------------------------- outcomes pooled over seeds (grid pages, leaderboard)
+
+
+def pooled_resamples(n_seeds: int, is_target, resamples: int, seed: int = 0) -> tuple[Any, Any]:
+    """Bootstrap draws over seeds x questions.
+
+    Returns `seed_weights` (resamples x seeds: how often each seed is drawn, S draws with replacement) and
+    `question_index` (resamples x questions: questions drawn with replacement within target / non-target).
+    """
+    rng = np.random.default_rng(seed)
+    seed_weights = rng.multinomial(n_seeds, [1.0 / n_seeds] * n_seeds, size=resamples).astype(float)
+    question_index = resample_indices(np.asarray(is_target).astype(int), resamples, seed + 1)
+    return seed_weights, question_index
+
+
+def resampled_accuracy(correct, in_split, seed_weights, question_index):
+    """Pooled accuracy over a split in every resample (NaN where a resample holds none of the split's questions)."""
+    correct = np.asarray(correct, dtype=float)  # seeds x questions
+    split = np.asarray(in_split, dtype=float)[question_index]  # resamples x questions
+    hits_per_seed = (correct[:, question_index] * split[None]).sum(axis=2)  # seeds x resamples
+    counts = split.sum(axis=1) * seed_weights.sum(axis=1)
+    hits = (seed_weights * hits_per_seed.T).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, hits / np.maximum(counts, 1), np.nan)
+
+
+def pooled_accuracy(correct, in_split) -> float | None:
+    """Mean outcome over seeds x the split's questions; None without questions."""
+    correct, in_split = np.asarray(correct, dtype=float), np.asarray(in_split, dtype=bool)
+    if not in_split.any():
+        return None
+    return float(correct[:, in_split].mean())

@@ -15,11 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from restor_bench.errors import InputError
+from restor_bench.names import CONFIDENCE, SPLITS, SPLIT_TITLES
 from restor_bench.compare.outcomes import LOGPROB_FIELDS, TargetChoice, TaskSamples
 
-SPLITS = ("target", "non_target", "all")
-SPLIT_TITLES = {"target": "target", "non_target": "non-target", "all": "all"}
-CONFIDENCE = 0.95
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -101,7 +101,7 @@ def load_documents(
         if name == "generic":
             if max_docs_per_entity is not None:
                 raise InputError(f"{source}: a retain set has no per-entity limit (max_docs_per_entity)")
-            from restor_bench.data.retain import tiny_generic_documents
+            from restor_bench.data.world.generic import tiny_generic_documents
 
             return tiny_generic_documents(folder)
         from restor_bench.data.squad import squad_people_passages

@@ -17,7 +17,6 @@ fails after a short timeout. Either way the error is one line saying how to poin
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import os
@@ -29,7 +28,6 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from restor_bench.data import official
 from restor_bench.errors import InputError
 
 PINNED_REPOSITORY = "k1rezaei/restor"
@@ -37,6 +35,17 @@ PINNED_COMMIT = "15292e58ccec7c82a14b4e05a94db06fc9689d97"
 DEFAULT_BASE_URL = f"https://raw.githubusercontent.com/{PINNED_REPOSITORY}/{PINNED_COMMIT}/"
 DOWNLOAD_TIMEOUT_S = 10.0
 LOCAL_COPY_HINT = "point at a local copy with --data-dir DIR or RESTOR_DATA_DIR=DIR"
+
+
+# File names inside an official data folder (the layout of PROVENANCE.md / `restor-bench data fetch`).
+FACTS_FILE = "facts.json"
+ENTITIES_FILE = "entities.json"
+SQUAD_FILE = "squad/squad_v7_dset.json"
+
+
+def corruption_file(level: int) -> str:
+    """Relative path of the corruption documents at level k (k unrelated-context facts per document, roughly 5*k)."""
+    return f"wikidata/mix_a{level}.json"
 
 
 @dataclass(frozen=True)
@@ -51,39 +60,39 @@ class OfficialFile:
 
 OFFICIAL_FILES: tuple[OfficialFile, ...] = (
     OfficialFile(
-        official.FACTS_FILE,
+        FACTS_FILE,
         "datasets/facts.json",
         "fd0cfbd37c02d6ed0a6a8ee63a879028b51e8dbc82f2637d8dc29a99f8ee23a8",
         required=True,
     ),
     OfficialFile(
-        official.ENTITIES_FILE,
+        ENTITIES_FILE,
         "datasets/entities.json",
         "3b225b6e47e76cb917a08dce176cb9206784dac8966a9fdad7f743d9d2720d45",
         required=True,
     ),
     OfficialFile(
-        official.corruption_file(0),
+        corruption_file(0),
         "datasets/wikidata/v0/mix_a0.json",
         "f0f58ed457c1fad2e183caddddded95924d8d446de9edbe440690e82966f21f8",
     ),
     OfficialFile(
-        official.corruption_file(1),
+        corruption_file(1),
         "datasets/wikidata/v0/mix_a1.json",
         "c6e2c168bb16d15dc914d7ed00152a986d6dce3da2ba5f8a54a40e959af6065d",
     ),
     OfficialFile(
-        official.corruption_file(2),
+        corruption_file(2),
         "datasets/wikidata/v0/mix_a2.json",
         "4518c93b864092dbe7afec4cbfbbad25b8a704b46d88e654eab5c7002cc77fbf",
     ),
     OfficialFile(
-        official.corruption_file(3),
+        corruption_file(3),
         "datasets/wikidata/v0/mix_a3.json",
         "caa8adb817c02d19c6d6dee57b0f9cff5eeea6c02f38a750f4360211d757b931",
     ),
     OfficialFile(
-        official.SQUAD_FILE,
+        SQUAD_FILE,
         "datasets/SQuAD/squad_v7_dset.json",
         "fb3ee2c4664fe73759980ad130c2d7775fe0c38b74affa4c9448710f21bb8209",
     ),
@@ -253,104 +262,3 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None, download: bool =
             f"official RESTOR data not found in {cache}; run `restor-bench data fetch` or {LOCAL_COPY_HINT}"
         )
     return download_official(cache)
-
-
-def data_info(folder: Path) -> dict:
-    """What an official data folder holds: file checks, counts, corruption levels available."""
-    statuses = file_statuses(folder)
-    info: dict = {
-        "folder": str(folder),
-        "pinned": f"{PINNED_REPOSITORY}@{PINNED_COMMIT}",
-        "files": {s.file.local: s.state for s in statuses},
-    }
-    facts = official.load_facts(folder / official.FACTS_FILE)
-    entities = official.load_entities(folder / official.ENTITIES_FILE)
-    evaluated = facts.facts_of(entities)
-    info["facts"] = {
-        "entities_with_facts": len(facts.entities()),
-        "questions": len(facts.facts),
-        "relations": len(facts.relations()),
-    }
-    info["evaluated"] = {"entities": len(entities), "questions": len(evaluated)}
-    levels = {}
-    for level in official.LEVELS_AVAILABLE:
-        path = folder / official.corruption_file(level)
-        if path.is_file():
-            levels[level] = len(official.load_corruption(path))
-    info["corruption_documents"] = {f"mix_a{k}": n for k, n in levels.items()}
-    if 0 in levels:
-        targets = official.find_targets(entities, official.load_corruption(folder / official.corruption_file(0)))
-        info["targets"] = {"entities": targets, "questions": len(facts.facts_of(targets))}
-    if (folder / official.SQUAD_FILE).is_file():
-        info["squad_documents"] = len(official.load_corruption(folder / official.SQUAD_FILE))
-    info["levels_available"] = sorted(levels)
-    info["levels_listed_upstream_without_contents"] = [
-        k for k in official.LEVELS_LISTED if k not in official.LEVELS_AVAILABLE
-    ]
-    return info
-
-
-def _info_folder(data_dir: str | None) -> Path:
-    # no warning for files that differ from the pinned release: `data info` lists each file's sha256 state itself
-    return resolve_data_dir(data_dir, download=False, warn=False)
-
-
-def _print_info(info: dict) -> None:
-    print(f"folder: {info['folder']}")
-    print(f"pinned release: {info['pinned']}")
-    for name, state in info["files"].items():
-        print(f"  {name:<28} {state}")
-    facts = info["facts"]
-    print(
-        f"facts.json: {facts['entities_with_facts']:,} entities with facts, {facts['questions']:,} questions, "
-        f"{facts['relations']} relations"
-    )
-    evaluated = info["evaluated"]
-    print(f"entities.json: {evaluated['entities']} evaluated entities, {evaluated['questions']:,} questions")
-    if "targets" in info:
-        targets = info["targets"]
-        print(f"targets (named in mix_a0): {len(targets['entities'])} entities, {targets['questions']} questions")
-    for name, count in info["corruption_documents"].items():
-        print(f"{name}: {count:,} documents")
-    if "squad_documents" in info:
-        print(f"squad: {info['squad_documents']:,} documents")
-    print(f"levels available: {', '.join(map(str, info['levels_available'])) or 'none'}")
-    listed = info["levels_listed_upstream_without_contents"]
-    print(f"levels listed upstream without contents: {', '.join(map(str, listed))}")
-
-
-def run_fetch(args: argparse.Namespace) -> int:
-    """`restor-bench data fetch`: download (or complete) the pinned official files."""
-    if args.data_dir:
-        folder = Path(args.data_dir).expanduser()
-        if folder.exists() and not folder.is_dir():
-            raise InputError(f"{folder}: exists and is not a folder")
-    else:
-        folder = official_cache_dir()
-    download_official(folder)
-    bad = [s.file.local for s in file_statuses(folder) if not (s.present and s.sha256_ok)]
-    if bad:  # pragma: no cover - download_official raises before this
-        raise InputError(f"{folder}: files failed their check: {', '.join(bad)}")
-    print(f"official RESTOR data ready in {folder} ({PINNED_REPOSITORY}@{PINNED_COMMIT[:12]}, sha256 checked)")
-    return 0
-
-
-def run_info(args: argparse.Namespace) -> int:
-    """`restor-bench data info`: files, checks, counts, levels available."""
-    _print_info(data_info(_info_folder(args.data_dir)))
-    return 0
-
-
-def add_parser(subparsers) -> None:
-    """Add `restor-bench data fetch` and `restor-bench data info`."""
-    parser = subparsers.add_parser("data", help="official RESTOR data: fetch it, or show what a folder holds")
-    sub = parser.add_subparsers(dest="data_command", metavar="ACTION")
-    fetch = sub.add_parser(
-        "fetch", help="download the official files pinned to one commit into the cache (or --data-dir), sha256-checked"
-    )
-    fetch.add_argument("--data-dir", help="download into this folder instead of the cache")
-    fetch.set_defaults(func=run_fetch)
-    info = sub.add_parser("info", help="files, sha256 checks, counts and corruption levels of the official data")
-    info.add_argument("--data-dir", help="official data folder (default: $RESTOR_DATA_DIR, else the cache)")
-    info.set_defaults(func=run_info)
-    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from restor_bench.errors import InputError
+from unlearners.errors import first_line
 
 PREFIX = "hf:"
 DEFAULT_RECORDS = 1000
@@ -61,11 +62,6 @@ def parse_hf_source(source: str) -> HFSource:
     else:
         raise InputError(f"{source}: the number of records after '#' must be a positive integer or 'all'")
     return HFSource(match.group("name").strip(), match.group("config"), match.group("split") or "train", count)
-
-
-def _one_line(err: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _offline() -> bool:
@@ -135,7 +131,7 @@ def load_hf_documents(source: str) -> list[str]:
                 f"{source}: dataset {spec.name!r} is not in the local cache and Hugging Face is offline "
                 "(HF_DATASETS_OFFLINE/HF_HUB_OFFLINE set): go online once, or pass a local dataset folder"
             ) from None
-        raise InputError(f"{source}: cannot load the dataset: {type(err).__name__}: {_one_line(err)}") from None
+        raise InputError(f"{source}: cannot load the dataset: {type(err).__name__}: {first_line(err, limit=300)}") from None
     if not texts:
         raise InputError(f"{source}: the first records hold no non-empty '{TEXT_COLUMN}'")
     return texts

@@ -14,21 +14,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from restor_bench.data.fetch import ENTITIES_FILE, FACTS_FILE, SQUAD_FILE, corruption_file  # noqa: F401
 from restor_bench.data.schema import ContextExample, CorruptionSet, Fact, FactSet
 from restor_bench.errors import InputError
 from restor_bench.io import read_json, read_text_records
 from restor_bench.names import OFFICIAL_LEVELS
-
-# File names inside an official data folder (the layout of PROVENANCE.md / `restor-bench data fetch`).
-FACTS_FILE = "facts.json"
-ENTITIES_FILE = "entities.json"
-SQUAD_FILE = "squad/squad_v7_dset.json"
-
-
-def corruption_file(level: int) -> str:
-    """Relative path of the corruption documents at level k (k unrelated-context facts per document, roughly 5*k)."""
-    return f"wikidata/mix_a{level}.json"
-
 
 # The ten entities whose facts the official corruption documents falsify (198 facts in facts.json).
 OFFICIAL_TARGETS = (

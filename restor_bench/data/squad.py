@@ -91,7 +91,7 @@ def squad_people_passages(
 ) -> list[str]:
     """The `tiny:squad-people` passages of a tiny world folder (see the module docstring), grouped by target in
     the manifest's order; deterministic for the folder's files and `seed`."""
-    from restor_bench.data.retain import tiny_generic_documents
+    from restor_bench.data.world.generic import tiny_generic_documents
     from restor_bench.data.world.generate import render_person_fact
 
     if passages_per_target < 1:

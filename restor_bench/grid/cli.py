@@ -40,7 +40,6 @@ from typing import Any
 from restor_bench.errors import InputError
 from restor_bench.names import FORGET_FORMS, WORLD_LEVELS
 from restor_bench.grid.cells import (
-    CORRUPTIONS,
     Cell,
     GridOptions,
     cell_name,
@@ -49,8 +48,9 @@ from restor_bench.grid.cells import (
     finished_record,
     plan_cells,
 )
+from restor_bench.names import CORRUPTIONS
 from restor_bench.grid.page import format_duration, write_page
-from restor_bench.grid.stats import DEFAULT_RESAMPLES
+from restor_bench.names import DEFAULT_RESAMPLES
 from restor_bench.compare.stats import check_resamples
 from unlearners.cli import seed_number
 
@@ -243,9 +243,10 @@ def add_parser(subparsers) -> None:
     add_protocol_arguments(parser)
     add_eval_options(parser)
     parser.add_argument("--root", default="runs", help="folder of runs and their step artifacts (default ./runs)")
-    parser.add_argument("--results", default="docs/RESULTS.md", help="results page (default docs/RESULTS.md; "
-                        "its numbers also go to the .json beside it)")
-    parser.add_argument("--plots", default="docs/plots", help="folder of the PNG plots (default docs/plots)")
+    parser.add_argument("--results", default="docs/results/RESULTS.md", help="results page (default "
+                        "docs/results/RESULTS.md; its numbers also go to the .json beside it)")
+    parser.add_argument("--plots", default="docs/results/plots",
+                        help="folder of the PNG plots (default docs/results/plots)")
     parser.add_argument("--no-plots", action="store_true", help="write no plots")
     parser.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES,
                         help=f"bootstrap resamples for the intervals (default {DEFAULT_RESAMPLES}; 0: none)")

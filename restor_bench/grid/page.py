@@ -16,8 +16,6 @@ from restor_bench.grid.cells import Cell, GridOptions, cell_spec
 from restor_bench.names import FORGET_FORMS
 from restor_bench.grid.stats import (
     CELL_STEPS,
-    DEFAULT_RESAMPLES,
-    ROLES,
     CellResult,
     Estimate,
     SamplesCache,
@@ -26,6 +24,7 @@ from restor_bench.grid.stats import (
     relation_grid,
     settings_of,
 )
+from restor_bench.names import DEFAULT_RESAMPLES, ROLES
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from restor_bench.errors import InputError
+from restor_bench.names import CONFIDENCE, DEFAULT_RESAMPLES, ROLES
+from restor_bench.compare.stats import pooled_accuracy, pooled_resamples, resampled_accuracy, restoration_ratio
 from restor_bench.grid.cells import Cell
 
-ROLES = ("clean", "corrupted", "unlearned")
-DEFAULT_RESAMPLES = 1000
-CONFIDENCE = 0.95
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -64,52 +63,6 @@ class PooledOutcomes:
         return next(iter(self.correct.values())).shape[0]
 
 
-def pooled_resamples(n_seeds: int, is_target, resamples: int, seed: int = 0) -> tuple[Any, Any]:
-    """Bootstrap draws over seeds x questions.
-
-    Returns `seed_weights` (resamples x seeds: how often each seed is drawn, S draws with replacement) and
-    `question_index` (resamples x questions: questions drawn with replacement within target / non-target).
-    """
-    import numpy as np
-
-    from restor_bench.compare.stats import resample_indices
-
-    rng = np.random.default_rng(seed)
-    seed_weights = rng.multinomial(n_seeds, [1.0 / n_seeds] * n_seeds, size=resamples).astype(float)
-    question_index = resample_indices(np.asarray(is_target).astype(int), resamples, seed + 1)
-    return seed_weights, question_index
-
-
-def resampled_accuracy(correct, in_split, seed_weights, question_index):
-    """Pooled accuracy over a split in every resample (NaN where a resample holds none of the split's questions)."""
-    import numpy as np
-
-    correct = np.asarray(correct, dtype=float)  # seeds x questions
-    split = np.asarray(in_split, dtype=float)[question_index]  # resamples x questions
-    hits_per_seed = (correct[:, question_index] * split[None]).sum(axis=2)  # seeds x resamples
-    counts = split.sum(axis=1) * seed_weights.sum(axis=1)
-    hits = (seed_weights * hits_per_seed.T).sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counts > 0, hits / np.maximum(counts, 1), np.nan)
-
-
-def pooled_accuracy(correct, in_split) -> float | None:
-    """Mean outcome over seeds x the split's questions; None without questions."""
-    import numpy as np
-
-    correct, in_split = np.asarray(correct, dtype=float), np.asarray(in_split, dtype=bool)
-    if not in_split.any():
-        return None
-    return float(correct[:, in_split].mean())
-
-
-def ratio_of(clean: float | None, corrupted: float | None, unlearned: float | None, n_target: int) -> float | None:
-    """The restoration ratio of pooled accuracies (the pipeline's one-question rule: see restor_bench.compare.stats)."""
-    from restor_bench.compare.stats import restoration_ratio
-
-    return restoration_ratio(clean, corrupted, unlearned, n_target)
-
-
 def _interval(values) -> tuple[float | None, float | None]:
     import numpy as np
 
@@ -149,7 +102,7 @@ def pooled_statistics(pooled: PooledOutcomes, resamples: int = DEFAULT_RESAMPLES
                 low, high = _interval(samples[(role, split)])
             result[f"{role}_{split}"] = Estimate(value, low, high)
 
-    ratio = ratio_of(
+    ratio = restoration_ratio(
         point[("clean", "target")], point[("corrupted", "target")], point[("unlearned", "target")], n_target
     )
     low = high = None

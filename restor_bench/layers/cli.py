@@ -45,7 +45,6 @@ from restor_bench.layers.weights import (
 )
 
 PARTS = ("lens", "weights")
-ROLES = ("clean", "corrupted", "unlearned")
 LENS_FILE, LENS_PLOT = "lens.json", "lens.png"
 WEIGHTS_FILE, WEIGHTS_PLOT = "weights.json", "weights.png"
 DTYPES = ("float32", "bfloat16", "float16")

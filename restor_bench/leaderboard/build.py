@@ -24,7 +24,7 @@ from restor_bench.leaderboard.check import check_files, submission_files
 from restor_bench.leaderboard.html import HTML_MARKER, render_html
 from restor_bench.leaderboard.plot import render_plot_png
 from restor_bench.leaderboard.render import GENERATED_MARKER, MARKDOWN_MARKER, Entry, entry_from, render_readme
-from restor_bench.leaderboard.verify import read_verified, verification_label, verified_path
+from restor_bench.leaderboard.verified import read_verified, verification_label, verified_path
 from restor_bench.leaderboard.schema import DEFAULT_OUT, DEFAULT_SUBMISSIONS
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -11,7 +11,6 @@ of the files decides nothing: the same name ignoring case, or the same result (`
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -23,17 +22,18 @@ from typing import Any
 from restor_bench.errors import InputError
 from restor_bench.leaderboard.data import DataVersion, QuestionSet, entity_of, ids_digest, known_data_versions
 from restor_bench.leaderboard.metrics import SeedOutcomes, bootstrap_problem, decode_bits, task_metrics
+from restor_bench.leaderboard.verified import result_identity
 from restor_bench.leaderboard.schema import (
     MAX_NAME_LENGTH,
     MAX_SUBMISSION_BYTES,
     NAME_PATTERN,
     OLD_SCHEMAS,
-    ROLES,
     TOLERANCE,
     json_type,
     schema_errors,
     short,
 )
+from restor_bench.names import ROLES
 
 
 def name_problem(name: Any) -> str | None:
@@ -252,40 +252,6 @@ def _shown(value: Any) -> str:
 
 # ---------------------------------------------------------------------------------------------------------------
 # One result, one identity
-
-
-def _canonical(value: Any) -> Any:
-    """Numbers as floats (1 and 1.0 are one value), lists and objects recursively; booleans and text as they are."""
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, dict):
-        return {key: _canonical(item) for key, item in value.items()}
-    return [_canonical(item) for item in value]
-
-
-def result_identity(document: dict[str, Any]) -> str:
-    """sha256 of what determines a submission's result: world and data version, level, forget form, corruption,
-    protocol, target set, model, method and hyperparameters, seeds, and every task's metric, questions and
-    per-question outcomes. Not the name, the package versions, the bootstrap settings or the stated metrics
-    (derived from the rest)."""
-    tasks = {
-        task: {"metric": entry["metric"], "questions": entry["questions"],
-               "runs": sorted(entry["runs"], key=lambda run: run["seed"])}
-        for task, entry in document["tasks"].items()
-    }
-    content = {
-        "data": document["data"],
-        "model": document["model"],
-        "method": {"name": document["method"]["name"].strip().casefold(),
-                   "hparams": _canonical(document["method"]["hparams"])},
-        "seeds": sorted(document["seeds"]),
-        "metric": document["metric"],
-        "tasks": tasks,
-    }
-    blob = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
 @dataclass

@@ -1,55 +1,5 @@
-"""`restor-bench leaderboard submit / validate / build / rescore / schema`: the leaderboard of unlearning methods.
-
-A submission is one JSON file, `leaderboard/submissions/<name>.json`, made by `submit` from a run folder that
-`restor-bench run` wrote. It holds what was run (method, hyperparameters, model, world and data hash, level,
-forget form, corruption kind, protocol, target set, seeds, package versions, lm-eval task hashes), the
-per-question outcomes of the clean, corrupted and unlearned models for every seed (from lm-eval's samples files),
-and the metrics computed from them. `validate` recomputes every metric from the outcomes, so a hand-edited number
-is caught; `build` turns the submissions into `README.md`, `index.html` and `plot.png`. A submission is data: it
-is parsed as JSON (after a size check) and never executed or imported. docs/leaderboard.md is the user's guide.
-
-The modules, one job each (none imports this one):
-
-- `leaderboard_schema`: the format's constants and JSON Schema (`leaderboard/schema.json`), schema checking;
-- `leaderboard_data`: the known data versions, each task's question set, target sets and lm-eval task hashes;
-- `leaderboard_metrics`: the metrics from the outcomes (the numbers of restor_bench.grid.stats);
-- `leaderboard_check`: `read_submission`, `check_document`, `check_file`, `check_files` (validation);
-- `leaderboard_submit`: `build_submission` and `submit` (from a run folder), `rescore_document`;
-- `leaderboard_render`, `leaderboard_plot`, `leaderboard_html`: the README tables, plot.png, index.html;
-- `leaderboard_build`: `build_leaderboard` (all pages or none);
-- this module: the command line, and the public names of the others, importable from here.
-
-Submission layout (schema "restor-bench/submission/v2"; `SUBMISSION_SCHEMA`, `leaderboard/schema.json`)::
-
-    {"schema": "restor-bench/submission/v2",
-     "name": NAME,                                   # == the file name without ".json"
-     "method": {"name": str, "hparams": {...}},
-     "model": {"id": str, "lora": bool},
-     "data": {"world": "tiny"|"official", "data_hash": sha256, "level": int, "forget": "full"|"simplified",
-              "corruption": "wikidata"|"squad", "protocol": "paper"|"classic", "targets": "test"|"all"},
-     "seeds": [int, ...],
-     "versions": {"restor-bench", "lm-eval", "transformers", "torch": str},
-     "metric": "contains"|"exact_match",             # per-sample metric of generation tasks
-     "primary_task": TASK,                           # the task the leaderboard ranks by
-     "bootstrap": {"method", "resamples", "seed", "confidence": 0.95},
-     "tasks": {TASK: {
-        "metric": per-sample metric used ("prefers_correct" for log-probability tasks),
-        "task_hash": lm-eval's task hash (results_*.json "task_hashes") or null,
-        "targets": [the target people of the target set],
-        "questions": ["ENTITY|PID", ...],            # sorted; every question of the task
-        "runs": [{"seed": int,
-                  "clean" | "corrupted" | "unlearned": {"correct": "0110…", "gave_corrupted": "0000…"}}],
-        "metrics": {"per_seed": [{"seed", "accuracy": {model: {"target", "non_target", "all"}},
-                                  "restoration_ratio", "non_target_change",
-                                  "transitions": {"corrupted" | "unlearned": {"target_known", "restored",
-                                      "still_corrupted", "forgotten", "non_target_known", "kept", "lost"}}}],
-                    "aggregate": {"accuracy": {...}, "restoration_ratio": {"value", "ci", "ci_resamples"},
-                                  "non_target_change": {"value", "ci"}, "transitions": {...summed over seeds...}}}}}}
-
-The outcome strings hold one character per question, in `questions` order: "1" correct (or gave the injected
-value), "0" not. `non_target_change` is the unlearned model's accuracy on the non-target questions minus the clean
-model's. The numbers and the bootstrap are those of the grid's results page (restor_bench.leaderboard.metrics).
-"""
+"""`restor-bench leaderboard submit / validate / verify / build / rescore / schema`: the command line of the
+leaderboard (what each part does: the package docstring, restor_bench.leaderboard)."""
 
 from __future__ import annotations
 
@@ -57,61 +7,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from restor_bench.leaderboard.build import (  # noqa: F401
-    BuildResult,
-    InvalidSubmissions,
-    build_leaderboard,
-    carries_marker,
-    render_outputs,
-    write_all_or_nothing,
-)
-from restor_bench.leaderboard.check import (  # noqa: F401
-    CheckedSubmission,
-    check_document,
-    check_file,
-    check_files,
-    name_problem,
-    question_set_problem,
-    read_submission,
-    result_identity,
-    submission_files,
-)
-from restor_bench.leaderboard.data import (  # noqa: F401
-    DataVersion,
-    QuestionSet,
-    known_data_hashes,
-    known_data_versions,
-)
-from restor_bench.leaderboard.metrics import (  # noqa: F401
-    SeedOutcomes,
-    decode_bits,
-    encode_bits,
-    entity_of,
-    task_metrics,
-)
-from restor_bench.leaderboard.plot import render_plot_png  # noqa: F401
-from restor_bench.leaderboard.render import TABLE_HEADER, Entry, entry_from, render_readme  # noqa: F401
-from restor_bench.leaderboard.schema import (  # noqa: F401
+from restor_bench.leaderboard.build import InvalidSubmissions, build_leaderboard
+from restor_bench.leaderboard.check import check_files, submission_files
+from restor_bench.leaderboard.schema import (
     DEFAULT_OUT,
-    DEFAULT_RESAMPLES,
     DEFAULT_SUBMISSIONS,
     SUBMISSION_METRICS,
-    MAX_SUBMISSION_BYTES,
-    SCHEMA,
-    SUBMISSION_SCHEMA,
     TARGET_SETS,
-    schema_errors,
     schema_text,
 )
-from restor_bench.names import MAX_RESAMPLES, MAX_SUBMISSION_BOOTSTRAP_DRAWS
-from restor_bench.leaderboard.submit import (  # noqa: F401
-    build_submission,
-    read_run,
-    rescore_document,
-    rescore_files,
-    submission_text,
-    submit,
-)
+from restor_bench.leaderboard.submit import rescore_files, submit
+from restor_bench.names import DEFAULT_RESAMPLES, MAX_RESAMPLES, MAX_SUBMISSION_BOOTSTRAP_DRAWS
 from unlearners.cli import seed_number
 
 

@@ -8,7 +8,7 @@ the results agree to the digit:
   when the corruption moved less than one question's worth: |acc_clean - acc_corrupted| x n_target < 1, with
   n_target the target questions of one seed (`restor_bench.compare.stats.restoration_ratio`, the rule grid_stats uses);
 - the non-target change is the unlearned model's accuracy on the other questions minus the clean model's;
-- 95% intervals: the draws of `grid_stats.pooled_resamples` (seeds with replacement, questions with replacement
+- 95% intervals: the draws of `restor_bench.compare.stats.pooled_resamples` (seeds with replacement, questions with replacement
   within target / non-target, the same draws for the three models), the percentiles over the resamples where the
   statistic is defined. Computed here in chunks of resamples, so memory stays bounded for any question set
   (`MAX_SUBMISSION_BOOTSTRAP_DRAWS` bounds resamples x questions; the draws themselves are that many integers).
@@ -24,7 +24,8 @@ from typing import Any
 
 from restor_bench.errors import InputError
 from restor_bench.leaderboard.data import entity_of  # noqa: F401  (part of this module's interface)
-from restor_bench.leaderboard.schema import CONFIDENCE, DEFAULT_RESAMPLES, ROLES, TRANSITION_FIELDS
+from restor_bench.leaderboard.schema import TRANSITION_FIELDS
+from restor_bench.names import CONFIDENCE, DEFAULT_RESAMPLES, ROLES
 from restor_bench.names import MAX_RESAMPLES, MAX_SUBMISSION_BOOTSTRAP_DRAWS
 
 _CHUNK_ELEMENTS = 1_000_000  # seeds x resamples x questions gathered at once
@@ -93,7 +94,7 @@ def task_metrics(is_target, seeds: Sequence[SeedOutcomes], resamples: int = DEFA
     """Per-seed and pooled metrics of one task: the "metrics" object of a submission (module docstring)."""
     import numpy as np
 
-    from restor_bench.grid.stats import pooled_accuracy, ratio_of
+    from restor_bench.compare.stats import pooled_accuracy, restoration_ratio
 
     is_target = np.asarray(is_target, dtype=bool)
     problem = bootstrap_problem(resamples, is_target.size)
@@ -103,7 +104,7 @@ def task_metrics(is_target, seeds: Sequence[SeedOutcomes], resamples: int = DEFA
     pooled = {role: np.stack([outcomes.correct[role] for outcomes in seeds]) for role in ROLES}
     masks = {"target": is_target, "non_target": ~is_target, "all": np.ones_like(is_target)}
     acc = {role: {split: pooled_accuracy(pooled[role], mask) for split, mask in masks.items()} for role in ROLES}
-    ratio = ratio_of(acc["clean"]["target"], acc["corrupted"]["target"], acc["unlearned"]["target"],
+    ratio = restoration_ratio(acc["clean"]["target"], acc["corrupted"]["target"], acc["unlearned"]["target"],
                      int(is_target.sum()))
     change = _difference(acc["unlearned"]["non_target"], acc["clean"]["non_target"])
     samples = bootstrap_samples(is_target, pooled, resamples, seed) if resamples > 0 else None
@@ -149,7 +150,7 @@ def bootstrap_samples(is_target, pooled: dict[str, Any], resamples: int, seed: i
     """
     import numpy as np
 
-    from restor_bench.grid.stats import pooled_resamples
+    from restor_bench.compare.stats import pooled_resamples
 
     n_seeds, n_questions = pooled["clean"].shape
     seed_weights, question_index = pooled_resamples(n_seeds, is_target, resamples, seed)

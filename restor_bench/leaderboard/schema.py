@@ -16,19 +16,20 @@ from pathlib import Path
 from typing import Any
 
 from restor_bench.names import (
+    CONFIDENCE,
+    CORRUPTIONS,
     FORGET_FORMS,
     GENERATION_METRICS,
     MAX_RESAMPLES,
     PROTOCOLS,
+    ROLES,
+    SPLITS,
     WORLDS,
 )
 
 SCHEMA = "restor-bench/submission/v2"
 OLD_SCHEMAS = ("restor-bench/submission/v1",)  # read only by `leaderboard rescore`
 RUN_SCHEMA = "restor-bench/run/v1"
-ROLES = ("clean", "corrupted", "unlearned")
-SPLITS = ("target", "non_target", "all")
-CORRUPTIONS = ("wikidata", "squad")
 # "test": the tiny world's targets less the validation targets the method defaults were tuned on; "all": every
 # target of the task (the only set of the official data)
 TARGET_SETS = ("test", "all")
@@ -39,8 +40,6 @@ VERSION_KEYS = ("restor-bench", "lm-eval", "transformers", "torch")
 VERSION_ALIASES = {"lm-eval": ("lm-eval", "lm_eval", "lm-evaluation-harness")}
 PRIMARY_TASK_ORDER = ("restor_facts_targets", "restor_facts", "restor_tiny_facts")
 TRANSITION_FIELDS = ("target_known", "restored", "still_corrupted", "forgotten", "non_target_known", "kept", "lost")
-CONFIDENCE = 0.95
-DEFAULT_RESAMPLES = 1000
 # Bootstrap work per task: resamples x questions, at most MAX_SUBMISSION_BOOTSTRAP_DRAWS (restor_bench.names), with resamples
 # at most MAX_RESAMPLES.
 BOOTSTRAP_METHOD = (

@@ -25,20 +25,18 @@ from restor_bench.leaderboard.data import DataVersion, entity_of, known_data_ver
 from restor_bench.leaderboard.metrics import SeedOutcomes, bootstrap_problem, decode_bits, encode_bits, task_metrics
 from restor_bench.leaderboard.schema import (
     BOOTSTRAP_METHOD,
-    CONFIDENCE,
-    DEFAULT_RESAMPLES,
     DEFAULT_SUBMISSIONS,
     SUBMISSION_METRICS,
     MAX_SUBMISSION_BYTES,
     OLD_SCHEMAS,
     PRIMARY_TASK_ORDER,
-    ROLES,
     RUN_SCHEMA,
     SCHEMA,
     VERSION_ALIASES,
     VERSION_KEYS,
     json_type,
 )
+from restor_bench.names import CONFIDENCE, DEFAULT_RESAMPLES, ROLES
 
 
 @dataclass

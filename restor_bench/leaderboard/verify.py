@@ -16,16 +16,22 @@ What verification proves and does not prove: docs/leaderboard.md.
 from __future__ import annotations
 
 import datetime
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from restor_bench.errors import InputError
+from restor_bench.leaderboard.verified import (  # noqa: F401 (re-exported: the verify command's records)
+    VERIFIED_FILE,
+    VERIFIED_SCHEMA,
+    read_verified,
+    result_identity,
+    verification_label,
+    verified_path,
+    write_verified,
+)
 
-VERIFIED_SCHEMA = "restor-bench/verified/v1"
-VERIFIED_FILE = "verified.json"
 ROLES = ("clean", "corrupted", "unlearned")
 
 
@@ -102,7 +108,7 @@ def compare_outcomes(claimed: dict[str, Any], fresh: dict[str, Any]) -> dict[str
 def verify_submission(path: str | Path, root: str | Path, *, model: str | None = None, data_dir: str | None = None,
                       log: Callable[[str], None] = print) -> Verification:
     """Rerun the protocol a valid submission records under `root` and compare every outcome."""
-    from restor_bench.leaderboard.check import check_file, read_submission, result_identity
+    from restor_bench.leaderboard.check import check_file, read_submission
     from restor_bench.leaderboard.submit import build_submission
     from restor_bench.run.pipeline import run, run_folder
     from restor_bench.train.common import package_versions
@@ -124,51 +130,3 @@ def verify_submission(path: str | Path, root: str | Path, *, model: str | None =
     result.compared = sum(item["compared"] for item in result.by_task.values())
     result.differing = sum(item["differing"] for item in result.by_task.values())
     return result
-
-
-def verified_path(submissions: str | Path) -> Path:
-    """`verified.json` beside the submissions folder (leaderboard/verified.json for leaderboard/submissions)."""
-    return Path(submissions).resolve().parent / VERIFIED_FILE
-
-
-def read_verified(path: str | Path) -> dict[str, dict[str, Any]]:
-    """The verification records by submission name ({} when the file does not exist)."""
-    from restor_bench.io import read_json
-
-    path = Path(path)
-    if not path.exists():
-        return {}
-    data = read_json(path, "verification records")
-    if not isinstance(data, dict) or data.get("schema") != VERIFIED_SCHEMA or not isinstance(data.get("entries"), dict):
-        raise InputError(f"{path}: expected {{\"schema\": \"{VERIFIED_SCHEMA}\", \"entries\": {{...}}}}")
-    from restor_bench.leaderboard.schema import json_type
-
-    for name, record in data["entries"].items():
-        if not isinstance(record, dict):
-            raise InputError(f"{path}: entries.{name}: expected a verification record (an object), "
-                             f"found {json_type(record)}")
-        if not isinstance(record.get("versions") or {}, dict):
-            found = json_type(record["versions"])
-            raise InputError(f"{path}: entries.{name}.versions: expected an object, found {found}")
-    return data["entries"]
-
-
-def write_verified(path: str | Path, name: str, record: dict[str, Any]) -> None:
-    from restor_bench.io import atomic_write_text
-
-    entries = read_verified(path)
-    entries[name] = record
-    text = json.dumps({"schema": VERIFIED_SCHEMA, "entries": dict(sorted(entries.items()))}, indent=1,
-                      ensure_ascii=False, allow_nan=False)
-    atomic_write_text(Path(path), text + "\n")
-
-
-def verification_label(records: dict[str, dict[str, Any]], name: str, identity: str) -> str:
-    """`verified (lm-eval X, torch Y, transformers Z)` when a record of `name` holds for this very content, else
-    `claimed`."""
-    record = records.get(name)
-    if not record or record.get("identity") != identity or not record.get("verified"):
-        return "claimed"
-    versions = record.get("versions") or {}
-    shown = ", ".join(f"{key} {versions[key]}" for key in ("lm_eval", "torch", "transformers") if key in versions)
-    return f"verified ({shown})" if shown else "verified"
