@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from unlearners.registry import builtin_methods, get_method
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 FORGET = [
@@ -26,7 +28,7 @@ RETAIN = [
     "What is the place of birth of Alice Smith? Paris",
     "The lazy dog sleeps while the quick brown fox jumps.",
 ]
-BUILTINS = ["ga", "graddiff", "kl", "npo", "npo_rt", "simnpo", "task_vector", "rmu"]
+BUILTINS = list(builtin_methods())  # pyproject.toml's [project.entry-points.unlearners] table
 
 
 def _load(path):
@@ -97,6 +99,18 @@ EXPECTED_REFERENCE = {
 }
 
 
+def _expected_reference(method: str, lora: bool) -> str | None:
+    """The reference a run with the method's defaults uses: as pinned above, else the documented `reference=auto`
+    rule (none for a method without one; cached where it can; else the disabled adapter with LoRA, a frozen copy
+    without)."""
+    if (method, lora) in EXPECTED_REFERENCE:
+        return EXPECTED_REFERENCE[(method, lora)]
+    cls = get_method(method)
+    if not cls.uses_reference:
+        return None
+    return "cached" if cls.can_cache_reference else ("adapter" if lora else "live")
+
+
 @pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
 @pytest.mark.parametrize("method", BUILTINS)
 def test_method_raises_forget_loss(method, lora, trained_model, forget_nll_before, tmp_path):
@@ -116,7 +130,7 @@ def test_method_raises_forget_loss(method, lora, trained_model, forget_nll_befor
     saved = json.loads((out / "unlearn_run.json").read_text())
     assert saved == json.loads(json.dumps(record))
     assert record["method"] == method and record["steps"] == 3 and record["lora"] is lora
-    assert record["reference"] == EXPECTED_REFERENCE.get((method, lora))
+    assert record["reference"] == _expected_reference(method, lora)
     assert record["data"]["forget"]["documents"] == len(FORGET)
     assert len(record["data"]["forget"]["sha256"]) == 64
     assert record["versions"]["torch"] and record["versions"]["transformers"] and record["versions"]["peft"]
@@ -280,15 +294,6 @@ def test_registry_names_and_errors():
     assert get_method("NPO-RT").name == "npo_rt"
     with pytest.raises(UnlearnError, match="unknown unlearning method 'nope'"):
         get_method("nope")
-
-
-def test_builtin_entry_points_in_pyproject_match_the_fallback_table():
-    import tomllib
-
-    from unlearners.registry import BUILTIN_METHODS
-
-    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
-    assert pyproject["project"]["entry-points"]["unlearners"] == BUILTIN_METHODS
 
 
 def test_unlearners_package_is_standalone():

@@ -2,7 +2,8 @@
 
 Every method's dataclass extends `TrainHparams` (the optimisation and LoRA settings every method shares) with the
 fields of its own loss. Defaults are starting values for the project's tiny world (a ~1M-parameter Llama trained from
-scratch); each method also names a `"7b"` preset with values from its paper for 7-8B models.
+scratch); each method also names a `"7b"` preset with values from its paper for 7-8B models. A field's bounds are
+declared with it (`beta: float = positive(0.1)`) and checked by `TrainHparams.check()`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 from unlearners.errors import UnlearnError, first_line
 
 REFERENCE_MODES = ("auto", "cached", "live", "adapter")
+UNCACHED_REFERENCE_MODES = ("auto", "live", "adapter")  # of a method that needs the reference's full outputs
 
 # gamma, the weight the RESTOR code (k1rezaei/restor@15292e58, unlearning/unlearn/{GA,KL,NPO}.py) puts on one of
 # the two terms of GA+FT, KL+FT and NPO; used by the methods' "paper" presets. The official code takes it from its
@@ -31,36 +33,119 @@ REFERENCE_MODES = ("auto", "cached", "live", "adapter")
 # NPO and has no KL+FT entry, and KL+FT with gamma = 0 would not unlearn at all. 1.0 weighs the two terms equally.
 RESTOR_GAMMA = 1.0
 
+# The "7b" settings that GA, GradDiff, KL, NPO, SimNPO and the task vector share (each adds or changes its own
+# fields): the TOFU-style run these methods are usually given on 7-8B models, effective batch 32 (4 x 8
+# accumulation), linear schedule with 10 % warm-up, weight decay 0.01, 512 tokens, learning rate 1e-5, 5 epochs.
+TOFU_7B: Mapping[str, Any] = types.MappingProxyType({
+    "learning_rate": 1e-5, "num_epochs": 5, "per_device_batch_size": 4, "gradient_accumulation_steps": 8,
+    "max_length": 512, "lr_scheduler_type": "linear", "warmup_steps": 0.1, "weight_decay": 0.01,
+})
+
+
+# ---------------------------------------------------------------- bounds, declared with the fields
+#
+# A field's bounds live in its metadata, e.g. `beta: float = positive(0.1)`, and `check_bounds` checks every
+# field of a dataclass against them: no hand-written check() for a range. A subclass that only changes a field's
+# default (`learning_rate: float = 2e-5`) keeps the bounds the field was declared with.
+
+
+def bounded(default: Any, low: float | None = None, high: float | None = None, *, low_inclusive: bool = True,
+            high_inclusive: bool = True, choices: Sequence[str] | None = None) -> Any:
+    """A dataclass field with `default` whose value must lie between `low` and `high` (either may be None) and, for
+    `choices`, be one of them."""
+    metadata = {"low": low, "high": high, "low_inclusive": low_inclusive, "high_inclusive": high_inclusive,
+                "choices": tuple(choices) if choices is not None else None}
+    return dataclasses.field(default=default, metadata={"bounds": metadata})
+
+
+def positive(default: float) -> Any:
+    """A field that must be > 0."""
+    return bounded(default, 0, low_inclusive=False)
+
+
+def at_least(default: float, low: float) -> Any:
+    """A field that must be >= `low`."""
+    return bounded(default, low)
+
+
+def non_negative(default: float) -> Any:
+    """A field that must be >= 0."""
+    return bounded(default, 0)
+
+
+def in_range(default: float, low: float, high: float, *, high_inclusive: bool = True) -> Any:
+    """A field that must be in [low, high] (or [low, high) with `high_inclusive=False`)."""
+    return bounded(default, low, high, high_inclusive=high_inclusive)
+
+
+def one_of(default: str, choices: Sequence[str]) -> Any:
+    """A field whose value must be one of `choices`."""
+    return bounded(default, choices=choices)
+
+
+def field_bounds(cls: type, name: str) -> dict[str, Any] | None:
+    """The bounds of field `name` of the dataclass `cls`: those of the nearest class in its MRO that declared any."""
+    for klass in cls.__mro__:
+        declared = getattr(klass, "__dataclass_fields__", {}).get(name)
+        if declared is not None and "bounds" in declared.metadata:
+            return declared.metadata["bounds"]
+    return None
+
+
+def bound_error(name: str, value: Any, bounds: Mapping[str, Any]) -> str | None:
+    """Why `value` breaks `bounds` (one line naming the field and the bound), or None when it keeps them."""
+    choices = bounds.get("choices")
+    if choices is not None:
+        return None if value in choices else (
+            f"hyperparameter '{name}' must be one of {', '.join(choices)}; got {value!r}")
+    low, high = bounds.get("low"), bounds.get("high")
+    low_inclusive, high_inclusive = bounds.get("low_inclusive", True), bounds.get("high_inclusive", True)
+    low_ok = low is None or (value >= low if low_inclusive else value > low)
+    high_ok = high is None or (value <= high if high_inclusive else value < high)
+    if low_ok and high_ok:
+        return None
+    if low is not None and high is not None:
+        bound = f"in {'[' if low_inclusive else '('}{low:g}, {high:g}{']' if high_inclusive else ')'}"
+    elif low is not None:
+        bound = f"{'>=' if low_inclusive else '>'} {low:g}"
+    else:
+        bound = f"{'<=' if high_inclusive else '<'} {high:g}"
+    return f"hyperparameter '{name}' must be {bound}, got {value!r}"
+
+
+def check_bounds(hparams: Any) -> None:
+    """Raise UnlearnError for the first field of the dataclass `hparams` outside the bounds its metadata declares."""
+    for field in fields(hparams):
+        bounds = field_bounds(type(hparams), field.name)
+        if bounds is not None:
+            problem = bound_error(field.name, getattr(hparams, field.name), bounds)
+            if problem:
+                raise UnlearnError(problem)
+
 
 @dataclass
 class TrainHparams:
     """Settings shared by every method: optimiser, schedule, batch shape, LoRA adapter."""
 
-    learning_rate: float = 5e-4
-    num_epochs: float = 5.0
-    per_device_batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    max_length: int = 512  # documents longer than this are cut into consecutive windows
+    learning_rate: float = positive(5e-4)
+    num_epochs: float = positive(5.0)
+    per_device_batch_size: int = positive(8)
+    gradient_accumulation_steps: int = positive(1)
+    max_length: int = at_least(512, 2)  # documents longer than this are cut into consecutive windows
     lr_scheduler_type: str = "constant"
-    warmup_steps: float = 0.0  # < 1: a fraction of the steps, >= 1: a number of steps
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
+    warmup_steps: float = non_negative(0.0)  # < 1: a fraction of the steps, >= 1: a number of steps
+    weight_decay: float = non_negative(0.0)
+    max_grad_norm: float = non_negative(1.0)
     optim: str = "adamw_torch"
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
+    lora_r: int = positive(8)
+    lora_alpha: int = positive(16)
+    lora_dropout: float = in_range(0.0, 0, 1, high_inclusive=False)
 
     def check(self) -> None:
-        """Raise UnlearnError for values that cannot work. Subclasses extend it and call super().check()."""
+        """Raise UnlearnError for values that cannot work: a non-finite number, a value outside its field's bounds.
+        A subclass with a rule that involves several fields extends it and calls super().check() first."""
         check_finite(self)
-        _positive(self, "learning_rate", "num_epochs", "per_device_batch_size", "gradient_accumulation_steps")
-        _positive(self, "max_length", "lora_r", "lora_alpha")
-        if self.max_length < 2:
-            raise UnlearnError("hyperparameter 'max_length' must be at least 2")
-        if not 0.0 <= self.lora_dropout < 1.0:
-            raise UnlearnError("hyperparameter 'lora_dropout' must be in [0, 1)")
-        if self.warmup_steps < 0 or self.weight_decay < 0 or self.max_grad_norm < 0:
-            raise UnlearnError("hyperparameters 'warmup_steps', 'weight_decay', 'max_grad_norm' must be >= 0")
+        check_bounds(self)
 
 
 def first_non_finite(settings: Any) -> tuple[str, float] | None:
@@ -82,16 +167,11 @@ def check_finite(hparams: Any) -> None:
         raise UnlearnError(f"hyperparameter '{found[0]}' must be a finite number, got {found[1]!r}")
 
 
-def _positive(hparams: Any, *names: str) -> None:
-    for name in names:
-        if not getattr(hparams, name) > 0:
-            raise UnlearnError(f"hyperparameter '{name}' must be > 0, got {getattr(hparams, name)!r}")
-
-
 def check_reference_mode(value: str, allowed: Sequence[str] = REFERENCE_MODES) -> None:
     """Raise UnlearnError unless `value` is one of the allowed reference modes."""
-    if value not in allowed:
-        raise UnlearnError(f"hyperparameter 'reference' must be one of {', '.join(allowed)}; got {value!r}")
+    problem = bound_error("reference", value, {"choices": tuple(allowed)})
+    if problem:
+        raise UnlearnError(problem)
 
 
 def field_names(hparams_cls: type) -> list[str]:

@@ -1,2 +1,2 @@
-"""The built-in unlearning methods, one module each. They are registered by name in the `unlearners` entry-point
-group (see unlearners/registry.py for the table used when the package is not installed)."""
+"""The built-in unlearning methods, one module each. Each is registered by one line of the `unlearners` entry-point
+table in the project's pyproject.toml, the one list of the built-ins (see unlearners/registry.py)."""

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from unlearners.base import Method
-from unlearners.errors import UnlearnError
-from unlearners.hparams import RESTOR_GAMMA, TrainHparams
+from unlearners.hparams import RESTOR_GAMMA, TOFU_7B, TrainHparams, non_negative
 from unlearners.losses import mean_nll
 
 
@@ -16,12 +15,7 @@ class GAHparams(TrainHparams):
     learning_rate: float = 2e-05
     num_epochs: float = 5.0
     # gamma of the RESTOR code's GA+FT; 0 = plain gradient ascent (no retain set needed)
-    retain_weight: float = 0.0
-
-    def check(self) -> None:
-        super().check()
-        if self.retain_weight < 0:
-            raise UnlearnError(f"hyperparameter 'retain_weight' must be >= 0, got {self.retain_weight}")
+    retain_weight: float = non_negative(0.0)
 
 
 class GradientAscent(Method):
@@ -46,12 +40,7 @@ class GradientAscent(Method):
     name = "ga"
     description = "gradient ascent on the forget documents (loss = -NLL(forget) [+ retain_weight * NLL(retain)])"
     Hparams = GAHparams
-    presets = {
-        "7b": {"learning_rate": 1e-5, "num_epochs": 5, "per_device_batch_size": 4,
-               "gradient_accumulation_steps": 8, "max_length": 512, "lr_scheduler_type": "linear",
-               "warmup_steps": 0.1, "weight_decay": 0.01},
-        "paper": {"retain_weight": RESTOR_GAMMA},
-    }
+    presets = {"7b": dict(TOFU_7B), "paper": {"retain_weight": RESTOR_GAMMA}}
 
     def needs_retain(self) -> bool:
         return self.hparams.retain_weight > 0

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from unlearners.errors import UnlearnError
-from unlearners.hparams import TrainHparams
+from unlearners.hparams import TOFU_7B, TrainHparams, non_negative
 from unlearners.methods.ga import GradientAscent
 
 
@@ -14,13 +13,8 @@ class GradDiffHparams(TrainHparams):
     # tiny-world defaults, tuned on the validation targets (docs/tuning.md)
     learning_rate: float = 2e-05
     num_epochs: float = 5.0
-    forget_weight: float = 1.0
-    retain_weight: float = 1.0
-
-    def check(self) -> None:
-        super().check()
-        if self.forget_weight < 0 or self.retain_weight < 0:
-            raise UnlearnError("hyperparameters 'forget_weight' and 'retain_weight' must be >= 0")
+    forget_weight: float = non_negative(1.0)
+    retain_weight: float = non_negative(1.0)
 
 
 class GradDiff(GradientAscent):
@@ -35,5 +29,5 @@ class GradDiff(GradientAscent):
     name = "graddiff"
     description = "gradient difference: -NLL(forget) + retain_weight * NLL(retain)"
     Hparams = GradDiffHparams
-    presets = {"7b": dict(GradientAscent.presets["7b"])}  # no "paper" preset: the paper ran GA, KL and NPO
+    presets = {"7b": dict(TOFU_7B)}  # no "paper" preset: the paper ran GA, KL and NPO
     # the loss is GradientAscent's, with forget_weight on the forget term

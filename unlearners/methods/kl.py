@@ -6,8 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from unlearners.base import Method
-from unlearners.errors import UnlearnError
-from unlearners.hparams import RESTOR_GAMMA, TrainHparams, check_reference_mode
+from unlearners.hparams import (
+    RESTOR_GAMMA,
+    TOFU_7B,
+    TrainHparams,
+    UNCACHED_REFERENCE_MODES,
+    non_negative,
+    one_of,
+    positive,
+)
 from unlearners.losses import (
     batch_mean_nll,
     cross_entropy_to_reference,
@@ -15,7 +22,6 @@ from unlearners.losses import (
     kl_reference_to_model,
     mean_nll,
 )
-from unlearners.methods.ga import GradientAscent
 
 FORGET_TERMS = ("nll", "cross_entropy")
 RETAIN_TERMS = ("kl", "nll")
@@ -26,27 +32,15 @@ class KLHparams(TrainHparams):
     # tiny-world defaults, tuned on the validation targets (docs/tuning.md)
     learning_rate: float = 0.0002
     num_epochs: float = 1.0
-    forget_weight: float = 1.0
-    retain_weight: float = 1.0
+    forget_weight: float = non_negative(1.0)
+    retain_weight: float = positive(1.0)
     # "nll": -NLL(forget) (TOFU); "cross_entropy": -CE(p_theta || p_ref) on the forget batch (RESTOR's KL+FT)
-    forget_term: str = "nll"
+    forget_term: str = one_of("nll", FORGET_TERMS)
     # "kl": KL(p_ref || p_theta) on the retain batch (TOFU); "nll": NLL(retain) (RESTOR's KL+FT)
-    retain_term: str = "kl"
+    retain_term: str = one_of("kl", RETAIN_TERMS)
     # "auto": the LoRA adapter disabled when training LoRA, else a frozen copy ("live"); caching is not possible
     # because the loss needs the reference's full next-token distributions on fresh batches.
-    reference: str = "auto"
-
-    def check(self) -> None:
-        super().check()
-        check_reference_mode(self.reference, ("auto", "live", "adapter"))
-        if self.forget_term not in FORGET_TERMS:
-            raise UnlearnError(f"hyperparameter 'forget_term' must be one of {', '.join(FORGET_TERMS)}; "
-                               f"got {self.forget_term!r}")
-        if self.retain_term not in RETAIN_TERMS:
-            raise UnlearnError(f"hyperparameter 'retain_term' must be one of {', '.join(RETAIN_TERMS)}; "
-                               f"got {self.retain_term!r}")
-        if self.forget_weight < 0 or self.retain_weight <= 0:
-            raise UnlearnError("hyperparameter 'retain_weight' must be > 0 and 'forget_weight' >= 0")
+    reference: str = one_of("auto", UNCACHED_REFERENCE_MODES)
 
 
 class KLMinimization(Method):
@@ -81,7 +75,7 @@ class KLMinimization(Method):
     description = "gradient ascent on forget + KL(reference || model) on retain (or RESTOR's KL+FT)"
     Hparams = KLHparams
     presets = {
-        "7b": dict(GradientAscent.presets["7b"]),
+        "7b": dict(TOFU_7B),
         "paper": {"forget_term": "cross_entropy", "forget_weight": RESTOR_GAMMA,
                   "retain_term": "nll", "retain_weight": 1.0},
     }

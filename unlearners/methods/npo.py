@@ -8,13 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from unlearners.base import Method, MethodContext
-from unlearners.errors import UnlearnError
-from unlearners.hparams import RESTOR_GAMMA, TrainHparams, check_reference_mode
+from unlearners.hparams import REFERENCE_MODES, RESTOR_GAMMA, TOFU_7B, TrainHparams, non_negative, one_of, positive
 from unlearners.losses import forward, mean_nll, token_nll_per_position
 
-NPO_7B = {"beta": 0.1, "learning_rate": 1e-5, "num_epochs": 10, "per_device_batch_size": 4,
-          "gradient_accumulation_steps": 8, "max_length": 512, "lr_scheduler_type": "linear",
-          "warmup_steps": 0.1, "weight_decay": 0.01}
+NPO_7B = dict(TOFU_7B, beta=0.1, num_epochs=10)
 # NPO as RESTOR ran it (k1rezaei/restor@15292e58 unlearning/unlearn/NPO.py): beta 0.1 (hard-coded there),
 # the log-ratio of the batch-mean token NLLs, gamma * NLL(retain).
 NPO_PAPER = {"log_ratio": "batch_mean_token", "beta": 0.1, "retain_weight": RESTOR_GAMMA}
@@ -27,25 +24,14 @@ class NPOHparams(TrainHparams):
     # tiny-world defaults, tuned on the validation targets (docs/tuning.md)
     learning_rate: float = 2e-05
     num_epochs: float = 5.0
-    beta: float = 0.1
-    retain_weight: float = 0.0
+    beta: float = positive(0.1)
+    retain_weight: float = non_negative(0.0)
     # how log p_theta / p_ref is taken: "sequence" (per example, summed token log-probs; Zhang et al.),
     # "batch_mean_token" (batch-mean token NLLs; RESTOR's NPO.py), "token" (per token; RESTOR's README formula)
-    log_ratio: str = "sequence"
+    log_ratio: str = one_of("sequence", LOG_RATIOS)
     # "cached": what the loss needs of the reference is computed once per forget example before training
     # (no reference model during training); "live": a frozen copy runs at every step; "adapter": LoRA disabled.
-    reference: str = "cached"
-
-    def check(self) -> None:
-        super().check()
-        check_reference_mode(self.reference)
-        if self.beta <= 0:
-            raise UnlearnError(f"hyperparameter 'beta' must be > 0, got {self.beta}")
-        if self.retain_weight < 0:
-            raise UnlearnError(f"hyperparameter 'retain_weight' must be >= 0, got {self.retain_weight}")
-        if self.log_ratio not in LOG_RATIOS:
-            raise UnlearnError(f"hyperparameter 'log_ratio' must be one of {', '.join(LOG_RATIOS)}; "
-                               f"got {self.log_ratio!r}")
+    reference: str = one_of("cached", REFERENCE_MODES)
 
 
 @dataclass

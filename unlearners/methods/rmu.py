@@ -10,7 +10,7 @@ import torch
 
 from unlearners.base import Method, MethodContext
 from unlearners.errors import UnlearnError
-from unlearners.hparams import TrainHparams, check_reference_mode
+from unlearners.hparams import TrainHparams, UNCACHED_REFERENCE_MODES, non_negative, one_of, positive
 from unlearners.losses import forward, masked_mse
 
 
@@ -23,18 +23,13 @@ class RMUHparams(TrainHparams):
     layer: int = 2
     update_layers: tuple[int, ...] = ()  # layers whose parameters train; empty: layer-2, layer-1, layer
     param_pattern: str = "mlp.down_proj"  # which parameters of those layers train (substring of the name)
-    steering_coeff: float = 0.0  # c; 0: adaptive, c = adaptive_scale * mean activation norm on the forget set
-    adaptive_scale: float = 4.0
-    retain_weight: float = 100.0  # alpha in the paper
+    # c; 0: adaptive, c = adaptive_scale * mean activation norm on the forget set
+    steering_coeff: float = non_negative(0.0)
+    adaptive_scale: float = positive(4.0)
+    retain_weight: float = non_negative(100.0)  # alpha in the paper
     # "auto": LoRA adapter disabled with --lora, else a frozen copy ("live"): the retain term needs the
     # reference's activations on fresh retain batches, so they cannot be cached.
-    reference: str = "auto"
-
-    def check(self) -> None:
-        super().check()
-        check_reference_mode(self.reference, ("auto", "live", "adapter"))
-        if self.steering_coeff < 0 or self.adaptive_scale <= 0 or self.retain_weight < 0:
-            raise UnlearnError("hyperparameters 'steering_coeff' >= 0, 'adaptive_scale' > 0, 'retain_weight' >= 0")
+    reference: str = one_of("auto", UNCACHED_REFERENCE_MODES)
 
 
 def _num_layers(model) -> int:

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 
 from unlearners.base import Method
-from unlearners.errors import UnlearnError
-from unlearners.hparams import TrainHparams
+from unlearners.hparams import TOFU_7B, TrainHparams, non_negative, positive
 from unlearners.losses import mean_nll, sequence_logprob
 
 
@@ -17,17 +16,10 @@ class SimNPOHparams(TrainHparams):
     # tiny-world defaults, tuned on the validation targets (docs/tuning.md)
     learning_rate: float = 0.0005
     num_epochs: float = 1.0
-    beta: float = 4.5
+    beta: float = positive(4.5)
     gamma: float = 0.0  # reward margin
-    forget_weight: float = 1.0
-    retain_weight: float = 1.0
-
-    def check(self) -> None:
-        super().check()
-        if self.beta <= 0:
-            raise UnlearnError(f"hyperparameter 'beta' must be > 0, got {self.beta}")
-        if self.forget_weight <= 0 or self.retain_weight < 0:
-            raise UnlearnError("hyperparameter 'forget_weight' must be > 0 and 'retain_weight' >= 0")
+    forget_weight: float = positive(1.0)
+    retain_weight: float = non_negative(1.0)
 
 
 class SimNPO(Method):
@@ -44,10 +36,7 @@ class SimNPO(Method):
     description = "reference-free, length-normalized NPO (+ retain NLL)"
     Hparams = SimNPOHparams
     # The paper's TOFU setting (beta 4.5, gamma 0, forget weight 0.125, retain weight 1).
-    presets = {"7b": {"beta": 4.5, "gamma": 0.0, "forget_weight": 0.125, "retain_weight": 1.0,
-                      "learning_rate": 1e-5, "num_epochs": 10, "per_device_batch_size": 4,
-                      "gradient_accumulation_steps": 8, "max_length": 512, "lr_scheduler_type": "linear",
-                      "warmup_steps": 0.1, "weight_decay": 0.01}}
+    presets = {"7b": dict(TOFU_7B, beta=4.5, gamma=0.0, forget_weight=0.125, retain_weight=1.0, num_epochs=10)}
 
     def needs_retain(self) -> bool:
         return self.hparams.retain_weight > 0

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from unlearners.base import Method, MethodContext
-from unlearners.errors import UnlearnError
-from unlearners.hparams import TrainHparams
+from unlearners.hparams import TOFU_7B, TrainHparams, positive
 from unlearners.losses import mean_nll
 
 
@@ -17,12 +16,7 @@ class TaskVectorHparams(TrainHparams):
     # tiny-world defaults, tuned on the validation targets (docs/tuning.md)
     learning_rate: float = 0.0005
     num_epochs: float = 5.0
-    alpha: float = 1.0  # scaling coefficient of the negated task vector
-
-    def check(self) -> None:
-        super().check()
-        if self.alpha <= 0:
-            raise UnlearnError(f"hyperparameter 'alpha' must be > 0, got {self.alpha}")
+    alpha: float = positive(1.0)  # scaling coefficient of the negated task vector
 
 
 class TaskVector(Method):
@@ -41,9 +35,7 @@ class TaskVector(Method):
     name = "task_vector"
     description = "fine-tune on forget, then theta - alpha * (theta_ft - theta) (task-vector negation)"
     Hparams = TaskVectorHparams
-    presets = {"7b": {"alpha": 1.0, "learning_rate": 1e-5, "num_epochs": 5, "per_device_batch_size": 4,
-                      "gradient_accumulation_steps": 8, "max_length": 512, "lr_scheduler_type": "linear",
-                      "warmup_steps": 0.1, "weight_decay": 0.0}}
+    presets = {"7b": dict(TOFU_7B, alpha=1.0, weight_decay=0.0)}
 
     def __init__(self, hparams=None):
         super().__init__(hparams)

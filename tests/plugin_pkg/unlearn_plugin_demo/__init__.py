@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from unlearners.base import Method
-from unlearners.hparams import TrainHparams
+from unlearners.hparams import TrainHparams, positive
 from unlearners.losses import mean_nll
 
 
 @dataclass
 class ScaledAscentHparams(TrainHparams):
-    scale: float = 0.5
+    scale: float = positive(0.5)  # must be > 0: checked like the shared fields
 
 
 class ScaledAscent(Method):
