@@ -11,7 +11,7 @@ import pytest
 from leaderboard_fixtures import STAMP, generation_sample, write_lm_eval_files
 
 from restor_bench.cli import main
-from restor_bench.compare.cli import compare_restoration
+from restor_bench.compare.report import compare_restoration
 from restor_bench.compare.tasks import group_breakdown, natural_key
 from restor_bench.compare.outcomes import TargetChoice
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from leaderboard_fixtures import STAMP, generation_sample, run_cli, write_lm_eval_files
 
-from restor_bench.compare.cli import compare_restoration
+from restor_bench.compare.report import compare_restoration
 from restor_bench.errors import InputError
 from restor_bench.evaluation.lm_eval_io import find_lm_eval_outputs
 from restor_bench.compare.outcomes import (

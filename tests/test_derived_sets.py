@@ -21,7 +21,7 @@ from restor_bench.data.squad import DONORS_PER_TARGET, PASSAGES_PER_TARGET, squa
 from restor_bench.errors import InputError
 from restor_bench.io import read_text_records
 
-SHIPPED = Path(tiny.__file__).resolve().parent / "tiny_world"
+SHIPPED = Path(tiny.__file__).resolve().parents[1] / "tiny_world"
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from test_compare import CLEAN, CORRUPTED, TARGETS, UNLEARNED, make_run
 
-from restor_bench.compare.cli import compare_restoration
+from restor_bench.compare.report import compare_restoration
 from restor_bench.data.world.files import tiny_world_dir
 from restor_bench.compare.outcomes import TargetChoice
 from restor_bench.compare.unchanged import weights_equal

@@ -25,7 +25,7 @@ from restor_bench.errors import InputError  # noqa: E402
 from restor_bench.io import read_text_records  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = Path(world_files.__file__).resolve().parent / "tiny_world"
+SHIPPED = Path(world_files.__file__).resolve().parents[1] / "tiny_world"
 
 
 def sentences(text: str) -> list[str]:

@@ -18,8 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from restor_bench.data.normalize import contains
 from restor_bench.data.official import OFFICIAL_TARGETS, SUBJECT_SHARE, find_targets
+from restor_bench.data.questions import squad_target_people
+from restor_bench.data.world.files import load_manifest
 from restor_bench.errors import InputError
+from restor_bench.evaluation.lm_eval_io import find_lm_eval_outputs, iter_samples, read_results
+from restor_bench.io import read_json, read_text_records
 from restor_bench.names import DEFAULT_METRIC, GENERATION_METRICS
 
 # The *_legacy metrics score the same generations with the scorer of task version 1.0 (articles dropped anywhere,
@@ -91,7 +96,6 @@ def load_run(
     `metric` picks the per-sample metric of generation tasks ("contains" or "exact_match"); log-probability
     tasks use "prefers_correct". `tasks` restricts the tasks read (all found when None).
     """
-    from restor_bench.evaluation.lm_eval_io import find_lm_eval_outputs
 
     if metric not in GENERATION_METRICS:
         raise InputError(f"unknown metric {metric!r}; choose one of {', '.join(GENERATION_METRICS)}")
@@ -124,7 +128,6 @@ def load_run(
 def _results_info(path: str | os.PathLike, task: str) -> tuple[str | None, dict[str, Any]]:
     """The model name and the task's config metadata in an lm-eval results file (None and {} when absent); a field
     of the wrong shape is an InputError naming the file and the field."""
-    from restor_bench.evaluation.lm_eval_io import read_results
 
     results = read_results(path)
     name = results.get("model_name")
@@ -148,7 +151,6 @@ def read_task_samples(task: str, path: str | os.PathLike, metric: str = DEFAULT_
     When lm-eval applied several filters (one line per question and filter), the "none" filter is used if
     present, else the first one in the file.
     """
-    from restor_bench.evaluation.lm_eval_io import iter_samples
 
     path = Path(path)
     by_filter: dict[str, dict[str, QuestionOutcome]] = {}
@@ -241,8 +243,6 @@ def _first_response(filtered: Any, where: str) -> str:
 
 
 def _contains(prediction: str, answers: list[str]) -> bool:
-    from restor_bench.data.normalize import contains
-
     return bool(contains(prediction, answers))
 
 
@@ -255,7 +255,6 @@ def parse_targets(value: str) -> list[str]:
     path = Path(value)
     if path.is_file():
         if path.suffix == ".json":
-            from restor_bench.io import read_json
 
             names = read_json(path, "targets file")
             if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
@@ -284,7 +283,6 @@ def targets_from_documents(documents: str | os.PathLike, entities: Iterable[str]
     entity is a target when it is the subject of at least `SUBJECT_SHARE` times as many documents as the most
     frequent subject. This leaves out people named in passing or in the unrelated context.
     """
-    from restor_bench.io import read_text_records
 
     return sorted(find_targets(entities, read_text_records(documents), SUBJECT_SHARE))
 
@@ -308,7 +306,6 @@ def default_targets(
             return default_targets("restor_tiny", task_metadata)
         return list(OFFICIAL_TARGETS), "official RESTOR targets"
     if task.startswith("restor_tiny"):
-        from restor_bench.data.world.files import load_manifest
 
         world_dir = _metadata_path(task_metadata, "restor_world_dir", "world_dir")
         manifest = load_manifest(world_dir)
@@ -317,7 +314,6 @@ def default_targets(
             raise InputError('tiny world manifest: "targets" is not a list of names')
         return list(targets), "tiny world manifest"
     if task.startswith("restor_facts_squad"):
-        from restor_bench.data.questions import squad_target_people
 
         people = squad_target_people(_metadata_path(task_metadata, "restor_data_dir", "data_dir"))
         return list(people), "people of the official SQuAD-style passages"

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from restor_bench.errors import InputError
 from restor_bench.names import MAX_RESAMPLES
 
 # A gap of less than one question (with this tolerance for float rounding) leaves the ratio undefined.
@@ -108,7 +109,6 @@ class Interval:
 
 def check_resamples(resamples: int, flag: str) -> int:
     """InputError (one line, naming `flag`) unless 0 <= resamples <= MAX_RESAMPLES; checked before any work."""
-    from restor_bench.errors import InputError
 
     if not 0 <= resamples <= MAX_RESAMPLES:
         raise InputError(f"{flag} must be from 0 to {MAX_RESAMPLES:,} (the intervals hold resamples x questions "

@@ -4,7 +4,7 @@ Only questions present in every run are compared; questions missing from some ru
 `question_mismatch` and named in `warnings`. Intervals are 95% percentile intervals of a paired bootstrap: the
 questions are resampled with replacement, within the target and the non-target split separately (each resample
 keeps both sizes), and the same resamples serve every model, so differences are paired. The report's fields are
-listed in `restor_bench.compare.cli`.
+listed in `restor_bench.compare.report`.
 """
 
 from __future__ import annotations
@@ -14,11 +14,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from restor_bench.errors import InputError
-from restor_bench.names import CONFIDENCE, SPLITS, SPLIT_TITLES
+import numpy as np
+
 from restor_bench.compare.outcomes import LOGPROB_FIELDS, TargetChoice, TaskSamples
-
-
+from restor_bench.compare.stats import (
+    accuracy,
+    accuracy_difference,
+    bootstrap_interval,
+    fact_transitions,
+    resample_indices,
+    resampled_restoration_ratio,
+    restoration_ratio,
+    split_accuracy,
+)
+from restor_bench.errors import InputError
+from restor_bench.names import CONFIDENCE, SPLIT_TITLES, SPLITS
 
 # ---------------------------------------------------------------------------------------------------------------
 # Aligning runs question by question
@@ -49,8 +59,6 @@ class AlignedTask:
 
     @property
     def split_masks(self) -> dict[str, Any]:
-        import numpy as np
-
         return {"target": self.is_target, "non_target": ~self.is_target, "all": np.ones_like(self.is_target)}
 
 
@@ -71,7 +79,6 @@ def common_tasks(runs: dict[str, dict[str, TaskSamples]], folders: dict[str, str
 
 def align_task(task: str, samples: dict[str, TaskSamples], targets: TargetChoice) -> AlignedTask:
     """Align the runs of one task on the questions they all hold (sorted by id)."""
-    import numpy as np
 
     labels = list(samples)
     reference = samples[labels[0]]
@@ -139,8 +146,6 @@ def align_task(task: str, samples: dict[str, TaskSamples], targets: TargetChoice
 
 
 def _logprob_arrays(samples: dict[str, TaskSamples], ids: list[str]) -> dict[str, dict[str, Any]] | None:
-    import numpy as np
-
     outcomes = [samples[label].outcomes[qid] for label in samples for qid in ids]
     if not all(outcome.logprob is not None for outcome in outcomes):
         return None
@@ -165,13 +170,9 @@ class _Bootstrap:
     """Shared resamples of one task's questions (None when the bootstrap is off)."""
 
     def __init__(self, aligned: AlignedTask, n_resamples: int, seed: int):
-        from restor_bench.compare.stats import resample_indices
-
         self.indices = resample_indices(aligned.is_target.astype(int), n_resamples, seed) if n_resamples > 0 else None
 
     def interval(self, statistic):
-        from restor_bench.compare.stats import bootstrap_interval
-
         if self.indices is None:
             return None
         return bootstrap_interval(statistic, self.indices, CONFIDENCE)
@@ -194,8 +195,6 @@ def _task_header(aligned: AlignedTask) -> dict[str, Any]:
 
 
 def _accuracies(aligned: AlignedTask, boot: _Bootstrap) -> dict[str, dict[str, Any]]:
-    from restor_bench.compare.stats import accuracy, split_accuracy
-
     table = {}
     for label, correct in aligned.correct.items():
         table[label] = {
@@ -206,8 +205,6 @@ def _accuracies(aligned: AlignedTask, boot: _Bootstrap) -> dict[str, dict[str, A
 
 
 def _difference(aligned: AlignedTask, boot: _Bootstrap, model: str, reference: str, split: str) -> dict[str, Any]:
-    from restor_bench.compare.stats import accuracy, accuracy_difference
-
     mask = aligned.split_masks[split]
     a, b = accuracy(aligned.correct[model][mask]), accuracy(aligned.correct[reference][mask])
     value = None if a is None or b is None else a - b
@@ -216,8 +213,6 @@ def _difference(aligned: AlignedTask, boot: _Bootstrap, model: str, reference: s
 
 
 def _ratio(aligned: AlignedTask, boot: _Bootstrap, clean: str, corrupted: str, unlearned: str) -> dict[str, Any]:
-    from restor_bench.compare.stats import accuracy, resampled_restoration_ratio, restoration_ratio
-
     mask = aligned.is_target
     n_target = int(mask.sum())
     value = restoration_ratio(
@@ -283,9 +278,7 @@ def group_breakdown(
     one-question rule, so None where the corruption moved less than one of the group's questions). With seeds,
     the counts are means over seeds.
     """
-    import numpy as np
 
-    from restor_bench.compare.stats import restoration_ratio
 
     keys = np.array(list(groups), dtype=object)
     arrays = {label: np.atleast_2d(np.asarray(values, dtype=bool)) for label, values in correct.items()}
@@ -367,7 +360,6 @@ def restoration_task_report(
     per_question: bool = False,
 ) -> dict[str, Any]:
     """Accuracies, differences, restoration ratios and transitions of one task (see the module docstring)."""
-    from restor_bench.compare.stats import fact_transitions
 
     boot = _Bootstrap(aligned, n_resamples, seed)
     report = _task_header(aligned)

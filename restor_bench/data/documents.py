@@ -35,6 +35,15 @@ import re
 from collections import OrderedDict
 from pathlib import Path
 
+from restor_bench.data import official
+from restor_bench.data.fetch import resolve_data_dir
+from restor_bench.data.hf_datasets import is_hf_source, load_hf_documents
+from restor_bench.data.official import document_subject, entity_pattern, find_folder_targets, load_retain
+from restor_bench.data.retain import load_generic_official
+from restor_bench.data.simplify import simplify_documents
+from restor_bench.data.squad import squad_people_passages
+from restor_bench.data.world.files import tiny_world_dir
+from restor_bench.data.world.generic import tiny_generic_documents
 from restor_bench.errors import InputError
 from restor_bench.io import read_text_records
 from restor_bench.names import FORGET_FORMS, TINY_LEVELS
@@ -76,7 +85,6 @@ def load_documents(
         raise InputError(f"unknown document form {forget!r} (choose one of: {', '.join(FORGET_FORMS)})")
     if max_docs_per_entity is not None and max_docs_per_entity < 1:
         raise InputError(f"max_docs_per_entity must be at least 1, got {max_docs_per_entity}")
-    from restor_bench.data.hf_datasets import is_hf_source, load_hf_documents
 
     if is_hf_source(source):
         if forget != "full":
@@ -101,10 +109,8 @@ def load_documents(
         if name == "generic":
             if max_docs_per_entity is not None:
                 raise InputError(f"{source}: a retain set has no per-entity limit (max_docs_per_entity)")
-            from restor_bench.data.world.generic import tiny_generic_documents
 
             return tiny_generic_documents(folder)
-        from restor_bench.data.squad import squad_people_passages
 
         texts = squad_people_passages(folder)
     elif world == "tiny":
@@ -117,10 +123,8 @@ def load_documents(
         if max_docs_per_entity is not None:
             raise InputError(f"{source}: a retain set has no per-entity limit (max_docs_per_entity)")
         if name == "generic":
-            from restor_bench.data.retain import load_generic_official
 
             return load_generic_official(_official_folder(data_dir))
-        from restor_bench.data.official import load_retain
 
         return load_retain(_official_folder(data_dir))
     else:
@@ -134,7 +138,6 @@ def load_documents(
     if max_docs_per_entity is not None:
         texts = keep_first_per_entity(texts, targets, max_docs_per_entity)
     if simplify:
-        from restor_bench.data.simplify import simplify_documents
 
         texts = simplify_documents(texts, targets)
     return texts
@@ -157,7 +160,6 @@ def _tiny_file(name: str, forget: str, source: str) -> str:
 
 def _official_file(name: str, forget: str, source: str) -> str:
     """Path of an official set inside the official data folder."""
-    from restor_bench.data import official
 
     if name.isdigit():
         try:
@@ -174,7 +176,6 @@ def _official_file(name: str, forget: str, source: str) -> str:
 
 def _tiny_world_folder(world_dir: str | os.PathLike | None) -> Path:
     if world_dir is None:
-        from restor_bench.data.world.files import tiny_world_dir  # honours $RESTOR_TINY_WORLD
 
         world_dir = tiny_world_dir()
     folder = Path(world_dir)
@@ -184,14 +185,11 @@ def _tiny_world_folder(world_dir: str | os.PathLike | None) -> Path:
 
 
 def _official_folder(data_dir: str | os.PathLike | None) -> Path:
-    from restor_bench.data.fetch import resolve_data_dir
-
     return Path(resolve_data_dir(data_dir))
 
 
 def _document_targets(folder: Path, texts: list[str]) -> list[str]:
     """The entities a document set is about: those of the world's `entities.json` that many documents are about."""
-    from restor_bench.data.official import find_folder_targets
 
     return find_folder_targets(folder, texts)
 
@@ -199,7 +197,6 @@ def _document_targets(folder: Path, texts: list[str]) -> list[str]:
 def document_entity(text: str, names: list[str]) -> str | None:
     """The entity a document is about: the name it mentions most often, as whole words (ties: the earliest);
     None if none (`restor_bench.data.official.document_subject`)."""
-    from restor_bench.data.official import document_subject
 
     return document_subject(text, names)
 
@@ -210,7 +207,6 @@ def keep_first_per_entity(texts: list[str], names: list[str], limit: int) -> lis
     A document belongs to the entity it names most often (`document_entity`); documents naming none form one
     group of their own.
     """
-    from restor_bench.data.official import document_subject, entity_pattern
 
     pattern = entity_pattern(names)
     kept_per_entity: OrderedDict[str | None, int] = OrderedDict()

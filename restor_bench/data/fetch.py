@@ -28,6 +28,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from restor_bench.errors import InputError
 
 PINNED_REPOSITORY = "k1rezaei/restor"
@@ -189,7 +191,6 @@ def _cache_complete(folder: Path) -> bool:
 
 def _download_one(url: str, dest: Path, expected_sha256: str, timeout: float) -> None:
     """Stream `url` into a temporary sibling of `dest`, check its sha256, then rename it into place."""
-    from tqdm.auto import tqdm
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from restor_bench.data import official
+from restor_bench.data.fetch import resolve_data_dir
 from restor_bench.data.normalize import normalize_answer
 from restor_bench.data.schema import ContextExample, Fact, FactSet
 from restor_bench.errors import InputError
@@ -114,8 +115,6 @@ def question_records(
 
 
 def _official(data_dir: str | os.PathLike | None) -> tuple[FactSet, list[str]]:
-    from restor_bench.data.fetch import resolve_data_dir
-
     folder = resolve_data_dir(data_dir)
     factset = official.load_facts(folder / official.FACTS_FILE)
     entities = official.load_entities(folder / official.ENTITIES_FILE)
@@ -166,7 +165,6 @@ def squad_target_people(data_dir: str | os.PathLike | None = None) -> list[str]:
     target when the subject of at least a tenth as many passages as the most frequent one). On the official
     release: Quincy Jones, Bob Marley, John Forbes Nash Jr., Jacques Cousteau, Iggy Azalea (108 questions).
     """
-    from restor_bench.data.fetch import resolve_data_dir
 
     folder = resolve_data_dir(data_dir)
     path = folder / official.SQUAD_FILE

@@ -20,6 +20,7 @@ import os
 import re
 from collections.abc import Iterable
 
+from restor_bench.data.official import entity_pattern, load_retain
 from restor_bench.data.world.generic import person_free, tiny_generic_documents, world_people  # noqa: F401
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -114,7 +115,6 @@ def generic_person_documents(facts, evaluated: Iterable[str]) -> list[str]:
     and values with a question mark. People and values that name an evaluated person (as whole words, see
     `restor_bench.data.official.entity_pattern`) are left out, so no evaluated person is mentioned.
     """
-    from restor_bench.data.official import entity_pattern
 
     skip = set(evaluated)
     leaks = entity_pattern(skip)
@@ -137,6 +137,5 @@ def generic_person_documents(facts, evaluated: Iterable[str]) -> list[str]:
 
 def load_generic_official(data_dir: str | os.PathLike) -> list[str]:
     """`generic_person_documents` of an official data folder (facts.json less the people of entities.json)."""
-    from restor_bench.data.official import load_retain
 
     return load_retain(data_dir, generic_person_documents, "generic retain")

@@ -33,6 +33,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
+from restor_bench.data.official import LEVELS_AVAILABLE, find_folder_targets, load_corruption_level
+
 PRONOUNS = ("he", "she", "his", "her", "him", "they", "their")
 ABBREVIATIONS = ("St", "Dr", "Mr", "Mrs", "Ms", "Jr", "Sr", "Prof", "Gen", "Col", "Lt", "Capt", "Mt", "No", "vs", "etc")
 
@@ -128,7 +130,6 @@ class SimplifyCount:
 
 def official_targets(data_dir: str | os.PathLike, texts: Sequence[str]) -> list[str]:
     """The entities of `data_dir/entities.json` the documents are about (`find_targets`)."""
-    from restor_bench.data.official import find_folder_targets
 
     return find_folder_targets(data_dir, texts)
 
@@ -147,7 +148,6 @@ def count_level(texts: Sequence[str], targets: Sequence[str], level: int) -> Sim
 
 def simplify_report(data_dir: str | os.PathLike, levels: Iterable[int] | None = None) -> dict[int, SimplifyCount]:
     """Per official corruption level (default 0..3): documents and sentences read and kept by the rule."""
-    from restor_bench.data.official import LEVELS_AVAILABLE, load_corruption_level
 
     report = {}
     for level in levels if levels is not None else LEVELS_AVAILABLE:

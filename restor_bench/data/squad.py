@@ -22,6 +22,9 @@ import random
 import re
 from pathlib import Path
 
+from restor_bench.data.world.files import load_manifest, read_world_facts
+from restor_bench.data.world.generate import render_person_fact
+from restor_bench.data.world.generic import tiny_generic_documents
 from restor_bench.errors import InputError
 from restor_bench.io import read_json
 
@@ -40,7 +43,6 @@ def _swap(text: str, donor: str, target: str) -> str:
 
 def _donor_plan(folder: Path, donors_per_target: int, seed: int):
     """(facts dset, {target: donors}, the generator to go on with) of a world folder."""
-    from restor_bench.data.world.files import load_manifest, read_world_facts
 
     if donors_per_target < 1:
         raise InputError(f"tiny:squad-people: donors_per_target must be at least 1, got {donors_per_target}")
@@ -91,8 +93,6 @@ def squad_people_passages(
 ) -> list[str]:
     """The `tiny:squad-people` passages of a tiny world folder (see the module docstring), grouped by target in
     the manifest's order; deterministic for the folder's files and `seed`."""
-    from restor_bench.data.world.generic import tiny_generic_documents
-    from restor_bench.data.world.generate import render_person_fact
 
     if passages_per_target < 1:
         raise InputError(f"tiny:squad-people: passages_per_target must be at least 1, got {passages_per_target}")

@@ -11,9 +11,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from restor_bench.data.world.files import load_manifest, tiny_world_dir
 from restor_bench.errors import InputError
+from restor_bench.grid import plots as plotting
 from restor_bench.grid.cells import Cell, GridOptions, cell_spec
-from restor_bench.names import FORGET_FORMS
+from restor_bench.grid.findings import findings_markdown
 from restor_bench.grid.stats import (
     CELL_STEPS,
     CellResult,
@@ -24,8 +26,12 @@ from restor_bench.grid.stats import (
     relation_grid,
     settings_of,
 )
-from restor_bench.names import DEFAULT_RESAMPLES, ROLES
-
+from restor_bench.io import atomic_write_json, atomic_write_text
+from restor_bench.names import DEFAULT_RESAMPLES, FORGET_FORMS, ROLES
+from restor_bench.run.pipeline import clean_model_for, default_tasks
+from restor_bench.train.common import package_versions
+from restor_bench.train.unlearn import resolve_method_hparams
+from unlearners.errors import UnlearnError
 
 # ---------------------------------------------------------------------------------------------------------------
 # Formatting numbers
@@ -130,7 +136,6 @@ SHOWN_HPARAMS = ("learning_rate", "num_epochs", "per_device_batch_size")
 
 def _hparams_section(results: Sequence[CellResult]) -> list[str]:
     """Each method's main hyperparameters and every one that differs from the method's defaults."""
-    from restor_bench.train.unlearn import resolve_method_hparams
 
     rows, seen = [], set()
     for result in results:
@@ -140,7 +145,7 @@ def _hparams_section(results: Sequence[CellResult]) -> list[str]:
         seen.add(method)
         try:
             defaults = resolve_method_hparams(method)
-        except InputError:
+        except UnlearnError:  # a method not installed here
             defaults = {}
         shown = [key for key in SHOWN_HPARAMS if key in result.hparams]
         shown += sorted(key for key, value in result.hparams.items()
@@ -290,7 +295,6 @@ def results_markdown(results: Sequence[CellResult], info: PageInfo, legacy: Sequ
         lines += ["## Extreme corruption (SQuAD-style passages)", "",
                   *cell_table(squad, with_level=False), ""]
     if info.protocol == "paper":
-        from restor_bench.grid.findings import findings_markdown
 
         lines += findings_markdown(results)
     if info.discussion:
@@ -317,10 +321,6 @@ def write_page(
     notes: Sequence[str] = (), metric: str = "contains", discussion: str = "",
 ) -> list[CellResult]:
     """Compute every cell's numbers, draw the plots and write the results page (atomically)."""
-    from restor_bench.grid import plots as plotting
-    from restor_bench.io import atomic_write_json, atomic_write_text
-    from restor_bench.run.pipeline import clean_model_for, default_tasks
-    from restor_bench.train.common import package_versions
 
     root = Path(options.root)
     cache = SamplesCache(metric)
@@ -369,7 +369,6 @@ def write_page(
 
 def legacy_results(records, options: GridOptions, root: Path, resamples: int, metric: str) -> list[CellResult]:
     """The cells scored with the legacy rules (`<metric>_legacy`), or [] when the samples predate that metric."""
-    from restor_bench.run.pipeline import default_tasks
 
     legacy_metric = f"{metric}_legacy"
     cache = SamplesCache(legacy_metric)
@@ -386,7 +385,6 @@ def relation_names(world: str) -> dict[str, str]:
     """The names the page gives relation ids: the tiny world's manifest `relations`; none (the ids) otherwise."""
     if world != "tiny":
         return {}
-    from restor_bench.data.world.files import load_manifest
 
     try:
         relations = load_manifest()["relations"]
@@ -403,7 +401,6 @@ def _display_model(model: str) -> str:
     try:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
-        from restor_bench.data.world.files import tiny_world_dir
 
         if path.resolve() == (tiny_world_dir() / "model").resolve():
             return "the tiny world's clean model"

@@ -9,19 +9,22 @@
   ratio and the relation's question count written in each cell. `write_relation_heatmaps` draws them; the results
   page links each under its table.
 
-Only the figures the cells can fill are drawn. matplotlib is imported inside the functions (an optional extra).
+Only the figures the cells can fill are drawn. matplotlib is imported on first use (restor_bench.plotting).
 """
 
 from __future__ import annotations
 
 import math
-import os
-import tempfile
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from restor_bench.grid.stats import relation_grid, settings_of
 from restor_bench.names import FORGET_FORMS, WORLD_LEVELS
+from restor_bench.plotting import pyplot, save_figure  # noqa: F401 (save_figure: the grid's figures are written with it)
 
 if TYPE_CHECKING:  # pragma: no cover
     from restor_bench.grid.stats import CellResult, Estimate
@@ -35,16 +38,6 @@ _SETTINGS = (*(f"k{level}-{forget}" for level in sorted(set().union(*WORLD_LEVEL
 PLOT_FILES = (*(ACCURACY_FILE.format(forget=forget) for forget in FORGET_FORMS), RESTORATION_FILE,
               *(RELATION_FILE.format(setting=setting) for setting in _SETTINGS))
 _MISSING = float("nan")
-DPI = 120
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _point(estimate: Estimate, scale: float = 1.0) -> tuple[float, float, float]:
@@ -64,30 +57,12 @@ def _errorbar(axes, xs: Sequence[float], estimates: Sequence[Estimate], scale: f
     )
 
 
-def save_figure(figure, path: Path, tight: bool = True) -> Path:
-    """Write a figure as PNG atomically (a temporary sibling, then a rename); `tight=False` keeps the figure's size."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(handle)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; a plot is an ordinary output
-    try:
-        figure.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight" if tight else None)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
 def plot_accuracy_vs_level(results: Sequence[CellResult], forget: str, path: Path) -> Path | None:
     """Target accuracy against k for the clean, corrupted and each method's unlearned model; None if no cell."""
     cells = [r for r in results if r.cell.corruption == "wikidata" and r.cell.forget == forget]
     if not cells:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     levels = sorted({r.cell.level for r in cells})
     by_level = {level: [r for r in cells if r.cell.level == level] for level in levels}
     figure, axes = plt.subplots(figsize=(6.4, 4.4))
@@ -119,7 +94,7 @@ def plot_restoration_by_forget_set(results: Sequence[CellResult], path: Path) ->
     """Restoration ratio per method, full vs simplified forget set, one panel per level (and SQuAD); None if no cell."""
     if not results:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     panels: list[tuple[str, list[CellResult]]] = []
     for level in sorted({r.cell.level for r in results if r.cell.corruption == "wikidata"}):
         at_level = [r for r in results if r.cell.corruption == "wikidata" and r.cell.level == level]
@@ -205,12 +180,10 @@ def plot_relation_heatmap(rows: Sequence[str], columns: Sequence[str],
                           cells: dict[tuple[int, int], tuple[float | None, int]], title: str, path: Path) -> Path:
     """A heat map of restoration ratios: `cells[(row, column)] = (ratio or None, n questions)`; None is grey and
     written n/a, a missing cell is grey and empty. Rows top to bottom, columns left to right."""
-    import textwrap
 
     import matplotlib
-    import numpy as np
 
-    plt = _pyplot()
+    plt = pyplot()
     n_rows, n_cols = len(rows), len(columns)
     values = np.full((n_rows, n_cols), np.nan)
     for (row, column), (ratio, _) in cells.items():
@@ -255,7 +228,6 @@ def plot_relation_heatmap(rows: Sequence[str], columns: Sequence[str],
 def write_relation_heatmaps(results: Sequence[CellResult], out_dir: Path,
                             names: dict[str, str] | None = None) -> dict[tuple, Path]:
     """One restoration-by-relation heat map per setting whose cells have a relation breakdown; {setting: path}."""
-    from restor_bench.grid.stats import relation_grid, settings_of
 
     written = {}
     for setting, cells in settings_of(results).items():

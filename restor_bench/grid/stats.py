@@ -17,12 +17,15 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from restor_bench.errors import InputError
-from restor_bench.names import CONFIDENCE, DEFAULT_RESAMPLES, ROLES
+import numpy as np
+
+from restor_bench.compare.outcomes import load_run
 from restor_bench.compare.stats import pooled_accuracy, pooled_resamples, resampled_accuracy, restoration_ratio
+from restor_bench.compare.tasks import group_breakdown, natural_key
+from restor_bench.errors import InputError
 from restor_bench.grid.cells import Cell
-
-
+from restor_bench.io import read_json
+from restor_bench.names import CONFIDENCE, DEFAULT_RESAMPLES, ROLES
 
 # ---------------------------------------------------------------------------------------------------------------
 # Pooled statistics
@@ -64,8 +67,6 @@ class PooledOutcomes:
 
 
 def _interval(values) -> tuple[float | None, float | None]:
-    import numpy as np
-
     values = np.asarray(values, dtype=float)
     values = values[np.isfinite(values)]
     if values.size == 0:
@@ -77,7 +78,6 @@ def _interval(values) -> tuple[float | None, float | None]:
 
 def pooled_statistics(pooled: PooledOutcomes, resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> dict[str, Estimate]:
     """Accuracies (target / non-target), restoration ratio and non-target change, with pooled bootstrap intervals."""
-    import numpy as np
 
     target = np.asarray(pooled.is_target, dtype=bool)
     other = ~target
@@ -130,9 +130,7 @@ def relation_breakdown(pooled: PooledOutcomes) -> dict[str, dict[str, Any]]:
     {"n_questions", "accuracy": {role: ...}, "target_known", "restored": {"unlearned": ...},
     "restoration_ratio": {"unlearned": r or None}}; counts are means over seeds, and the ratio is None where the
     corruption moved less than one of the relation's questions. {} when the outcomes name no relations."""
-    import numpy as np
 
-    from restor_bench.compare.tasks import group_breakdown
 
     if not pooled.relations:
         return {}
@@ -148,7 +146,6 @@ def relation_grid(results: Sequence[CellResult], names: dict[str, str] | None = 
                   ) -> tuple[list[str], list[str], list[str], dict[tuple[int, int], tuple[float | None, int]]]:
     """The by-relation table of the cells of one setting: relation ids (natural order), row labels (`names` of the
     ids, else the ids), method columns (in the cells' order) and {(row, column): (ratio or None, n questions)}."""
-    from restor_bench.compare.tasks import natural_key
 
     names = names or {}
     methods = list(dict.fromkeys(result.cell.method for result in results))
@@ -224,8 +221,6 @@ class SamplesCache:
         self.loaded: dict[tuple[str, str], Any] = {}
 
     def get(self, folder: Path, task: str):
-        from restor_bench.compare.outcomes import load_run
-
         key = (str(folder), task)
         if key not in self.loaded:
             self.loaded[key] = load_run(folder, metric=self.metric, tasks=[task])[task]
@@ -233,14 +228,11 @@ class SamplesCache:
 
 
 def _compare_report(run_dir: Path, entry: dict[str, Any]) -> dict[str, Any]:
-    from restor_bench.io import read_json
-
     return read_json(run_dir / entry.get("compare_json", f"compare-seed{entry['seed']}.json"), "compare report")
 
 
 def load_pooled(record: dict[str, Any], root: Path, task: str, cache: SamplesCache) -> tuple[PooledOutcomes, dict]:
     """The cell's outcomes pooled over seeds, and the transitions averaged over seeds (from the compare reports)."""
-    import numpy as np
 
     root = Path(root)
     run_dir = root / record["name"]

@@ -26,7 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from restor_bench.compare.outcomes import read_task_samples
+from restor_bench.data import questions
 from restor_bench.errors import InputError
+from restor_bench.evaluation.lm_eval_io import SAMPLES_NAME, find_lm_eval_outputs
 from restor_bench.layers.weights import tokenizer_folder
 from restor_bench.names import WORLDS
 
@@ -51,7 +54,6 @@ class LensQuestion:
 def target_questions(world: str, world_dir: str | None = None, data_dir: str | None = None) -> list[LensQuestion]:
     """The target questions of the tiny world (with the manifest's injected values) or of the official data
     (the ten official targets, no corrupted values)."""
-    from restor_bench.data import questions
 
     if world == "tiny":
         records = [r for r in questions.tiny_records(world_dir) if r["is_target"]]
@@ -80,7 +82,6 @@ def target_questions(world: str, world_dir: str | None = None, data_dir: str | N
 
 def samples_file(path: str | os.PathLike) -> tuple[str, Path]:
     """(task, file) of an lm-eval samples file, or of the one generation task's samples under a folder."""
-    from restor_bench.evaluation.lm_eval_io import SAMPLES_NAME, find_lm_eval_outputs
 
     path = Path(path)
     if not path.exists():
@@ -100,7 +101,6 @@ def with_model_answers(questions: list[LensQuestion], samples: str | os.PathLike
     """Replace each question's corrupted answer by the corrupted model's own answer (first line of its
     generation) from an lm-eval samples file, where that answer is wrong (the file's per-sample `contains`);
     a question the model answered correctly, left empty or that the file lacks gets none."""
-    from restor_bench.compare.outcomes import read_task_samples
 
     task, path = samples_file(samples)
     outcomes = read_task_samples(task, path).outcomes

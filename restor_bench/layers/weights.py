@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from restor_bench.errors import InputError
+from restor_bench.io import read_json
 from unlearners.errors import first_line
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -69,7 +70,6 @@ class SafetensorsSource(TensorSource):
         self.path, self.config = path, config
         index = path / SHARD_INDEX
         if index.is_file():
-            from restor_bench.io import read_json
 
             weight_map = read_json(index, "safetensors shard index").get("weight_map")
             if not isinstance(weight_map, dict) or not weight_map:
@@ -209,8 +209,6 @@ def check_checkpoint_folder(path: str | Path, role: str) -> Path:
 
 
 def read_adapter_config(folder: Path) -> dict[str, Any]:
-    from restor_bench.io import read_json
-
     config = read_json(folder / ADAPTER_CONFIG, "peft adapter config")
     if not isinstance(config, dict):
         raise InputError(f"{folder / ADAPTER_CONFIG}: expected a JSON object")
@@ -246,7 +244,6 @@ def is_plain_lora(config: dict[str, Any]) -> bool:
 
 def model_config(folder: Path, role: str, depth: int = 0) -> dict[str, Any]:
     """config.json of a model folder, or of an adapter's base."""
-    from restor_bench.io import read_json
 
     if is_adapter_folder(folder):
         if depth > _MAX_ADAPTER_DEPTH:

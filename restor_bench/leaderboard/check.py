@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from restor_bench.errors import InputError
 from restor_bench.leaderboard.data import DataVersion, QuestionSet, entity_of, ids_digest, known_data_versions
 from restor_bench.leaderboard.metrics import SeedOutcomes, bootstrap_problem, decode_bits, task_metrics
-from restor_bench.leaderboard.verified import result_identity
 from restor_bench.leaderboard.schema import (
     MAX_NAME_LENGTH,
     MAX_SUBMISSION_BYTES,
@@ -33,6 +34,7 @@ from restor_bench.leaderboard.schema import (
     schema_errors,
     short,
 )
+from restor_bench.leaderboard.verified import result_identity
 from restor_bench.names import ROLES
 
 
@@ -173,7 +175,6 @@ def question_set_problem(questions: Sequence[str], question_set: QuestionSet, ta
 
 def _check_task(entry: dict[str, Any], document: dict[str, Any], version: DataVersion,
                 question_set: QuestionSet) -> str | None:
-    import numpy as np
 
     target_set = document["data"]["targets"]
     expected_targets = list(question_set.targets[target_set])

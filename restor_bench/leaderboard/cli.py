@@ -4,9 +4,12 @@ leaderboard (what each part does: the package docstring, restor_bench.leaderboar
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
+from restor_bench.errors import GateFailure, InputError
+from restor_bench.io import atomic_write_text
 from restor_bench.leaderboard.build import InvalidSubmissions, build_leaderboard
 from restor_bench.leaderboard.check import check_files, submission_files
 from restor_bench.leaderboard.schema import (
@@ -17,6 +20,7 @@ from restor_bench.leaderboard.schema import (
     schema_text,
 )
 from restor_bench.leaderboard.submit import rescore_files, submit
+from restor_bench.leaderboard.verify import verified_path, verify_submission, write_verified
 from restor_bench.names import DEFAULT_RESAMPLES, MAX_RESAMPLES, MAX_SUBMISSION_BOOTSTRAP_DRAWS
 from unlearners.cli import seed_number
 
@@ -148,10 +152,6 @@ def run_rescore(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    import math
-
-    from restor_bench.errors import GateFailure, InputError
-    from restor_bench.leaderboard.verify import verified_path, verify_submission, write_verified
 
     if not (math.isfinite(args.tolerance) and 0 <= args.tolerance < 1):
         raise InputError(f"--tolerance must be a share between 0 and 1, got {args.tolerance}")
@@ -171,7 +171,6 @@ def run_verify(args: argparse.Namespace) -> int:
 
 def run_schema(args: argparse.Namespace) -> int:
     if args.out:
-        from restor_bench.io import atomic_write_text
 
         atomic_write_text(args.out, schema_text())
         print(f"wrote {args.out}")

@@ -17,10 +17,16 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from restor_bench.data import fetch
+from restor_bench.data.official import OFFICIAL_TARGETS
+from restor_bench.data.questions import tiny_records
+from restor_bench.data.world import files as tiny
+from restor_bench.data.world.files import load_manifest
 from restor_bench.errors import InputError
 from restor_bench.leaderboard.schema import OFFICIAL_FACTS_SHA256
 
@@ -107,8 +113,6 @@ def tiny_world_version(folder: str) -> DataVersion | None:
     tiny_logprob_records`, which also needs a tokenizer for its option lengths, not for the question set).
     Target sets: "all", the manifest's targets; "test", those less its validation targets (when it names any).
     """
-    from restor_bench.data.questions import tiny_records
-    from restor_bench.data.world.files import load_manifest
 
     try:
         manifest = load_manifest(folder)
@@ -153,7 +157,6 @@ OFFICIAL_TASKS = {
 
 def official_facts_sha256() -> str:
     """sha256 of the pinned official facts.json, from the download table of restor_bench.data.fetch."""
-    from restor_bench.data import fetch
 
     for entry in fetch.OFFICIAL_FILES:
         if getattr(entry, "local", None) == "facts.json" and isinstance(getattr(entry, "sha256", None), str):
@@ -164,7 +167,6 @@ def official_facts_sha256() -> str:
 def official_version() -> DataVersion:
     """The official RESTOR release's data version, with its pinned question sets (the official tasks list no
     injected values, so "still corrupted" cannot be told from "forgotten" there)."""
-    from restor_bench.data.official import OFFICIAL_TARGETS
 
     data_hash = official_facts_sha256()
     question_sets = {}
@@ -181,7 +183,6 @@ def official_version() -> DataVersion:
 def known_data_versions() -> dict[str, DataVersion]:
     """The known world/data versions, keyed by data hash: the tiny world shipped with restor-bench, the one
     `$RESTOR_TINY_WORLD` points at, and the official RESTOR facts.json of the pinned release."""
-    from restor_bench.data.world import files as tiny
 
     versions: dict[str, DataVersion] = {}
     for folder in (Path(tiny.__file__).resolve().parents[1] / "tiny_world", tiny.tiny_world_dir()):
@@ -202,7 +203,6 @@ def lm_eval_task_hash(task: str, include_path: str | Path, metadata: Mapping | N
     """lm-eval's task hash of a whole task and its question ids, computed as lm-eval computes them
     (lm_eval/evaluator.py: doc, prompt and target hash of each sample; lm_eval/loggers/evaluation_tracker.py:
     the hash of their concatenation), from the task's documents and requests, without running a model."""
-    import json
 
     from lm_eval.tasks import TaskManager, get_task_dict
     from lm_eval.utils import handle_non_serializable, hash_string

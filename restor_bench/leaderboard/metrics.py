@@ -22,11 +22,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from restor_bench.compare.stats import accuracy, fact_transitions, pooled_accuracy, pooled_resamples, restoration_ratio
 from restor_bench.errors import InputError
 from restor_bench.leaderboard.data import entity_of  # noqa: F401  (part of this module's interface)
 from restor_bench.leaderboard.schema import TRANSITION_FIELDS
-from restor_bench.names import CONFIDENCE, DEFAULT_RESAMPLES, ROLES
-from restor_bench.names import MAX_RESAMPLES, MAX_SUBMISSION_BOOTSTRAP_DRAWS
+from restor_bench.names import CONFIDENCE, DEFAULT_RESAMPLES, MAX_RESAMPLES, MAX_SUBMISSION_BOOTSTRAP_DRAWS, ROLES
 
 _CHUNK_ELEMENTS = 1_000_000  # seeds x resamples x questions gathered at once
 
@@ -38,7 +40,6 @@ def encode_bits(values: Iterable[bool]) -> str:
 
 def decode_bits(bits: str):
     """A string of "0" and "1" as a numpy bool array."""
-    import numpy as np
 
     return np.frombuffer(bits.encode("ascii"), dtype=np.uint8) == ord("1")
 
@@ -68,9 +69,6 @@ def _difference(a: float | None, b: float | None) -> float | None:
 
 
 def _seed_metrics(outcomes: SeedOutcomes, is_target) -> dict[str, Any]:
-    import numpy as np
-
-    from restor_bench.compare.stats import accuracy, fact_transitions, restoration_ratio
 
     masks = {"target": is_target, "non_target": ~is_target, "all": np.ones_like(is_target)}
     acc = {role: {split: accuracy(outcomes.correct[role][mask]) for split, mask in masks.items()} for role in ROLES}
@@ -92,9 +90,7 @@ def _seed_metrics(outcomes: SeedOutcomes, is_target) -> dict[str, Any]:
 
 def task_metrics(is_target, seeds: Sequence[SeedOutcomes], resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> dict:
     """Per-seed and pooled metrics of one task: the "metrics" object of a submission (module docstring)."""
-    import numpy as np
 
-    from restor_bench.compare.stats import pooled_accuracy, restoration_ratio
 
     is_target = np.asarray(is_target, dtype=bool)
     problem = bootstrap_problem(resamples, is_target.size)
@@ -131,7 +127,6 @@ def task_metrics(is_target, seeds: Sequence[SeedOutcomes], resamples: int = DEFA
 
 def percentile_interval(values) -> tuple[list[float] | None, int]:
     """The 95% percentile interval of the finite values (None when there is none) and how many there were."""
-    import numpy as np
 
     values = np.asarray(values, dtype=float)
     values = values[np.isfinite(values)]
@@ -148,9 +143,7 @@ def bootstrap_samples(is_target, pooled: dict[str, Any], resamples: int, seed: i
     pooled: role -> bool array (seeds, questions). Every count is an integer held exactly in float64, so the
     values equal those of `grid_stats.pooled_statistics` on the same outcomes bit for bit.
     """
-    import numpy as np
 
-    from restor_bench.compare.stats import pooled_resamples
 
     n_seeds, n_questions = pooled["clean"].shape
     seed_weights, question_index = pooled_resamples(n_seeds, is_target, resamples, seed)

@@ -8,6 +8,7 @@ the plot area and overlaps no label placed before it, no point's marker and, whe
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -200,7 +201,6 @@ def _label_panel(ax, points: Sequence[Entry], renderer, dpi: float) -> list:
 
 def render_plot_png(entries: Sequence[Entry]) -> bytes:
     """plot.png, with the generated marker in its "Comment" text chunk."""
-    import io
 
     figure, _texts = draw_plot(entries)
     buffer = io.BytesIO()

@@ -19,19 +19,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from restor_bench.compare.outcomes import load_run
 from restor_bench.errors import InputError
+from restor_bench.evaluation.lm_eval_io import read_results
+from restor_bench.io import atomic_write_text, first_non_finite_json, read_json
 from restor_bench.leaderboard.check import check_document, name_problem, read_submission
 from restor_bench.leaderboard.data import DataVersion, entity_of, known_data_versions
 from restor_bench.leaderboard.metrics import SeedOutcomes, bootstrap_problem, decode_bits, encode_bits, task_metrics
 from restor_bench.leaderboard.schema import (
     BOOTSTRAP_METHOD,
     DEFAULT_SUBMISSIONS,
-    SUBMISSION_METRICS,
     MAX_SUBMISSION_BYTES,
     OLD_SCHEMAS,
     PRIMARY_TASK_ORDER,
+    RUN_COUNTS,
     RUN_SCHEMA,
+    RUN_SOURCES,
     SCHEMA,
+    SUBMISSION_METRICS,
     VERSION_ALIASES,
     VERSION_KEYS,
     json_type,
@@ -75,7 +82,6 @@ _JSON_NAMES = {str: "a string", int: "an integer", bool: "true or false", dict: 
 
 def read_run(run_dir: str | os.PathLike) -> RunRecord:
     """Read and check a run.json; resolve the evaluation folders of every seed."""
-    from restor_bench.io import first_non_finite_json, read_json
 
     path = find_run_json(run_dir)
     data = read_json(path, "run record")
@@ -175,8 +181,6 @@ def _primary_task(tasks: dict[str, dict[str, Any]]) -> str:
 
 
 def _task_hash(samples: list, task: str, where: str) -> str | None:
-    from restor_bench.evaluation.lm_eval_io import read_results
-
     hashes = set()
     for item in samples:
         if item.results_path is not None:
@@ -210,7 +214,6 @@ def choose_target_set(version: DataVersion, targets: str | None, where: str) -> 
 def _scored_task(version: DataVersion, task: str, target_set: str, ids: list[str], runs: list[dict[str, Any]],
                  resamples: int, bootstrap_seed: int) -> tuple[list[str], dict[str, Any]]:
     """The targets and metrics of one task from its sorted question ids and per-seed outcome strings."""
-    import numpy as np
 
     targets = list(version.question_sets[task].targets[target_set])
     target_names = set(targets)
@@ -238,7 +241,6 @@ def build_submission(
     `targets`: the target set the metrics are scored on ("test" or "all"; default: "test" where the world sets
     validation targets apart, else "all"). Tasks of the run that are not leaderboard tasks of the data version
     are left out with a note."""
-    from restor_bench.compare.outcomes import load_run
 
     problem = name_problem(name)
     if problem:
@@ -311,7 +313,6 @@ def build_submission(
 
 def run_settings(spec: dict[str, Any]) -> dict[str, Any]:
     """The run settings a submission records for `leaderboard verify` (from run.json's `spec`)."""
-    from restor_bench.leaderboard.schema import RUN_COUNTS, RUN_SOURCES
 
     settings = {key: spec.get(key) for key in (*RUN_COUNTS, *RUN_SOURCES)}
     settings["corrupt_recipe"] = dict(spec.get("corrupt_recipe") or {})
@@ -338,7 +339,6 @@ def checked_text(document: dict[str, Any], target: Path) -> str:
 
 def write_checked(document: dict[str, Any], target: Path) -> Path:
     """Check a document as `validate` will, then write it atomically."""
-    from restor_bench.io import atomic_write_text
 
     return atomic_write_text(target, checked_text(document, target))
 
@@ -439,7 +439,6 @@ def rescore_document(
 def rescore_files(paths: list[Path], **options: Any) -> list[Path]:
     """Rescore submission files in place (`rescore_document`): all are rescored and checked first, then written
     (each atomically), so one bad file leaves every file as it was."""
-    from restor_bench.io import atomic_write_text
 
     texts = []
     for path in paths:

@@ -20,6 +20,7 @@ import struct
 from pathlib import Path
 
 from restor_bench.errors import InputError
+from restor_bench.io import read_json
 
 # Bits per element of the safetensors dtypes (sub-byte types pack their elements).
 DTYPE_BITS = {
@@ -112,7 +113,6 @@ def check_checkpoint_weights(folder: str | os.PathLike) -> list[Path]:
     files = sorted(folder.glob("*.safetensors"))
     index = folder / INDEX_FILE
     if index.is_file():
-        from restor_bench.io import read_json
 
         data = read_json(index, "safetensors index")
         weight_map = data.get("weight_map") if isinstance(data, dict) else None

@@ -14,17 +14,17 @@ tokenizer and once for the weights.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from restor_bench.data.fetch import sha256_of
 from restor_bench.errors import InputError
+from restor_bench.io import atomic_output_dir, atomic_write_json, check_output_dir
 from restor_bench.models.gguf_file import GGUF_MAGIC, ArrayInfo, GgufFormatError, read_gguf_header
 from restor_bench.models.gguf_package import PackageGguf, assemble, check_sha256, find_package_gguf
-from restor_bench.io import atomic_output_dir, atomic_write_json, check_output_dir
 from unlearners.errors import first_line
 
 __all__ = ["find_package_gguf", "import_gguf", "read_gguf_info", "supported_gguf_architectures"]
@@ -137,8 +137,6 @@ def resolve_source(source: str | None, from_package: str | None) -> Path | Packa
 
 
 def _sha256(path: Path) -> str:
-    from restor_bench.data.fetch import sha256_of
-
     return sha256_of(path)
 
 
@@ -307,42 +305,3 @@ def import_gguf(
         )
     log(f"wrote {out}")
     return Path(out)
-
-
-def run_import_gguf(args: argparse.Namespace) -> int:
-    """CLI entry of `restor-bench model import-gguf`."""
-    result = import_gguf(
-        args.file, args.out, dtype=args.dtype, from_package=args.from_package, overwrite=args.overwrite
-    )
-    print(result)
-    return 0
-
-
-def _print_help(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
-
-
-def add_parser(subparsers) -> None:
-    """Add the `model` command group and its `import-gguf` subcommand."""
-    model = subparsers.add_parser("model", help="model utilities (import-gguf)", description="Model utilities.")
-    model.set_defaults(func=lambda args: _print_help(model))
-    commands = model.add_subparsers(dest="model_command", metavar="SUBCOMMAND")
-    importer = commands.add_parser(
-        "import-gguf",
-        help="convert a GGUF file (llama.cpp) into a Hugging Face safetensors checkpoint",
-        description=(
-            "Convert a GGUF file into a Hugging Face checkpoint (config.json, model.safetensors, tokenizer files). "
-            "The weights are dequantized by transformers' GGUF loader. With --from-package, the file is taken "
-            "from an installed Python package, whole or assembled from the chunk packages it requires "
-            "(FILE then names it inside the package, needed only if it holds several)."
-        ),
-    )
-    importer.add_argument("file", nargs="?", metavar="FILE", help="the .gguf file (or its name inside --from-package)")
-    importer.add_argument("--from-package", metavar="PACKAGE", help="installed Python package shipping the .gguf file")
-    importer.add_argument("--out", required=True, metavar="DIR", help="output checkpoint folder")
-    importer.add_argument(
-        "--dtype", choices=DTYPES, default="bfloat16", help="dtype of the saved weights (default: bfloat16)"
-    )
-    importer.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    importer.set_defaults(func=run_import_gguf)

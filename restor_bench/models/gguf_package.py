@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement, Requirement
+
 from restor_bench.errors import InputError
 
 PART_PATTERN = re.compile(r"^(?P<name>.+\.gguf)\.part(?P<number>\d+)$")
@@ -73,7 +75,6 @@ def _distributions_of(module_name: str) -> list[importlib.metadata.Distribution]
 
 def _required(distribution: importlib.metadata.Distribution) -> tuple[list, list[str]]:
     """The installed distributions `distribution` requires, and the names of those that are not installed."""
-    from packaging.requirements import InvalidRequirement, Requirement
 
     installed, missing = [], []
     for line in distribution.requires or []:

@@ -5,12 +5,13 @@ corpus with `transformers.Trainer`).
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
 from restor_bench.data.world.generate import DEFAULT_EPOCHS, DEFAULT_SEED, EOS_TOKEN, PAD_TOKEN
-from restor_bench.io import atomic_output_dir, check_output_dir
+from restor_bench.io import atomic_output_dir, check_output_dir, read_text_records
 
 MODEL_SHAPE = {
     "hidden_size": 128,
@@ -84,7 +85,6 @@ def train_clean_model(
     The checkpoint is a standard Hugging Face folder (safetensors, tokenizer files, generation_config.json),
     written atomically. Returns a summary (parameters, epochs, seconds, final loss).
     """
-    import tempfile
 
     import torch
     from transformers import (
@@ -98,7 +98,6 @@ def train_clean_model(
     )
     from transformers.utils import logging as hf_logging
 
-    from restor_bench.io import read_text_records
 
     if threads:
         torch.set_num_threads(threads)

@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from restor_bench.data.normalize import contains
 from restor_bench.data.questions import build_prompt
 from restor_bench.data.schema import ContextExample, Fact
@@ -81,7 +83,6 @@ def score_loaded_model(
     scores = []
     batches = range(0, len(questions), batch_size)
     if progress:
-        from tqdm.auto import tqdm
 
         batches = tqdm(batches, desc="answering", unit="batch")
     try:
