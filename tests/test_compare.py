@@ -448,32 +448,26 @@ def test_labels_and_several_unlearned(runs, tmp_path):
     assert [m["label"] for m in report["models"]] == ["clean", "corrupted", "npo", "oracle"]
 
 
-def test_question_mismatch_is_reported_and_common_questions_compared(runs, tmp_path, capsys):
+def test_question_mismatch_is_refused_unless_allow_subset_then_common_questions_compared(runs, tmp_path, capsys):
     partial = make_run(tmp_path / "partial", UNLEARNED[:6], questions=QUESTIONS[:6])
-    code, stdout, _ = run_cli(
-        [
-            "compare",
-            "--clean",
-            runs["clean"],
-            "--corrupted",
-            runs["corrupted"],
-            "--unlearned",
-            partial,
-            "--targets",
-            ",".join(TARGETS),
-            "--json",
-            tmp_path / "r.json",
-        ],
-        capsys,
-    )
+    command = ["compare", "--clean", runs["clean"], "--corrupted", runs["corrupted"], "--unlearned", partial,
+               "--targets", ",".join(TARGETS), "--json", tmp_path / "r.json"]
+    code, stdout, err = run_cli(command, capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "different question sets (clean 8, corrupted 8, unlearned 6 questions" in err and "--allow-subset" in err
+    assert not (tmp_path / "r.json").exists()
+
+    code, stdout, err = run_cli([*command, "--allow-subset"], capsys)
     assert code == 0
+    assert "WARNING: --allow-subset" in err
     report = json.loads((tmp_path / "r.json").read_text())
     task = report["tasks"][TASK]
     assert task["n_questions"] == {"target": 4, "non_target": 2, "all": 6}
     assert task["question_mismatch"]["clean"] == {"compared": 6, "not_compared": 2}
     assert task["question_mismatch"]["unlearned"] == {"compared": 6, "not_compared": 0}
-    assert "different question sets" in report["warnings"][0]
-    assert "'Gus Hale|P19' is missing from unlearned" in report["warnings"][0]
+    assert report["warnings"][0].startswith("--allow-subset")
+    assert "different question sets" in report["warnings"][1]
+    assert "'Gus Hale|P19' is missing from unlearned" in report["warnings"][1]
     assert "different question sets" in stdout
     # other questions now: clean Vienna, Austria = 1.0; unlearned Vienna 1, Germany 0 = 0.5
     assert task["accuracy"]["unlearned"]["non_target"]["value"] == pytest.approx(0.5)

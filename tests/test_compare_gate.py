@@ -227,3 +227,98 @@ def test_existing_output_needs_overwrite(runs, tmp_path, capsys):
     assert out.read_text() == "{}"
     code, _, _ = run_cli(argv + ["--overwrite"], capsys)
     assert code == 0 and json.loads(out.read_text())["mode"] == "restoration"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Partial and mismatched inputs, and the boundary of --max-drop
+
+
+def _limited_run(folder, answers, questions):
+    """A run of the first len(questions) questions only, as `lm_eval --limit N` records it in n-samples."""
+    folder = make_run(folder, answers, questions=questions)
+    results = next(folder.rglob("results_*.json"))
+    data = json.loads(results.read_text())
+    data["n-samples"][TASK] = {"original": 8, "effective": len(questions)}
+    data["config"]["limit"] = len(questions)
+    results.write_text(json.dumps(data))
+    return folder
+
+
+def test_gate_refuses_a_candidate_evaluated_with_limit(runs, tmp_path, capsys):
+    from test_compare import QUESTIONS
+
+    limited = _limited_run(tmp_path / "limited", CLEAN[:2], QUESTIONS[:2])
+    code, stdout, err = run_cli(["compare", "--baseline", runs["clean"], "--candidate", limited, "--max-drop", "0.02",
+                                 "--targets", ",".join(TARGETS)], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{limited}: task {TASK} was evaluated on 2 of its 8 questions (lm-eval --limit)" in err
+    assert "verdict" not in stdout
+
+
+def test_gate_refuses_the_same_limited_questions_on_both_sides(runs, tmp_path, capsys):
+    """Equal question sets are not enough: a baseline and a candidate both run with --limit judge part of a task."""
+    from test_compare import QUESTIONS
+
+    base = _limited_run(tmp_path / "base", CLEAN[:4], QUESTIONS[:4])
+    cand = _limited_run(tmp_path / "cand", CLEAN[:4], QUESTIONS[:4])
+    code, _, err = run_cli(["compare", "--baseline", base, "--candidate", cand, "--targets", "Ada Byron"], capsys)
+    assert code == 2 and "lm-eval --limit" in err
+    code, stdout, err = run_cli(["compare", "--baseline", base, "--candidate", cand, "--targets", "Ada Byron",
+                                 "--allow-subset"], capsys)
+    assert code == 0 and "verdict: PASS" in stdout and "WARNING: --allow-subset" in err
+
+
+def test_gate_refuses_a_candidate_missing_a_task_of_the_baseline(runs, tmp_path, capsys):
+    baseline = make_run(tmp_path / "two", CLEAN)
+    make_run(tmp_path / "two", CLEAN, task="restor_facts", stamp="2026-01-01T00-00-01.000000")
+    code, _, err = run_cli(["compare", "--baseline", baseline, "--candidate", runs["clean"],
+                            "--targets", ",".join(TARGETS)], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{runs['clean']}: no samples of task(s) restor_facts that the baseline" in err
+
+
+def test_gate_refuses_different_question_sets(runs, tmp_path, capsys):
+    from test_compare import QUESTIONS
+
+    partial = make_run(tmp_path / "partial", CLEAN[:6], questions=QUESTIONS[:6])
+    code, _, err = run_cli(["compare", "--baseline", runs["clean"], "--candidate", partial,
+                            "--targets", ",".join(TARGETS)], capsys)
+    assert code == 2 and "different question sets (baseline 8, candidate 6 questions" in err
+
+
+def test_targets_that_match_no_question_are_refused(runs, capsys):
+    code, _, err = run_cli(["compare", "--baseline", runs["clean"], "--candidate", runs["clean"],
+                            "--targets", "Nobody"], capsys)
+    assert code == 2 and "--targets: none of Nobody has a question in task restor_tiny_facts" in err
+    code, _, err = run_cli(["compare", "--clean", runs["clean"], "--corrupted", runs["corrupted"],
+                            "--targets", "Nobody,Somebody"], capsys)
+    assert code == 2 and "--targets: none of Nobody, Somebody has a question" in err
+
+
+@pytest.mark.parametrize("n, dropped", [(100, 82), (50, 41), (8, 1), (4, 3), (40, 7), (10, 3), (1000, 1)])
+def test_max_drop_boundary_is_exact_in_question_counts(tmp_path, n, dropped):
+    """A drop of exactly --max-drop passes, one question more fails; one question less passes: for several question
+    counts, including 100 questions at 0.82, where 1.00 - 0.18 is -0.8200000000000001 in binary floats."""
+    from restor_bench.compare.outcomes import TargetChoice
+    from restor_bench.compare.report import compare_gate
+
+    questions = [("Anchor Person", "P19", "Home", [])] + [(f"Person {i:04d}", "P19", f"Town {i}", [])
+                                                          for i in range(n - 1)]
+    questions.sort(key=lambda q: f"{q[0]}|{q[1]}")
+    anchor = next(i for i, q in enumerate(questions) if q[0] == "Anchor Person")
+    baseline = make_run(tmp_path / "baseline", [("x", 1)] * n, questions=questions)
+    max_drop = f"{dropped / n:.10g}"
+    verdicts = {}
+    for drop in (dropped - 1, dropped, dropped + 1):
+        if drop > n - 1:
+            continue
+        wrong = [i for i in range(n) if i != anchor][:drop]
+        answers = [("x", 0 if i in wrong else 1) for i in range(n)]
+        candidate = make_run(tmp_path / f"candidate{drop}", answers, questions=questions)
+        report = compare_gate(baseline, candidate, max_drop=float(max_drop), n_resamples=0,
+                              targets=TargetChoice(names=("Anchor Person",)))
+        verdicts[drop] = report["tasks"][TASK]["gate"]["splits"]["all"]["passed"]
+    assert verdicts[dropped] is True, f"a drop of exactly {max_drop} x {n} must pass"
+    assert verdicts[dropped - 1] is True
+    if dropped + 1 in verdicts:
+        assert verdicts[dropped + 1] is False, f"one question more than {max_drop} x {n} must fail"

@@ -11,7 +11,7 @@ from typing import Any
 
 from restor_bench.compare.format import format_markdown, format_text
 from restor_bench.compare.outcomes import TargetChoice, parse_targets
-from restor_bench.compare.report import compare_gate, compare_restoration
+from restor_bench.compare.report import SUBSET_WARNING, compare_gate, compare_restoration
 from restor_bench.errors import GateFailure, InputError
 from restor_bench.io import atomic_write_json, atomic_write_text, check_output_file
 from restor_bench.names import DEFAULT_METRIC, GENERATION_METRICS
@@ -102,6 +102,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     common.add_argument("--markdown", metavar="OUT.md", help="write the tables (and the gate verdict) as markdown")
     common.add_argument("--per-question", action="store_true", help="include per-question outcomes in the JSON")
+    common.add_argument("--allow-subset", action="store_true",
+                        help="compare the questions the models share even when their question sets differ or a run "
+                             "was evaluated with --limit (refused otherwise; the report says so loudly)")
     common.add_argument("--overwrite", action="store_true", help="replace existing --json / --markdown files")
     parser.set_defaults(func=run_compare)
     return parser
@@ -156,7 +159,10 @@ def run_compare(args: argparse.Namespace) -> int:
         "n_resamples": args.bootstrap,
         "seed": args.seed,
         "per_question": args.per_question,
+        "allow_subset": args.allow_subset,
     }
+    if args.allow_subset:
+        print(f"restor-bench: WARNING: {SUBSET_WARNING}", file=sys.stderr)
     if gate_mode:
         report = compare_gate(
             args.baseline, args.candidate, args.max_drop, args.corrupted, args.min_restoration, **options

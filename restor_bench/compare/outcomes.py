@@ -82,6 +82,13 @@ class TaskSamples:
     outcomes: dict[str, QuestionOutcome] = field(default_factory=dict)
     model_name: str | None = None
     task_metadata: dict[str, Any] = field(default_factory=dict)  # the task config's "metadata" in the results
+    # lm-eval's "n-samples" of the task: (questions evaluated, questions of the task); evaluated < all under --limit
+    n_samples: tuple[int, int] | None = None
+
+    @property
+    def limited(self) -> bool:
+        """Whether lm-eval evaluated only part of the task (`--limit`)."""
+        return self.n_samples is not None and self.n_samples[0] < self.n_samples[1]
 
     @property
     def entities(self) -> set[str]:
@@ -121,6 +128,7 @@ def load_run(
         samples.results_path = output.results_path
         if output.results_path is not None:
             samples.model_name, samples.task_metadata = _results_info(output.results_path, task)
+            samples.n_samples = _n_samples(output.results_path, task)
         run[task] = samples
     return run
 
@@ -143,6 +151,17 @@ def _results_info(path: str | os.PathLike, task: str) -> tuple[str | None, dict[
         if not isinstance(value, dict):
             raise InputError(f"{path}: field {'.'.join(where)}: expected a JSON object, found {type(value).__name__}")
     return name, value
+
+
+def _n_samples(path: str | os.PathLike, task: str) -> tuple[int, int] | None:
+    """(effective, original) of the task in an lm-eval results file's "n-samples", None when not stated."""
+    entry = (read_results(path).get("n-samples") or {}).get(task)
+    if not isinstance(entry, dict):
+        return None
+    effective, original = entry.get("effective"), entry.get("original")
+    if not all(isinstance(n, int) and not isinstance(n, bool) for n in (effective, original)):
+        return None
+    return effective, original
 
 
 def read_task_samples(task: str, path: str | os.PathLike, metric: str = DEFAULT_METRIC) -> TaskSamples:

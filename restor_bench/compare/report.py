@@ -94,6 +94,28 @@ BOOTSTRAP_METHOD = "paired percentile bootstrap; questions resampled with replac
 # Whole comparisons
 
 
+SUBSET_WARNING = ("--allow-subset: models are compared on the questions they share, which may be a part of each "
+                  "task; these numbers do not cover the whole question set")
+
+
+def check_whole_question_sets(runs: Sequence[Run], loaded) -> None:
+    """The gate judges whole tasks: every task of the baseline must be in every other run, and no run may have been
+    evaluated on part of a task (lm-eval's `--limit`). InputError naming the folder and the task otherwise."""
+    baseline = runs[0]
+    for run in runs[1:]:
+        missing = sorted(set(loaded[baseline.label]) - set(loaded[run.label]))
+        if missing:
+            raise InputError(f"{run.folder}: no samples of task(s) {', '.join(missing)} that the {baseline.role} "
+                             f"({baseline.folder}) was scored on; the gate needs every task of the {baseline.role}")
+    for run in runs:
+        for task, samples in sorted(loaded[run.label].items()):
+            if samples.limited:
+                evaluated, total = samples.n_samples
+                raise InputError(f"{run.folder}: task {task} was evaluated on {evaluated} of its {total} questions "
+                                 "(lm-eval --limit); the gate needs whole tasks (--allow-subset compares the "
+                                 "questions the models share)")
+
+
 @dataclass(frozen=True)
 class Run:
     """One model's evaluation folder and its role in a comparison."""
@@ -137,12 +159,16 @@ def _report_base(mode: str, runs: Sequence[Run], loaded, metric: str, n_resample
     }
 
 
-def _aligned_tasks(runs: Sequence[Run], loaded, targets: TargetChoice, report: dict) -> list[AlignedTask]:
+def _aligned_tasks(
+    runs: Sequence[Run], loaded, targets: TargetChoice, report: dict, allow_subset: bool = False
+) -> list[AlignedTask]:
     tasks, skipped = common_tasks(loaded, {run.label: run.folder for run in runs})
     report["skipped_tasks"] = skipped
+    if allow_subset:
+        report["warnings"].append(SUBSET_WARNING)
     aligned = []
     for task in tasks:
-        entry = align_task(task, {run.label: loaded[run.label][task] for run in runs}, targets)
+        entry = align_task(task, {run.label: loaded[run.label][task] for run in runs}, targets, allow_subset)
         report["warnings"].extend(entry.warnings)
         aligned.append(entry)
     return aligned
@@ -159,14 +185,17 @@ def compare_restoration(
     n_resamples: int = 1000,
     seed: int = 0,
     per_question: bool = False,
+    allow_subset: bool = False,
 ) -> dict[str, Any]:
-    """The restoration report of clean, corrupted and unlearned evaluation folders (see the module docstring)."""
+    """The restoration report of clean, corrupted and unlearned evaluation folders (see the module docstring).
+    The models must have been scored on the same questions of each task (`allow_subset`: compare those they
+    share)."""
     runs = [Run("clean", "clean", str(clean)), Run("corrupted", "corrupted", str(corrupted))]
     unlearned_labels = _unlearned_labels(unlearned, labels)
     runs += [Run(label, "unlearned", str(folder)) for label, folder in zip(unlearned_labels, unlearned, strict=True)]
     loaded = _load_all(runs, metric, tasks)
     report = _report_base("restoration", runs, loaded, metric, n_resamples, seed)
-    for aligned in _aligned_tasks(runs, loaded, targets, report):
+    for aligned in _aligned_tasks(runs, loaded, targets, report, allow_subset):
         report["tasks"][aligned.task] = restoration_task_report(
             aligned, "clean", "corrupted", [r.label for r in runs[2:]], n_resamples, seed, per_question
         )
@@ -189,8 +218,11 @@ def compare_gate(
     n_resamples: int = 1000,
     seed: int = 0,
     per_question: bool = False,
+    allow_subset: bool = False,
 ) -> dict[str, Any]:
-    """The gate report of a candidate against a baseline; `report["gate"]["passed"]` is the verdict."""
+    """The gate report of a candidate against a baseline; `report["gate"]["passed"]` is the verdict. The candidate
+    (and `corrupted`) must hold every task of the baseline, on the same questions, none evaluated with lm-eval's
+    `--limit` (InputError otherwise); `allow_subset` judges the questions they share instead."""
     if min_restoration is not None and corrupted is None:
         raise InputError("--min-restoration needs --corrupted (the baseline is taken as the clean model)")
     if not 0 <= max_drop <= 1:  # NaN fails this too
@@ -201,9 +233,11 @@ def compare_gate(
     if corrupted is not None:
         runs.append(Run("corrupted", "corrupted", str(corrupted)))
     loaded = _load_all(runs, metric, tasks)
+    if not allow_subset:
+        check_whole_question_sets(runs, loaded)
     report = _report_base("gate", runs, loaded, metric, n_resamples, seed)
     failures = []
-    for aligned in _aligned_tasks(runs, loaded, targets, report):
+    for aligned in _aligned_tasks(runs, loaded, targets, report, allow_subset):
         entry = gate_task_report(
             aligned,
             "baseline",
@@ -218,6 +252,7 @@ def compare_gate(
         failures.extend(entry["gate"]["failures"])
         report["tasks"][aligned.task] = entry
     report["gate"] = {
+        "allow_subset": allow_subset,
         "max_drop": max_drop,
         "min_restoration": min_restoration,
         "passed": not failures,

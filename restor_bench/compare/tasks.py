@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -77,8 +78,12 @@ def common_tasks(runs: dict[str, dict[str, TaskSamples]], folders: dict[str, str
     return common, skipped
 
 
-def align_task(task: str, samples: dict[str, TaskSamples], targets: TargetChoice) -> AlignedTask:
-    """Align the runs of one task on the questions they all hold (sorted by id)."""
+def align_task(
+    task: str, samples: dict[str, TaskSamples], targets: TargetChoice, allow_subset: bool = False
+) -> AlignedTask:
+    """Align the runs of one task on their questions (sorted by id). The runs must hold the same questions: an
+    InputError names the difference, unless `allow_subset`, which compares the questions they all hold (with a
+    warning). Targets named explicitly (`--targets`) must match a question."""
 
     labels = list(samples)
     reference = samples[labels[0]]
@@ -103,9 +108,15 @@ def align_task(task: str, samples: dict[str, TaskSamples], targets: TargetChoice
             for label in labels
             if qid not in samples[label].outcomes
         )
+        if not allow_subset:
+            raise InputError(
+                f"task {task}: the models were scored on different question sets ({detail} questions; e.g. "
+                f"{example}); evaluate them on the same questions, or pass --allow-subset to compare the "
+                f"{len(common)} they share"
+            )
         warnings.append(
             f"task {task}: different question sets ({detail} questions; e.g. {example}); "
-            f"comparing the {len(common)} common ones"
+            f"--allow-subset: comparing the {len(common)} common ones"
         )
     ids = sorted(common)
     differing = sum(1 for qid in ids if len({samples[label].outcomes[qid].doc_hash for label in labels} - {None}) > 1)
@@ -119,6 +130,8 @@ def align_task(task: str, samples: dict[str, TaskSamples], targets: TargetChoice
     name_set = set(names)
     missing = sorted(name_set - set(entities))
     if missing and len(missing) == len(name_set):
+        if targets.names is not None:
+            raise InputError(f"--targets: none of {', '.join(sorted(name_set))} has a question in task {task}")
         warnings.append(f"task {task}: none of the target entities has a question ({source})")
     elif missing:
         warnings.append(f"task {task}: target(s) without questions: {', '.join(missing)}")
@@ -382,6 +395,19 @@ def restoration_task_report(
     return report
 
 
+def drop_within(aligned: AlignedTask, split: str, baseline: str, candidate: str, max_drop: float) -> bool:
+    """Whether the candidate's accuracy on a split fell by at most `max_drop`, decided exactly in question counts:
+    (baseline correct - candidate correct) <= max_drop x questions, with `max_drop` read as the decimal it was
+    written as (0.82 is 41/50, not the nearest binary float). A drop equal to the limit passes."""
+    mask = aligned.split_masks[split]
+    questions = int(mask.sum())
+    if questions == 0:
+        return True
+    dropped = int(aligned.correct[baseline][mask].sum()) - int(aligned.correct[candidate][mask].sum())
+    limit = Fraction(repr(float(max_drop)))
+    return dropped <= limit * questions
+
+
 def gate_task_report(
     aligned: AlignedTask,
     baseline: str,
@@ -405,7 +431,7 @@ def gate_task_report(
         before = report["accuracy"][baseline][split]["value"]
         after = report["accuracy"][candidate][split]["value"]
         change = difference["value"]
-        passed = change is None or change >= -max_drop - 1e-12
+        passed = drop_within(aligned, split, baseline, candidate, max_drop)
         if not passed:
             failures.append(
                 f"{aligned.task} {SPLIT_TITLES[split]}: accuracy fell by {-change:.3f} ({before:.3f} -> {after:.3f}),"
