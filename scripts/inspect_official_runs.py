@@ -1,4 +1,4 @@
-"""Two checks behind docs/RESULTS-official-classic.md, read from finished `restor-bench run` / `grid` folders.
+"""Two checks behind docs/results/RESULTS-official-classic.md, read from finished `restor-bench run` / `grid` folders.
 
 1. Wrong target answers that repeat the target's own corruption documents (clean, corrupted, unlearned models).
 2. How far each unlearned model's weights moved from the corrupted model's (share of changed values, largest change).

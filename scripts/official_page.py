@@ -1,4 +1,4 @@
-"""Build docs/RESULTS-official.md: RESTOR's protocol on the official data for real models side by side, with the
+"""Build docs/results/RESULTS-official.md: RESTOR's protocol on the official data for real models side by side, with the
 instruments run on each model's runs.
 
 Each `--page LABEL GRID_JSON ROOT` names a finished `restor-bench grid` (its JSON, written next to its results page,
@@ -18,10 +18,10 @@ then writes the page: the commands, the side-by-side tables, the figures and a c
 output exists are reused (`--rerun` does them again), so a rerun after the grids costs only what is missing. The
 page is a function of the grids' JSON, the runs under their roots and this command, which the page prints.
 
-    python scripts/official_page.py --page SmolLM2-135M docs/RESULTS-paper-smollm2.json runs-paper-smollm2 \\
-        --page "Gemma 3 270M" docs/RESULTS-paper-gemma3.json runs-paper-gemma3 \\
-        --instruments docs/instruments/official --logprob-methods npo \\
-        --discussion docs/RESULTS-official.discussion.md --out docs/RESULTS-official.md
+    python scripts/official_page.py --page SmolLM2-135M docs/results/RESULTS-paper-smollm2.json runs-paper-smollm2 \\
+        --page "Gemma 3 270M" docs/results/RESULTS-paper-gemma3.json runs-paper-gemma3 \\
+        --instruments docs/results/instruments/official --logprob-methods npo \\
+        --discussion docs/results/RESULTS-official.discussion.md --out docs/results/RESULTS-official.md
 """
 
 from __future__ import annotations

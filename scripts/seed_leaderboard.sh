@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Seed the leaderboard with the project's own tiny-world runs of every built-in method at levels 0 and 3
-# (3 seeds each, reported on the test targets). Runs that `restor-bench grid` (see docs/RESULTS.md) already
+# (3 seeds each, reported on the test targets). Runs that `restor-bench grid` (see docs/results/RESULTS.md) already
 # finished under the run root are submitted as they are; missing ones are run first.
 #
 #   bash scripts/seed_leaderboard.sh [RUN_ROOT]      (default: runs)

@@ -6,7 +6,7 @@ over learning rate x epochs, RMU over learning rate, steered layer, steering coe
 half-fraction factorial design, so each of its four knobs takes both of its values four times). Each unlearned model
 is evaluated with lm-eval (restor_tiny_facts), and the setting with the highest accuracy on the validation targets'
 facts among those that keep non-target accuracy within 5 points of the corrupted model is chosen (if none does: the
-one that keeps the most). The other 8 targets are never looked at here; docs/RESULTS.md reports on them.
+one that keeps the most). The other 8 targets are never looked at here; docs/results/RESULTS.md reports on them.
 
     python scripts/tune_tiny_defaults.py [--root runs] [--out docs/tuning.md] [--methods ga,kl,...]
 
@@ -160,7 +160,7 @@ def render(record: dict) -> str:
         "`restor_tiny_facts`, metric `contains`).",
         "",
         f"Validation targets: {', '.join(record['validation_targets'])} (their facts only). Rule: "
-        f"{record['rule']}. The other targets are not used here; docs/RESULTS.md reports on them.",
+        f"{record['rule']}. The other targets are not used here; docs/results/RESULTS.md reports on them.",
         "",
         f"Clean model: validation {pct(record['clean']['validation'])}%, non-target {pct(record['clean']['non_target'])}%."
         f" Corrupted model: validation {pct(record['corrupted']['validation'])}%, "

@@ -199,7 +199,7 @@ def test_the_docs_have_commands_of_both_kinds():
     assert programs.count("restor-bench") >= 40, programs.count("restor-bench")
     assert programs.count("lm_eval") >= 3, programs.count("lm_eval")
     where = {command.where.split(":")[0] for command in COMMANDS}
-    assert {"README.md", "docs/RESULTS.md", "scripts/gpu-smoke.sh", ".ci/run"} <= where
+    assert {"README.md", "docs/results/RESULTS.md", "scripts/gpu-smoke.sh", ".ci/run"} <= where
     assert len(SCHEMATIC) <= 10, SCHEMATIC  # a placeholder is the exception
 
 
@@ -238,3 +238,14 @@ def test_extraction_of_a_markdown_block(tmp_path):
     found = [program_argv(words) for words in commands_in(lines[0][1])]
     assert found == [("restor-bench", ["eval", "SUBSTITUTED", "--tasks", "restor_tiny_facts"]),
                      ("lm_eval", ["--tasks", "x"]), None, ("restor-bench", ["world", "path"])]
+
+
+def test_ci_runs_the_readme_test_command_and_the_readme_keeps_the_quick_start():
+    """.ci/run installs and tests the project with README's own test command, character for character, and README
+    still opens with the one-line install and run of the tiny world."""
+    readme = [line for _, line in shell_lines(REPO_ROOT / "README.md")]
+    ci = (REPO_ROOT / ".ci" / "run").read_text().splitlines()
+    marker = next(index for index, line in enumerate(ci) if line.startswith("# README's test command"))
+    assert ci[marker + 1] == 'pip install torch==2.13.0 && pip install ".[test]" && python -m pytest -q'
+    assert ci[marker + 1] in readme
+    assert "pip install torch==2.13.0 && pip install . && restor-bench run" in readme
