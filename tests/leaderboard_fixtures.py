@@ -179,7 +179,7 @@ def make_run(
         "name": name,
         "world": "tiny",
         "method": method,
-        "hparams": {"learning_rate": 1e-4, "beta": 0.1},
+        "hparams": {"learning_rate": 1e-4, **({"beta": 0.1} if method in ("npo", "npo_rt", "simnpo") else {})},
         "level": 2,
         "forget": "full",
         "corruption": "wikidata",
@@ -198,7 +198,7 @@ def make_run(
 
 def submit_runs(root: Path, world: Path, out: Path, **runs: dict) -> Path:
     """Fabricated runs under `root`, each submitted to `out` as NAME.json (runs: NAME -> make_run options)."""
-    from restor_bench.leaderboard import submit
+    from restor_bench.leaderboard.submit import submit
 
     for name, options in runs.items():
         submit(make_run(root, name, world, **options), name, out)

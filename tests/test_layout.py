@@ -139,3 +139,18 @@ def test_every_subpackage_states_its_job_and_its_exports_resolve():
         assert package.__doc__ and len(package.__doc__.strip().splitlines()) >= 2, f"{name}: no docstring"
         for export in getattr(package, "__all__", ()):
             assert getattr(package, export) is not None, f"{name}.{export}"
+
+
+def test_no_export_shadows_a_module_of_its_package():
+    """`from package import name` returns the submodule once it is imported, so an export may not share a module's
+    name (restor_bench.leaderboard's `submit` function vs its `submit` module)."""
+    clashes = []
+    for init in sorted((ROOT / "restor_bench").rglob("__init__.py")):
+        modules = {path.stem for path in init.parent.glob("*.py")} | {path.name for path in init.parent.iterdir()
+                                                                       if path.is_dir()}
+        tree = ast.parse(init.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Dict):
+                clashes += [f"{init.parent.name}.{key.value}" for key in node.keys
+                            if isinstance(key, ast.Constant) and key.value in modules]
+    assert not clashes, clashes

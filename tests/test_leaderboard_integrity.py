@@ -404,3 +404,41 @@ def test_build_replaces_only_files_with_the_exact_generated_marker(name, submitt
     # a file build wrote is replaced without --overwrite
     assert run_cli(["leaderboard", "build", "--submissions", submitted, "--out", board, "--overwrite"], capsys)[0] == 0
     assert run_cli(["leaderboard", "build", "--submissions", submitted, "--out", board], capsys)[0] == 0
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Identity: the stated method and its hyperparameters agree
+
+
+def test_a_run_json_edited_from_npo_to_ga_is_refused_by_submit_and_validate(tmp_path, world, capsys):
+    """The run's NPO hyperparameters (beta) under the name "ga": submit refuses it, and so does validate for the
+    same document written by hand."""
+    run_dir = make_run(tmp_path / "runs", "relabelled", world, method="npo")
+    record = json.loads((run_dir / "run.json").read_text())
+    record["method"] = "ga"
+    (run_dir / "run.json").write_text(json.dumps(record))
+    code, _, err = run_cli(["leaderboard", "submit", run_dir, "--name", "relabelled", "--out", tmp_path / "subs"],
+                           capsys)
+    assert code == 2 and not (tmp_path / "subs" / "relabelled.json").exists()
+    assert "method ga: beta is not a hyperparameter of ga" in err and len(err.strip().splitlines()) == 1
+
+    good = submit_runs(tmp_path / "runs2", world, tmp_path / "good", npo=dict(method="npo"))
+    document = load(good / "npo.json")
+    document["method"]["name"] = "ga"
+    checked = check_file(write(tmp_path, document))
+    assert checked.problems == [checked.problems[0]] and "beta is not a hyperparameter of ga" in checked.problems[0]
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("learning_rate", "fast", "hyperparameter learning_rate is float, found string"),
+    ("num_epochs", True, "hyperparameter num_epochs is float, found boolean"),
+    ("per_device_batch_size", 2.5, "hyperparameter per_device_batch_size is int, found number"),
+    ("log_ratio", 3, "hyperparameter log_ratio is str, found integer 3"),
+    ("no_such_knob", 1, "no_such_knob is not a hyperparameter of npo"),
+])
+def test_hyperparameters_of_the_wrong_type_or_unknown_are_refused(tmp_path, world, key, value, expected):
+    good = submit_runs(tmp_path / "runs", world, tmp_path / "good", npo=dict(method="npo"))
+    document = load(good / "npo.json")
+    document["method"]["hparams"][key] = value
+    checked = check_file(write(tmp_path, document))
+    assert len(checked.problems) == 1 and expected in checked.problems[0], checked.problems

@@ -102,7 +102,6 @@ _EXPORTS = {
     "rescore_document": "restor_bench.leaderboard.submit",
     "rescore_files": "restor_bench.leaderboard.submit",
     "submission_text": "restor_bench.leaderboard.submit",
-    "submit": "restor_bench.leaderboard.submit",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = list(_EXPORTS)

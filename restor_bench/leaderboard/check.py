@@ -11,6 +11,7 @@ of the files decides nothing: the same name ignoring case, or the same result (`
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -36,6 +37,8 @@ from restor_bench.leaderboard.schema import (
 )
 from restor_bench.leaderboard.verified import result_identity
 from restor_bench.names import ROLES
+from unlearners import get_method
+from unlearners.errors import UnlearnError
 
 
 def name_problem(name: Any) -> str | None:
@@ -112,12 +115,45 @@ def shape_problems(document: dict[str, Any]) -> list[str]:
     return []
 
 
+_TYPE_CHECKS = {
+    "float": lambda value: isinstance(value, (int, float)) and not isinstance(value, bool),
+    "int": lambda value: isinstance(value, int) and not isinstance(value, bool),
+    "str": lambda value: isinstance(value, str),
+    "bool": lambda value: isinstance(value, bool),
+    "None": lambda value: value is None,
+}
+
+
+def method_problem(method: dict[str, Any]) -> str | None:
+    """A registered method's stated hyperparameters must be fields of that method's own Hparams, each of its
+    field's type (an entry "ga" carrying NPO's `beta` is refused). A method not registered here (a plug-in this
+    machine lacks) is not checked."""
+    name = method["name"]
+    try:
+        fields = {field.name: str(field.type) for field in dataclasses.fields(get_method(name).Hparams)}
+    except UnlearnError:
+        return None
+    unknown = sorted(set(method["hparams"]) - set(fields))
+    if unknown:
+        verb = "is not a hyperparameter" if len(unknown) == 1 else "are not hyperparameters"
+        return f"method {name}: {', '.join(unknown)} {verb} of {name} (its hyperparameters: {', '.join(sorted(fields))})"
+    for key, value in sorted(method["hparams"].items()):
+        kinds = [kind.strip() for kind in fields[key].split("|")]
+        checks = [_TYPE_CHECKS[kind] for kind in kinds if kind in _TYPE_CHECKS]
+        if checks and not any(check(value) for check in checks):
+            return f"method {name}: hyperparameter {key} is {fields[key]}, found {json_type(value)} {_shown(value)}"
+    return None
+
+
 def content_problems(document: dict[str, Any], path: Path) -> list[str]:
     """Problems of a submission that has the schema's form (one line at most): file name, data version, target
     set, tasks, question sets, task hashes, bootstrap budget, and every metric recomputed from the outcomes."""
     name = document["name"]
     if Path(path).name != f"{name}.json":
         return [f"name {name!r} does not match the file name (expected {name}.json)"]
+    problem = method_problem(document["method"])
+    if problem:
+        return [problem]
     data = document["data"]
     versions = known_data_versions()
     version = versions.get(data["data_hash"])

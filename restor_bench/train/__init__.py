@@ -10,9 +10,7 @@ package, which holds the one Trainer path they share), and the paper's brief rep
 from restor_bench import lazy_exports
 
 _EXPORTS = {
-    "corrupt": "restor_bench.train.corrupt",
     "unlearn_checkpoint": "restor_bench.train.unlearn",
-    "repair": "restor_bench.train.repair",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = list(_EXPORTS)
