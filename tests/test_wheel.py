@@ -99,9 +99,14 @@ def test_wheel_contents(wheel):
     assert "restor-bench = restor_bench.cli:main" in text
 
 
-def _system_packages_without_the_project(folder: Path) -> Path:
-    """Links to everything in this interpreter's site-packages except restor-bench's own packages and records."""
-    folder.mkdir()
+def _system_packages_without_the_project(parent: Path) -> Path:
+    """Links to everything in this interpreter's site-packages except restor-bench's own packages and records, in a
+    folder named `site-packages` like an environment's own. The name matters: datasets fingerprints
+    each new dataset with dill, and dill pickles a module by reference only when its file lies under the
+    interpreter's prefix or in a `site-packages` folder; any other module it pickles by value, which fails on
+    pyarrow (`Can't pickle <class 'MonthDayNano'>`), so under another name no dataset could be made there."""
+    folder = parent / "site-packages"
+    folder.mkdir(parents=True)
     site = Path(sysconfig.get_paths()["purelib"])
     for entry in site.iterdir():
         name = entry.name.lower()
