@@ -243,10 +243,9 @@ def add_parser(subparsers) -> None:
     add_protocol_arguments(parser)
     add_eval_options(parser)
     parser.add_argument("--root", default="runs", help="folder of runs and their step artifacts (default ./runs)")
-    parser.add_argument("--results", default="docs/results/RESULTS.md", help="results page (default "
-                        "docs/results/RESULTS.md; its numbers also go to the .json beside it)")
-    parser.add_argument("--plots", default="docs/results/plots",
-                        help="folder of the PNG plots (default docs/results/plots)")
+    parser.add_argument("--results", help="results page (default ROOT/RESULTS.md; its numbers also go to the .json "
+                        "beside it)")
+    parser.add_argument("--plots", help="folder of the PNG plots (default ROOT/plots)")
     parser.add_argument("--no-plots", action="store_true", help="write no plots")
     parser.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES,
                         help=f"bootstrap resamples for the intervals (default {DEFAULT_RESAMPLES}; 0: none)")
@@ -290,9 +289,17 @@ def command_line(args: argparse.Namespace) -> str:
         parts += ["--resamples", str(args.resamples)]
     if args.discussion:
         parts += ["--discussion", args.discussion]
-    parts += ["--root", args.root, "--results", args.results]
-    parts += ["--no-plots"] if args.no_plots else ["--plots", args.plots]
+    results, plots = output_paths(args)
+    parts += ["--root", args.root, "--results", str(results)]
+    parts += ["--no-plots"] if plots is None else ["--plots", str(plots)]
     return shlex.join(parts)
+
+
+def output_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
+    """The results page and the plots folder: as given, else under the run root (never over the shipped docs)."""
+    results = Path(args.results) if args.results else Path(args.root) / "RESULTS.md"
+    plots = None if args.no_plots else Path(args.plots) if args.plots else Path(args.root) / "plots"
+    return results, plots
 
 
 def method_overrides(settings: Sequence[str], methods: Sequence[str]) -> dict[str, list[str]]:
@@ -389,8 +396,7 @@ def grid_command(args: argparse.Namespace) -> int:
             print(f"note: {note}")
         print("\n".join(dry_run_lines(cells, options, hparams)))
         return 0
-    results_path = Path(args.results)
-    plots_dir = None if args.no_plots else Path(args.plots)
+    results_path, plots_dir = output_paths(args)
     _check_outputs(results_path, plots_dir, args.overwrite)
     discussion = read_discussion(args.discussion) if args.discussion else ""
     if options.corrupt_recipe:

@@ -1,6 +1,6 @@
 """The metrics of a leaderboard submission, computed from its per-question outcomes.
 
-The same numbers as the grid's results page (docs/RESULTS.md; restor_bench.grid.stats), so the leaderboard and
+The same numbers as the grid's results page (docs/results/RESULTS.md; restor_bench.grid.stats), so the leaderboard and
 the results agree to the digit:
 
 - accuracies pool the questions of all seeds; the restoration ratio is

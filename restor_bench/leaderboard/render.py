@@ -1,7 +1,7 @@
 """The leaderboard's entries and tables, and `leaderboard/README.md` (the HTML page: leaderboard_html; the plot:
 leaderboard_plot).
 
-Numbers are written as on the grid's results page (docs/RESULTS.md; restor_bench.grid.page): accuracies in %,
+Numbers are written as on the grid's results page (docs/results/RESULTS.md; restor_bench.grid.page): accuracies in %,
 one decimal; the restoration ratio with two decimals and "n/a" where it is undefined (the corruption moved less
 than one question); the non-target change against the clean model in points, signed; transitions as means per
 seed. Every text taken from a submission is escaped for Markdown and for HTML (`markdown_text`).
