@@ -1,5 +1,6 @@
-"""Evaluation: lm-eval on a random tiny model, in this process and as `python -m lm_eval`, with a task of the
-test's own and with the restor tiny task; the files checked are the ones lm-eval itself wrote."""
+"""Evaluation: lm-eval on a random tiny model, in this process (lm-eval's public Python API) and as
+`python -m lm_eval`, with a task of the test's own and with the restor tiny task; the files checked are the ones
+lm-eval itself wrote."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import importlib.util
 import json
 import random
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy
@@ -23,7 +26,6 @@ from restor_bench.evaluation.evaluate import (
     evaluate,
     last_error_line,
     lm_eval_command,
-    parse_lm_eval_args,
 )
 from restor_bench.evaluation.lm_eval_io import find_lm_eval_outputs
 from restor_bench.evaluation.tasks import tasks_dir
@@ -35,6 +37,19 @@ QUESTIONS = [
     {"question": "Aaron Burr is a", "answer": " basketball player"},
     {"question": "The quick brown fox", "answer": " jumps"},
 ]
+
+
+def parsed_by_lm_eval(arguments: list[str]) -> argparse.Namespace:
+    """`lm_eval run ARGUMENTS` as lm-eval's own command line reads them. Its parser lives in the private
+    `lm_eval._cli`: a test may lean on it to check the recorded command; restor-bench itself does not."""
+    from lm_eval._cli import HarnessCLI
+
+    argv = sys.argv
+    sys.argv = ["lm_eval", "run", *arguments]
+    try:
+        return HarnessCLI().parse_args()
+    finally:
+        sys.argv = argv
 
 
 def _probe_task(folder: Path, name: str, data_file: Path) -> Path:
@@ -103,7 +118,7 @@ def test_evaluate_writes_lm_eval_files(probe_run, random_tiny_model, probe_tasks
     # the plain command that does the same, as lm-eval's own parser reads it
     command = shlex.split(record["lm_eval_command"])
     assert command[:2] == ["lm_eval", "run"] and command[2:] == record["lm_eval_args"]
-    parsed = parse_lm_eval_args(command[2:])
+    parsed = parsed_by_lm_eval(command[2:])
     assert (parsed.model, parsed.output_path, parsed.include_path) == ("hf", str(probe_run), str(probe_tasks))
     assert parsed.model_args == {"pretrained": str(random_tiny_model), "dtype": default_dtype(expected_device)}
     assert sorted(p.name for p in probe_run.parent.iterdir()) == ["clean"]  # no temporary folder left
@@ -189,7 +204,7 @@ def test_restor_tiny_facts_end_to_end_with_lm_eval_arguments(restor_runs):
     assert record["lm_eval_extra_args"] == ["--seed", "5", "--num_fewshot", "3", "--gen_kwargs", "max_gen_toks=6"]
     assert record["lm_eval_args"][-6:] == record["lm_eval_extra_args"] and record["world_dir"] == str(
         restor_runs["world"])  # fmt: skip
-    assert parse_lm_eval_args(record["lm_eval_args"]).metadata == {"restor_world_dir": str(restor_runs["world"])}
+    assert parsed_by_lm_eval(record["lm_eval_args"]).metadata == {"restor_world_dir": str(restor_runs["world"])}
 
 
 def test_in_process_run_scores_what_plain_lm_eval_scores(restor_runs):
@@ -216,9 +231,25 @@ def _one_error_line(capsys) -> str:
         (["--tasks", "hellaswag"], "--tasks after --: restor-bench eval sets it; use its own option --tasks"),
         (["--output_path", "x"], "--output_path after --: restor-bench eval sets it; use its own option --out"),
         (["--model", "vllm"], "--model after --: restor-bench eval sets it; use its own option --backend"),
+        (["--limit", "5"], "--limit after --: restor-bench eval sets it; use its own option --limit"),
+        (["--log_samples"], "--log_samples after --: restor-bench eval always logs the samples"),
         (["--model_args", "dtype=float16"], "--model_args dtype= after --: restor-bench eval sets it; use --dtype"),
-        (["--no_such_option"], "lm-eval arguments '--no_such_option': unrecognized arguments: --no_such_option"),
-        (["--seed", "a,b"], "lm-eval arguments '--seed a,b': argument --seed"),
+        (["--no_such_option"], "lm-eval arguments '--no_such_option': unrecognized arguments: --no_such_option "
+                               "(restor-bench eval passes on to lm-eval: --seed, --num_fewshot, "),
+        (["--check_integrity"], "unrecognized arguments: --check_integrity"),  # lm-eval's, not passed on
+        (["--seed", "a,b"], "--seed a,b: 'a' is not an integer or None"),
+        (["--seed", "1,2"], "--seed 1,2: expected one value or 4"),
+        (["--gen_kwargs", "temperature=abc"], "--gen_kwargs temperature='abc': temperature must be a number"),
+        (["--gen_kwargs", "max_gen_toks=0"], "max_gen_toks must be a whole number of at least 1"),
+        (["--gen_kwargs", "temperature"], "--gen_kwargs temperature: expected key=value, got 'temperature'"),
+        (["--metadata", "{bad json"], "--metadata {bad json: not valid JSON (Expecting property name enclosed in "),
+        (["--metadata", "[1, 2]"], "--metadata [1, 2]: expected key=value"),
+        (["--num_fewshot", "x"], "--num_fewshot x: expected a whole number"),
+        (["--cache_requests", "always"], "--cache_requests always: expected true, refresh or delete"),
+        (["--fewshot_as_multiturn"], "--fewshot_as_multiturn after --: needs --apply_chat_template"),
+        (["--samples", '{"restor_tiny_facts": "all"}'], "expected a JSON object of task name -> list of question"),
+        (["--hf_hub_log_args", "output_path=x"], "--hf_hub_log_args output_path= after --: restor-bench eval sets"),
+        (["stray"], "stray: unexpected argument (restor-bench eval takes one CKPT; lm-eval arguments go after --"),
     ],
 )
 def test_bad_lm_eval_arguments_are_one_clear_error(random_tiny_model, tmp_path, capsys, extra, expected):
@@ -228,6 +259,33 @@ def test_bad_lm_eval_arguments_are_one_clear_error(random_tiny_model, tmp_path, 
     line = _one_error_line(capsys)
     assert line.startswith("restor-bench: error: ") and expected in line
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_samples_and_limit_together_are_refused(random_tiny_model, tmp_path, capsys):
+    argv = ["eval", str(random_tiny_model), "--out", str(tmp_path / "o"), "--limit", "2", "--",
+            "--samples", '{"restor_tiny_facts": [0, 1]}']  # fmt: skip
+    assert cli.main(argv) == 2
+    assert _one_error_line(capsys) == "restor-bench: error: --samples after --: not with --limit (give one of them)"
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--gen_kwargs", "temperature=abc"], "temperature must be a number"),
+        (["--metadata", "{bad json"], "--metadata {bad json: not valid JSON"),
+    ],
+)
+def test_bad_lm_eval_values_are_refused_before_lm_eval_is_imported(random_tiny_model, tmp_path, extra, expected):
+    """The pass-through arguments are read before anything of lm-eval loads (so before the model does)."""
+    code = ("import sys; from restor_bench import cli; code = cli.main(sys.argv[1:]); "
+            "print(code, 'lm_eval' in sys.modules, 'transformers' in sys.modules)")  # fmt: skip
+    argv = ["eval", str(random_tiny_model), "--out", str(tmp_path / "o"), "--device", "cpu", "--", *extra]
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=300,
+                          cwd=REPO_ROOT)  # fmt: skip
+    assert done.stdout.split() == ["2", "False", "False"], done.stderr
+    errors = done.stderr.strip().splitlines()
+    assert len(errors) == 1 and expected in errors[0]
+    assert not (tmp_path / "o").exists()
 
 
 def test_arguments_after_the_double_dash_go_to_lm_eval():
@@ -296,7 +354,7 @@ def test_command_line_and_error_line():
     command = lm_eval_command("ckpt", "OUT", ["a"], include_path="T", batch_size="auto", limit=None, device="cuda",
                               dtype="auto", backend="vllm", metadata={"restor_world_dir": "W"},
                               extra_args=["--seed", "1"])  # fmt: skip
-    parsed = parse_lm_eval_args(command[3:])
+    parsed = parsed_by_lm_eval(command[3:])
     assert (parsed.model, parsed.device, parsed.batch_size, parsed.include_path) == ("vllm", "cuda", "auto", "T")
     assert parsed.metadata == {"restor_world_dir": "W"} and parsed.seed == [1, 1, 1, 1]
     tail = "Traceback (most recent call last):\n  File x\nValueError: bad thing\n\rsome progress\n"

@@ -385,29 +385,31 @@ def test_num_fewshot_on_the_command_line_leaves_the_prompts_as_they_are(fixture_
         assert contexts == [sample["doc"]["prompt"]] * len(sample["doc"]["options"])
 
 
-def _target_docs(*lm_eval_args: str) -> tuple[dict, list[str]]:
-    """The task metadata that `lm_eval run ARGS --tasks restor_facts_targets` hands to the tasks (lm-eval merges the
-    model arguments into it: EvaluatorConfig._process_arguments), and the ids of the docs it makes."""
-    from lm_eval.config.evaluate_config import EvaluatorConfig
+def _target_docs(*lm_eval_args: str, model_args: str = "") -> tuple[dict, list[str]]:
+    """The task metadata that `restor-bench eval CKPT --model-args MODEL_ARGS -- LM_EVAL_ARGS` hands to
+    restor_facts_targets (the model arguments updated with --metadata, as `lm_eval run` does), and the ids of the
+    docs the task makes."""
+    from restor_bench.evaluation.evaluate import model_arguments
+    from restor_bench.evaluation.lm_eval_options import parse_lm_eval_options, simple_evaluate_arguments
 
-    from restor_bench.evaluation.evaluate import parse_lm_eval_args
-
-    args = parse_lm_eval_args(["--model", "hf", "--tasks", "restor_facts_targets", *lm_eval_args])
-    metadata = EvaluatorConfig.from_cli(args).metadata
+    metadata = simple_evaluate_arguments(
+        backend="hf", model_args=model_arguments("some-model", "float32", model_args), tasks=["restor_facts_targets"],
+        batch_size=1, device="cpu", limit=None, metadata={}, options=parse_lm_eval_options(lm_eval_args),
+    )["metadata"]  # fmt: skip
     task = _load(["restor_facts_targets"], **metadata)["restor_facts_targets"]
     return metadata, [doc["id"] for doc in task.test_docs()]
 
 
 def test_a_model_argument_named_seed_leaves_the_question_set_unchanged(official_dir, monkeypatch):
     monkeypatch.setenv("RESTOR_DATA_DIR", str(official_dir))
-    _, default = _target_docs("--model_args", "pretrained=some-model")
-    metadata, with_model_seed = _target_docs("--model_args", "pretrained=some-model,seed=1")
+    _, default = _target_docs()
+    metadata, with_model_seed = _target_docs(model_args="seed=1")
     assert metadata["seed"] == 1  # lm-eval does hand the model argument to the task ...
     assert with_model_seed == default  # ... which does not read it
-    metadata, reseeded = _target_docs("--model_args", "pretrained=some-model", "--metadata", '{"restor_seed": 1}')
+    metadata, reseeded = _target_docs("--metadata", '{"restor_seed": 1}')
     assert metadata["restor_seed"] == 1
     assert len(reseeded) == len(default) == 298 and reseeded != default  # the task's own key draws other others
-    _, fewer = _target_docs("--model_args", "pretrained=some-model,n_other=10")
+    _, fewer = _target_docs("--model_args", "n_other=10")
     assert fewer == default
 
 
@@ -444,10 +446,10 @@ def test_task_manager_indexes_lm_eval_tasks_only_when_needed(fixture_world, monk
 def test_tasks_command_prints_the_folder_for_include_path(capsys):
     import argparse
 
-    from restor_bench.evaluation import tasks as tasks_cli
+    from restor_bench.evaluation import cli as evaluation_cli
 
     parser = argparse.ArgumentParser(prog="restor-bench")
-    tasks_cli.add_parser(parser.add_subparsers(dest="command"))
+    evaluation_cli.add_tasks_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["tasks", "path"])
     assert args.func(args) == 0
     assert capsys.readouterr().out == f"{TASKS_DIR}\n"

@@ -1,18 +1,21 @@
-"""`restor-bench eval`: lm-eval's `run` command with the restor tasks on a checkpoint.
+"""`restor-bench eval`: lm-eval with the restor tasks on a checkpoint, through lm-eval's public Python API.
 
 The output folder holds exactly what lm-eval writes (`<model name>/results_<time>.json` and
 `<model name>/samples_<task>_<time>.jsonl`) plus `restor_run.json`, a record of the run and of the plain
-`lm_eval` command that does the same. `restor_bench.evaluation.lm_eval_io.find_lm_eval_outputs` finds those files under any
-folder, including one written by a plain `lm_eval ... --log_samples --output_path DIR`.
+`lm_eval run` command that does the same. `restor_bench.evaluation.lm_eval_io.find_lm_eval_outputs` finds those
+files under any folder, including one written by a plain `lm_eval ... --log_samples --output_path DIR`.
 
-How it runs: the lm-eval arguments (`lm_eval_arguments`, plus any given after `--`) are parsed by lm-eval's own
-parser and configuration (`EvaluatorConfig`). With the `hf` backend they run in this process, as lm-eval's
-`Run._execute` (lm_eval/_cli/run.py) runs them, except that the TaskManager indexes lm-eval's own ~15,000 tasks
-only when a requested task is not a restor task (`restor_bench.evaluation.tasks.task_manager`) and that the random states
-lm-eval seeds (python, numpy, torch) are restored afterwards. The `vllm` and
-`sglang` backends run `python -m lm_eval` in a child process (their engines keep GPU memory until the process
-ends), as do runs that log to W&B or Trackio. For several processes (data parallel on several GPUs) run lm-eval
-itself with the arguments recorded in `restor_run.json`: `accelerate launch -m lm_eval run ARGS`.
+How it runs: with the `hf` backend, in this process, with lm-eval's documented entry points only:
+`lm_eval.simple_evaluate` (its keyword arguments built by `lm_eval_options.simple_evaluate_arguments`, as
+`lm_eval run` builds them for the same command line), a `lm_eval.tasks.TaskManager` that knows the restor tasks
+(`restor_bench.evaluation.tasks.task_manager`: lm-eval's own ~15,000 tasks are indexed only when a requested task
+is not a restor task) and a `lm_eval.loggers.EvaluationTracker`, which writes lm-eval's own results and samples
+files. The lm-eval arguments given after `--` are read up front, before the model loads
+(`lm_eval_options.parse_lm_eval_options`, which lists the ones passed on). The random states lm-eval seeds
+(python, numpy, torch) are restored afterwards. The `vllm` and `sglang` backends run `python -m lm_eval` (lm-eval's
+public command line) in a child process (their engines keep GPU memory until the process ends), as do runs that
+log to W&B or Trackio. For several processes (data parallel on several GPUs) run lm-eval itself with the
+arguments recorded in `restor_run.json`: `accelerate launch -m lm_eval run ARGS`.
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ import collections
 import contextlib
 import datetime
 import importlib.util
-import io
 import json
 import os
+import random
 import re
 import shlex
 import subprocess
@@ -35,9 +38,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy
+
 from restor_bench.errors import InputError
 from restor_bench.io import atomic_output_dir, atomic_write_json, check_output_dir
 from restor_bench.evaluation.lm_eval_io import LmEvalOutput, find_lm_eval_outputs, try_read_results  # noqa: F401 (re-exported)
+from restor_bench.evaluation.lm_eval_options import (
+    parse_key_values,
+    parse_lm_eval_options,
+    simple_evaluate_arguments,
+)
 from restor_bench.evaluation.tasks import (
     needs_lm_eval_tasks,
     parse_tasks,
@@ -45,6 +55,8 @@ from restor_bench.evaluation.tasks import (
     task_manager,
     tasks_dir,
 )
+from restor_bench.train.common import check_checkpoint, package_versions
+from unlearners.errors import first_line
 
 DEFAULT_TASKS = ("restor_tiny_facts",)
 RUN_RECORD = "restor_run.json"
@@ -52,14 +64,6 @@ STDERR_TAIL_BYTES = 8192
 # lm-eval model backends that evaluate a checkpoint folder, and the package each needs
 BACKENDS = {"hf": "transformers", "vllm": "vllm", "sglang": "sglang"}
 CHILD_PROCESS_BACKENDS = ("vllm", "sglang")
-# lm-eval options restor-bench sets itself, and the restor-bench option to use instead
-OWN_OPTIONS = {
-    "model": "--backend", "tasks": "--tasks", "output_path": "--out", "device": "--device",
-    "batch_size": "--batch-size", "limit": "--limit", "include_path": "--include-path",
-    "trust_remote_code": "--trust-remote-code",
-}  # fmt: skip
-OWN_MODEL_ARGS = {"pretrained": "the CKPT argument", "dtype": "--dtype", "trust_remote_code": "--trust-remote-code"}
-CHILD_PROCESS_OPTIONS = ("wandb_args", "wandb_config_args", "trackio_args")
 # OpenMP threads that spin while they wait (torch's default) take the CPU from every other process of a busy
 # machine: on two loaded cores a forward pass of the tiny model ran 5x slower than with passive waiting, which
 # changes no result. Set by `restor-bench eval` unless the environment sets it; it counts only before torch loads.
@@ -123,7 +127,7 @@ def check_device(device: str, flag: str = "--device") -> None:
         raise InputError(f"{flag} {device}: not a device to evaluate or train on (use cpu, cuda or mps)")
 
 
-# ---------------------------------------------------------------- the lm-eval arguments
+# ---------------------------------------------------------------- the plain lm_eval command (restor_run.json; child process)
 
 
 def lm_eval_arguments(
@@ -173,121 +177,101 @@ def lm_eval_command(checkpoint: str, output_path: str | os.PathLike, tasks: Sequ
     return [sys.executable, "-m", "lm_eval", *lm_eval_arguments(checkpoint, output_path, tasks, **options)]
 
 
-def _lm_eval_parser() -> argparse.ArgumentParser:
-    from lm_eval._cli.run import Run
-
-    parser = argparse.ArgumentParser(prog="lm_eval")
-    Run.create(parser.add_subparsers(dest="command"))
-    return parser
+# ---------------------------------------------------------------- running lm-eval in this process
 
 
-def parse_lm_eval_args(arguments: Sequence[str]) -> argparse.Namespace:
-    """`arguments` parsed by lm-eval's own `run` parser; a bad argument is one InputError line."""
-    errors = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(errors):
-            return _lm_eval_parser().parse_args(["run", *arguments])
-    except SystemExit as exit:
-        if not exit.code:
-            raise  # --help
-        lines = [line for line in errors.getvalue().splitlines() if line.strip()]
-        reason = lines[-1].split("error: ", 1)[-1] if lines else "invalid arguments"
-        raise InputError(f"lm-eval arguments {shlex.join(arguments)!r}: {reason}") from None
+def model_arguments(checkpoint: str, dtype: str, extra_model_args: str = "", trust_remote_code: bool = False
+                    ) -> dict[str, Any]:  # fmt: skip
+    """The lm-eval model arguments of `restor-bench eval` (`--model-args` read as lm-eval reads `--model_args`)."""
+    arguments: dict[str, Any] = {"pretrained": checkpoint, "dtype": dtype}
+    if trust_remote_code:
+        arguments["trust_remote_code"] = True
+    return {**arguments, **parse_key_values(extra_model_args, "--model-args")}
 
 
-def check_extra_args(extra_args: Sequence[str], own_metadata: dict[str, Any]) -> argparse.Namespace:
-    """Parse the lm-eval arguments given after `--`; refuse those that restor-bench sets itself."""
-    given = parse_lm_eval_args(extra_args)
-    defaults = parse_lm_eval_args([])
-    for dest, option in OWN_OPTIONS.items():
-        if getattr(given, dest, None) != getattr(defaults, dest, None):
-            raise InputError(f"--{dest} after --: restor-bench eval sets it; use its own option {option}")
-    for key, what in OWN_MODEL_ARGS.items():
-        if key in (given.model_args or {}):
-            raise InputError(f"--model_args {key}= after --: restor-bench eval sets it; use {what}")
-    for key in own_metadata:
-        if key in (given.metadata or {}):
-            raise InputError(f"--metadata {key} after --: restor-bench eval sets it from --world-dir / --data-dir")
-    return given
+def run_lm_eval(
+    arguments: dict[str, Any],
+    *,
+    include_path: str | os.PathLike,
+    output_path: str | os.PathLike,
+    tracker_args: dict[str, Any] | None = None,
+    show_config: bool = False,
+) -> dict[str, Any] | None:
+    """Evaluate in this process: `lm_eval.simple_evaluate(**arguments)` with a TaskManager of `include_path` (and,
+    only when a task needs them, lm-eval's own tasks) and an `EvaluationTracker` that writes lm-eval's results and
+    samples files under `output_path`; return lm-eval's results (None on a non-zero rank).
 
-
-# ---------------------------------------------------------------- running lm-eval
-
-
-def run_lm_eval(arguments: Sequence[str]) -> dict[str, Any] | None:
-    """Run `lm_eval run ARGUMENTS` in this process; return lm-eval's results (None on a non-zero rank).
-
-    As lm-eval's `Run._execute` (lm_eval/_cli/run.py, 0.4.13): the same parser and `EvaluatorConfig`, the same
-    `simple_evaluate` call, the files written by lm-eval's `EvaluationTracker` and the same table printed; but the
-    TaskManager indexes lm-eval's own tasks only when a task needs them. W&B / Trackio logging is not done here
-    (`evaluate` runs such arguments through `python -m lm_eval`). The global random states (python, numpy,
-    torch) that lm-eval seeds are restored afterwards.
+    `arguments`: `simple_evaluate` keyword arguments (`lm_eval_options.simple_evaluate_arguments`); their
+    `metadata` reaches the tasks. `tracker_args`: further `EvaluationTracker` arguments (`--hf_hub_log_args`). The
+    summary table is printed as `lm_eval` prints it; `show_config` prints the whole results too. The global random
+    states (python, numpy, torch) that lm-eval seeds are restored afterwards.
     """
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from lm_eval.config.evaluate_config import EvaluatorConfig
     from lm_eval.utils import setup_logging
 
     setup_logging()
-    try:
-        cfg = EvaluatorConfig.from_cli(parse_lm_eval_args(arguments))
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        raise InputError(f"lm-eval arguments: {_typed_first_line(err)}") from err
-    manager = task_manager(cfg.tasks, include_path=cfg.include_path, metadata=cfg.metadata or {})
-    cfg.tasks = resolve_task_names(manager, cfg.tasks)
+    manager = task_manager(arguments["tasks"], include_path=include_path, metadata=arguments.get("metadata") or {})
+    arguments = {**arguments, "tasks": resolve_task_names(manager, arguments["tasks"])}
     with _restored_random_states():
-        return _evaluate_config(cfg, manager)
+        return _simple_evaluate(arguments, manager, output_path, dict(tracker_args or {}), show_config)
 
 
-def _evaluate_config(cfg, manager) -> dict[str, Any] | None:
-    from lm_eval import simple_evaluate
+def _simple_evaluate(arguments, manager, output_path, tracker_args, show_config) -> dict[str, Any] | None:
+    import lm_eval
     from lm_eval.loggers import EvaluationTracker
-    from lm_eval.utils import make_table
+    from lm_eval.utils import handle_non_serializable
 
-    if cfg.output_path:
-        cfg.hf_hub_log_args["output_path"] = cfg.output_path
+    tracker_args["output_path"] = str(output_path)
     if os.environ.get("HF_TOKEN"):
-        cfg.hf_hub_log_args["token"] = os.environ["HF_TOKEN"]
-    tracker = EvaluationTracker(**cfg.hf_hub_log_args)
-    seeds = cfg.seed or [None] * 4
-    results = simple_evaluate(
-        model=cfg.model, model_args=cfg.model_args, tasks=cfg.tasks, num_fewshot=cfg.num_fewshot,
-        batch_size=cfg.batch_size, max_batch_size=cfg.max_batch_size, device=cfg.device, use_cache=cfg.use_cache,
-        cache_requests=cfg.cache_requests.get("cache_requests", False),
-        rewrite_requests_cache=cfg.cache_requests.get("rewrite_requests_cache", False),
-        delete_requests_cache=cfg.cache_requests.get("delete_requests_cache", False),
-        limit=cfg.limit, samples=cfg.samples, check_integrity=cfg.check_integrity, write_out=cfg.write_out,
-        log_samples=cfg.log_samples, evaluation_tracker=tracker, system_instruction=cfg.system_instruction,
-        apply_chat_template=cfg.apply_chat_template, fewshot_as_multiturn=cfg.fewshot_as_multiturn,
-        gen_kwargs=cfg.gen_kwargs, task_manager=manager, verbosity=cfg.verbosity, predict_only=cfg.predict_only,
-        random_seed=seeds[0], numpy_random_seed=seeds[1], torch_random_seed=seeds[2], fewshot_random_seed=seeds[3],
-        confirm_run_unsafe_code=cfg.confirm_run_unsafe_code, metadata=cfg.metadata,
-    )  # fmt: skip
+        tracker_args.setdefault("token", os.environ["HF_TOKEN"])
+    tracker = EvaluationTracker(**tracker_args)
+    results = lm_eval.simple_evaluate(**arguments, task_manager=manager, evaluation_tracker=tracker)
     if results is None:
         return None
-    samples = results.pop("samples") if cfg.log_samples else None
+    samples = results.pop("samples", None)
+    if show_config:
+        print(json.dumps(results, indent=2, default=handle_non_serializable, ensure_ascii=False))
     tracker.save_results_aggregated(results=results, samples=samples)
-    if cfg.log_samples:
+    if samples is not None:
         for task_name in results["configs"]:
             tracker.save_results_samples(task_name=task_name, samples=samples[task_name])
-    if tracker.push_results_to_hub or tracker.push_samples_to_hub:
+    if tracker_args.get("push_results_to_hub") or tracker_args.get("push_samples_to_hub"):
         tracker.recreate_metadata_card()
-    batch_sizes = ",".join(map(str, results["config"]["batch_sizes"]))
-    shown_args = {key: value for key, value in cfg.model_args.items() if key != "trust_remote_code"}
+    shown_args = {key: value for key, value in arguments["model_args"].items() if key != "trust_remote_code"}
+    batch_sizes = ",".join(map(str, results.get("config", {}).get("batch_sizes", [])))
     print(
-        f"{cfg.model} ({shown_args}), gen_kwargs: ({cfg.gen_kwargs}), limit: {cfg.limit}, num_fewshot: "
-        f"{cfg.num_fewshot}, batch_size: {cfg.batch_size}{f' ({batch_sizes})' if batch_sizes else ''}"
+        f"{arguments['model']} ({shown_args}), gen_kwargs: ({arguments['gen_kwargs']}), limit: {arguments['limit']}, "
+        f"num_fewshot: {arguments['num_fewshot']}, batch_size: {arguments['batch_size']}"
+        f"{f' ({batch_sizes})' if batch_sizes else ''}"
     )
-    print(make_table(results))
-    if "groups" in results:
-        print(make_table(results, "groups"))
+    print(results_table(results))
+    if results.get("groups"):
+        print(results_table(results, "groups"))
     return results
+
+
+def results_table(results: dict[str, Any], column: str = "results") -> str:
+    """lm-eval's results (`results` or `groups`) as a Markdown table, one row per task, filter and metric."""
+    lines = [f"|{'Groups' if column == 'groups' else 'Tasks'}|Version|Filter|n-shot|Metric| |Value| |Stderr|",
+             "|---|---|---|---|---|---|---:|---|---:|"]  # fmt: skip
+    for task, metrics in results.get(column, {}).items():
+        name, version = metrics.get("alias", task), results.get("versions", {}).get(task, "N/A")
+        shots, better = results.get("n-shot", {}).get(task, ""), results.get("higher_is_better", {}).get(task, {})
+        for key, value in sorted(metrics.items()):
+            metric, _, filter_name = key.partition(",")
+            if not filter_name or metric.endswith("_stderr"):
+                continue  # alias, sample_len, ...: not metrics
+            stderr = metrics.get(f"{metric}_stderr,{filter_name}", "")
+            arrow = {True: "↑", False: "↓"}.get(better.get(metric), "")
+            shown = [f"{v:.4f}" if isinstance(v, float) else str(v) for v in (value, stderr)]
+            lines.append(f"|{name}|{version}|{filter_name}|{shots}|{metric}|{arrow}|{shown[0]}|"
+                         f"{'±' if stderr != '' else ''}|{shown[1]}|")  # fmt: skip
+            name = version = shots = ""
+    return "\n".join(lines)
 
 
 @contextlib.contextmanager
 def _restored_random_states():
-    import random
-
-    import numpy
     import torch
 
     states = random.getstate(), numpy.random.get_state(), torch.get_rng_state()
@@ -338,8 +322,6 @@ def last_error_line(stderr_tail: str) -> str:
 
 def _typed_first_line(err: BaseException) -> str:
     """`TypeName: first line of the message` (the type alone for an empty message)."""
-    from unlearners.errors import first_line
-
     return f"{type(err).__name__}: {first_line(err)}" if str(err).strip() else type(err).__name__
 
 
@@ -379,13 +361,12 @@ def evaluate(
     `backend`: an lm-eval model backend of `BACKENDS`; `device`: default cuda when available, else cpu; `dtype`:
     default float32 on the CPU, else the checkpoint's own. `include_path` replaces the restor tasks folder (tasks
     of your own). `data_dir` (official data) and `world_dir` (a tiny world) reach the tasks as the task metadata
-    `restor_data_dir` / `restor_world_dir`. `lm_eval_args`: further `lm_eval run` arguments (e.g.
-    `["--seed", "1", "--gen_kwargs", "temperature=1.0"]`). `child_process`: run `python -m lm_eval` in a child
-    process instead of in this one (default: only for vllm / sglang and W&B / Trackio logging). `out` is written
-    atomically; an existing non-empty `out` needs `overwrite`.
+    `restor_data_dir` / `restor_world_dir`. `lm_eval_args`: further lm-eval arguments, those of
+    `lm_eval_options.PASS_THROUGH` (e.g. `["--seed", "1", "--gen_kwargs", "temperature=1.0"]`), checked before the
+    model loads. `child_process`: run `python -m lm_eval` in a child process instead of in this one (default: only
+    for vllm / sglang and W&B / Trackio logging). `out` is written atomically; an existing non-empty `out` needs
+    `overwrite`.
     """
-    from restor_bench.train.common import check_checkpoint, package_versions
-
     task_names = parse_tasks(tasks)
     out = Path(out)
     check_output_dir(out, overwrite)
@@ -400,13 +381,16 @@ def evaluate(
             if not Path(folder).is_dir():
                 raise InputError(f"{folder}: {what} folder not found")
             metadata[key] = str(Path(folder).resolve())
-    extra = check_extra_args(lm_eval_args, metadata)
+    passed = parse_lm_eval_options(lm_eval_args, metadata)  # before the model loads: a bad one is one line
     include_path = Path(include_path).resolve() if include_path is not None else tasks_dir()
     dtype = dtype or default_dtype(device)
+    call = simple_evaluate_arguments(
+        backend=backend, model_args=model_arguments(checkpoint, dtype, extra_model_args, trust_remote_code),
+        tasks=task_names, batch_size=batch_size, device=device, limit=limit, metadata=metadata, options=passed,
+    )  # fmt: skip
     if child_process is None:
-        child_process = backend in CHILD_PROCESS_BACKENDS or any(getattr(extra, name, None)
-                                                                 for name in CHILD_PROCESS_OPTIONS)  # fmt: skip
-    if child_process:  # in this process, run_lm_eval checks the names (with the task metadata lm-eval gives)
+        child_process = backend in CHILD_PROCESS_BACKENDS or bool(passed.child_process_options)
+    if child_process:  # in this process, run_lm_eval checks the names (with the task metadata)
         task_manager(task_names, include_path=include_path)
     options = {
         "include_path": include_path, "batch_size": batch_size, "limit": limit, "device": device, "dtype": dtype,
@@ -423,7 +407,8 @@ def evaluate(
                 raise InputError(f"lm-eval failed (exit code {code}) on {checkpoint}: {last_error_line(stderr_tail)}")
         else:
             try:
-                run_lm_eval(arguments)
+                run_lm_eval(call, include_path=include_path, output_path=tmp, tracker_args=passed.tracker_args,
+                            show_config=passed.show_config)  # fmt: skip
             except (InputError, KeyboardInterrupt, MemoryError):
                 raise
             except Exception as err:  # lm-eval's own errors: one line (the traceback with --debug)
@@ -470,15 +455,15 @@ def _leaf_tasks(folder: Path, requested: list[str]) -> list[str]:
     return leaves or requested
 
 
-# ---------------------------------------------------------------- CLI
+# ---------------------------------------------------------------- option values (shared by the commands that evaluate)
 
 
-def _parse_limit(text: str) -> int | float:
+def parse_limit(text: str) -> int | float:
+    """--limit: a number of questions per task (`5`) or a fraction of them (`0.5`)."""
     try:
-        value = float(text) if "." in text else int(text)
+        return float(text) if "." in text else int(text)
     except ValueError:
         raise InputError(f"--limit: expected a number of questions or a fraction, got {text!r}") from None
-    return value
 
 
 def check_batch_size(value: int | str) -> None:
@@ -495,81 +480,9 @@ def parse_batch_size(text: str) -> int | str:
     return text if text.startswith("auto") else int(text)
 
 
-class _PassThroughParser(argparse.ArgumentParser):
-    """A parser that keeps everything after the first `--` for lm-eval (`lm_eval_args`), wherever the options
-    before it stand (argparse alone would give a positional after CKPT only to a trailing CKPT)."""
-
-    def parse_known_args(self, args=None, namespace=None):
-        args = list(sys.argv[1:] if args is None else args)
-        tail: list[str] = []
-        if "--" in args:
-            cut = args.index("--")
-            args, tail = args[:cut], args[cut + 1 :]
-        namespace, extras = super().parse_known_args(args, namespace)
-        namespace.lm_eval_args = tail
-        return namespace, extras
-
-
 def add_eval_options(parser: argparse.ArgumentParser) -> None:
-    """`--device` and `--backend`, as `restor-bench eval` has them (for other commands that evaluate)."""
+    """`--device` and `--backend`, as `restor-bench eval` has them (for the other commands that evaluate)."""
     parser.add_argument("--device", help="device for lm-eval, e.g. cpu, cuda, cuda:1 (default: cuda when "
                         "available, else cpu)")  # fmt: skip
     parser.add_argument("--backend", choices=tuple(BACKENDS), default="hf",
                         help="lm-eval model backend (default: hf; vllm and sglang need their package)")  # fmt: skip
-
-
-def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "eval",
-        help="evaluate a checkpoint with lm-eval on the restor tasks",
-        usage="restor-bench eval CKPT --out DIR [options] [-- LM_EVAL_ARGS ...]",
-        description="Run lm-eval on a checkpoint with the restor tasks; the output folder holds lm-eval's "
-        "results_*.json and samples_*.jsonl and restor_run.json (the run and its plain lm_eval command). "
-        "Arguments after -- go to lm-eval (`lm_eval run --help`), e.g. -- --seed 1 --gen_kwargs temperature=1.0",
-    )
-    parser.__class__ = _PassThroughParser
-    parser.add_argument("checkpoint", metavar="CKPT", help="checkpoint folder (or hub id when online)")
-    parser.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help="comma-separated tasks or groups "
-                        f"(default: {','.join(DEFAULT_TASKS)})")  # fmt: skip
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--batch-size", default="16", help="lm-eval batch size: an integer or 'auto' (default: 16)")
-    parser.add_argument("--limit", help="evaluate only the first N questions per task (or a fraction)")
-    add_eval_options(parser)
-    parser.add_argument("--dtype", help="model dtype (default: float32 on cpu, else the checkpoint's own)")
-    parser.add_argument("--data-dir", help="official RESTOR data folder (task metadata restor_data_dir)")
-    parser.add_argument("--world-dir", help="tiny world folder (task metadata restor_world_dir)")
-    parser.add_argument("--model-args", default="", help="extra lm-eval model arguments, e.g. max_length=2048")
-    parser.add_argument("--include-path", help="task folder to use instead of the restor tasks (tasks of your own)")
-    parser.add_argument("--trust-remote-code", action="store_true", help="allow the checkpoint's own model code")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    parser.set_defaults(func=run_command, lm_eval_args=[])
-
-
-def run_command(args) -> int:
-    prefer_passive_threads()
-    out = evaluate(
-        args.checkpoint,
-        args.out,
-        tasks=args.tasks,
-        batch_size=parse_batch_size(args.batch_size),
-        limit=_parse_limit(args.limit) if args.limit else None,
-        device=args.device,
-        backend=args.backend,
-        overwrite=args.overwrite,
-        data_dir=args.data_dir,
-        world_dir=args.world_dir,
-        extra_model_args=args.model_args,
-        trust_remote_code=args.trust_remote_code,
-        dtype=args.dtype,
-        include_path=args.include_path,
-        lm_eval_args=args.lm_eval_args,
-    )
-    print(f"lm-eval results written to {out}")
-    for task, files in find_lm_eval_outputs(out, include_results_only=True).items():
-        print(f"  {task}: {_relative(files.results_path, out)}, {_relative(files.samples_path, out)}")
-    return 0
-
-
-def _relative(path: Path | None, folder: Path) -> str:
-    return str(path.relative_to(folder)) if path is not None else "-"
-

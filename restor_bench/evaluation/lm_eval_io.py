@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from restor_bench.errors import InputError
+from restor_bench.io import read_json
 
 _STAMP = r"\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}(?:\.\d+)?"
 SAMPLES_NAME = re.compile(rf"^samples_(?P<task>.+)_(?P<stamp>{_STAMP})\.jsonl$")
@@ -128,8 +129,6 @@ def iter_samples(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]
 
 def read_results(path: str | os.PathLike) -> dict[str, Any]:
     """Read an aggregated results file (`results_<time>.json`)."""
-    from restor_bench.io import read_json
-
     data = read_json(path, "lm-eval results file")
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a JSON object of lm-eval results")

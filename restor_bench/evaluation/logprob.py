@@ -44,7 +44,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from restor_bench.data import official
+from restor_bench.data.fetch import resolve_data_dir
+from restor_bench.data.normalize import contains, first_line, normalize_answer
+from restor_bench.data.questions import (
+    load_counting_tokenizer,
+    load_tiny_world,
+    option_token_counts,
+    question_records,
+    resolve_tiny_world_dir,
+)
 from restor_bench.errors import InputError
+from restor_bench.evaluation.lm_eval_io import SAMPLES_NAME, find_lm_eval_outputs, iter_samples
 from restor_bench.names import WORLDS
 
 TASK = "restor_facts_logprob"
@@ -81,8 +92,6 @@ def draw_random_answers(
     """Up to `n` distinct values of `pool` that are neither acceptable (`answers`) nor in `exclude` (compared
     normalized), drawn by (seed, entity, relation). The first is `questions.draw_random_answer`'s draw; the
     others follow from the same random stream, each unlike (normalized) the ones before."""
-    from restor_bench.data.normalize import normalize_answer
-
     banned = {normalize_answer(value) for value in [*answers, *exclude]}
     candidates = sorted({value for value in pool if normalize_answer(value) not in banned})
     if not candidates or n <= 0:
@@ -102,8 +111,6 @@ def draw_random_answers(
 
 def with_options(record: dict, corrupted: list[str], random_answers: list[str], tokenizer) -> dict:
     """The record with its flat option list ("options", "option_categories", "option_token_counts")."""
-    from restor_bench.data.questions import option_token_counts
-
     groups = (list(record["answers"]), list(corrupted), list(random_answers))
     options = [option for group in groups for option in group]
     categories = [name for name, group in zip(CATEGORIES, groups, strict=True) for _ in group]
@@ -142,8 +149,6 @@ def _generations(filtered: Any) -> list[str]:
 
 def wrong_answers(generations: list[str], answers: list[str]) -> list[str]:
     """The distinct first lines (normalized) of `generations` that are non-empty and not judged correct."""
-    from restor_bench.data.normalize import contains, first_line, normalize_answer
-
     wrong, seen = [], set()
     for generation in generations:
         line = first_line(generation)
@@ -158,8 +163,6 @@ def wrong_answers(generations: list[str], answers: list[str]) -> list[str]:
 def find_samples_file(path: str | os.PathLike) -> tuple[Path, str]:
     """The samples file a `restor_corrupted_samples` value names (a file, or a folder holding exactly one samples
     file of the `SOURCE_TASKS`), and its task."""
-    from restor_bench.evaluation.lm_eval_io import SAMPLES_NAME, find_lm_eval_outputs
-
     path = Path(path).expanduser()
     expected = ", ".join(SOURCE_TASKS)
     if path.is_dir():
@@ -186,8 +189,6 @@ def find_samples_file(path: str | os.PathLike) -> tuple[Path, str]:
 def read_corrupted_answers(path: str | os.PathLike) -> tuple[Path, str, dict[str, CorruptedAnswers]]:
     """(samples file, its task, {question id: the corrupted model's answers}) of a `restor_corrupted_samples`
     value. Only the "none" filter's lines are read (the only filter of the restor generation tasks)."""
-    from restor_bench.evaluation.lm_eval_io import iter_samples
-
     file, task = find_samples_file(path)
     answers: dict[str, CorruptedAnswers] = {}
     for number, record in iter_samples(file):
@@ -232,8 +233,6 @@ def _int_option(metadata: dict, key: str, default: int, minimum: int) -> int:
 def _counting_tokenizer(metadata: dict, world_dir: str | None, world: str):
     """The evaluated model's tokenizer: `restor_tokenizer`, else the model arguments' `tokenizer`, else their
     `pretrained` (lm-eval passes the model arguments to the task as metadata); on the tiny world, else the world's."""
-    from restor_bench.data.questions import load_counting_tokenizer
-
     key = next((key for key in (TOKENIZER_KEY, "tokenizer", "pretrained") if metadata.get(key)), None)
     source = metadata[key] if key else None
     if source is not None and not isinstance(source, str):
@@ -258,10 +257,6 @@ def official_logprob_records(
     Every question of the samples file must be a question of the data (same id and question text); questions
     of the data that the file lacks (e.g. a run with --limit) are left out.
     """
-    from restor_bench.data import official
-    from restor_bench.data.fetch import resolve_data_dir
-    from restor_bench.data.questions import question_records
-
     file, _task, answers = read_corrupted_answers(samples)
     folder = resolve_data_dir(data_dir)
     factset = official.load_facts(folder / official.FACTS_FILE)
@@ -301,8 +296,6 @@ def tiny_logprob_records(
 ) -> list[dict]:
     """The tiny world's target questions with injected values, with their options (the questions, in the same
     order, of restor_tiny_logprob)."""
-    from restor_bench.data.questions import load_tiny_world, question_records, resolve_tiny_world_dir
-
     factset, entities, targets, corrupted = load_tiny_world(world_dir)
     pools = factset.values_by_relation()
     chosen = []
@@ -329,7 +322,7 @@ def logprob_records(**metadata: Any) -> list[dict]:
         )
     world = metadata.get(WORLD_KEY) or "official"
     if world not in WORLDS:
-        raise InputError(f"task metadata {WORLD_KEY}={world!r}: expected one of {', '.join(WORLDS)}")
+        raise InputError(f"task metadata {WORLD_KEY}={world!r}: expected one of {', '.join(sorted(WORLDS))}")
     n_random = _int_option(metadata, N_RANDOM_KEY, DEFAULT_N_RANDOM, 1)
     world_dir = metadata.get(WORLD_DIR_KEY) or None
     samples = metadata.get(SAMPLES_KEY)

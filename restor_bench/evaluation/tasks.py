@@ -1,4 +1,4 @@
-"""The restor lm-eval tasks: their folder, a TaskManager that knows them, and `restor-bench tasks`.
+"""The restor lm-eval tasks: their folder and a TaskManager that knows them (`restor-bench tasks`: cli.py).
 
 lm-eval finds tasks outside its own package through `--include_path DIR` (the command line) or
 `TaskManager(include_path=DIR)` (Python); `restor-bench tasks path` prints that folder:
@@ -12,10 +12,13 @@ building that index (some 15,000 tasks) takes seconds that a restor-only evaluat
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from restor_bench.errors import InputError
 
@@ -58,8 +61,6 @@ def needs_lm_eval_tasks(tasks: str | Sequence[str], include_path: str | os.PathL
 def installed_dropin() -> Path | None:
     """`lm_eval/tasks/restor/`, where a regular (non-editable) install of restor-bench also puts the task files so
     that plain `lm_eval --tasks restor_facts` finds them without `--include_path`; None when absent."""
-    import importlib.util
-
     spec = importlib.util.find_spec("lm_eval.tasks")
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -121,8 +122,6 @@ def task_manager(
 def _broken_task_files(folder: Path, most: int = 3) -> list[str]:
     """`FILE: problem` for up to `most` YAML files of `folder` that are not YAML mappings (lm-eval skips those
     without a word, so a typo in a task file shows only as an unknown task)."""
-    import yaml
-
     class Loader(yaml.SafeLoader):  # lm-eval's tags (!function ...) are not errors here
         pass
 
@@ -152,40 +151,3 @@ def resolve_task_names(manager, tasks: str | Sequence[str]) -> list[str]:
             raise InputError(f"unknown lm-eval task(s): {spec}")
         resolved.extend(name for name in matches if name not in resolved)
     return resolved
-
-
-# ---------------------------------------------------------------- CLI
-
-
-def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "tasks",
-        help="where the restor lm-eval tasks are (for lm_eval --include_path) and what they are",
-        description="The restor lm-eval tasks. Plain lm-eval finds them with "
-        '`lm_eval ... --include_path "$(restor-bench tasks path)"`.',
-    )
-    actions = parser.add_subparsers(dest="tasks_command", metavar="ACTION")
-    path = actions.add_parser("path", help="print the task folder (the value of lm_eval --include_path)")
-    path.set_defaults(func=_print_path)
-    listing = actions.add_parser("list", help="list the restor tasks and groups")
-    listing.set_defaults(func=_print_list)
-    parser.set_defaults(func=lambda args: _print_usage(parser))
-
-
-def _print_usage(parser) -> int:
-    parser.print_help()
-    return 2
-
-
-def _print_path(args) -> int:
-    print(tasks_dir())
-    return 0
-
-
-def _print_list(args) -> int:
-    manager = task_manager()
-    groups = set(manager.all_groups)
-    for name in manager.all_tasks:
-        if not name.startswith("_"):
-            print(f"{name}\t{'group' if name in groups else 'task'}")
-    return 0
