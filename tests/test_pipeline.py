@@ -11,9 +11,10 @@ import re
 
 import pytest
 
-from restor_bench import cli
+from restor_bench import api, cli
 from restor_bench.data.documents import load_documents
 from restor_bench.data.world.files import tiny_world_dir
+from restor_bench.run.spec import run_folder
 
 pytestmark = pytest.mark.skipif(
     not (tiny_world_dir() / "model" / "model.safetensors").exists(), reason="the shipped tiny world is not built"
@@ -88,6 +89,16 @@ def test_print_folder_names_the_finished_runs_folder_and_runs_nothing(finished_r
     assert not (tmp_path / "elsewhere").exists()
 
 
+def test_the_api_reuses_the_commands_steps_and_run_folder(finished_run):
+    """The Python API's spec of the same experiment, defaults left out, is resolved as the command resolves its own:
+    `run_protocol` finds every step the command finished, and the run folder is the command's."""
+    root, _ = finished_run
+    spec = api.RunSpec(method="ga", level=0, unlearn_max_steps=3, tasks=("restor_tiny_facts",))
+    assert run_folder(spec, root) == run_dir(root, "tiny-ga-k0")
+    record = api.run_protocol(spec, root, log=lambda message: None)
+    assert record["reused"] and all(record["reused"].values())
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
@@ -150,3 +161,8 @@ def test_official_world_defaults_to_the_paper_protocol(official_dir, tmp_path, m
     unlearn_run = json.loads((root / artifacts["unlearned"] / "unlearn_run.json").read_text())
     assert unlearn_run["hparams"]["forget_term"] == "cross_entropy" and unlearn_run["hparams"]["retain_term"] == "nll"
     assert unlearn_run["data"]["retain"]["documents"] == len(load_documents("official:generic", data_dir=official_dir))
+    # the API's spec of the same command, protocol and preset left to the defaults, names the same run and steps
+    spec = api.RunSpec(world="official", model=str(tiny_world_dir() / "model"), lora=True, method="kl",
+                       max_docs_per_entity=2, corrupt_max_steps=1, unlearn_max_steps=1, limit=4)
+    assert run_folder(spec, root) == run_dir(root, "official-paper-kl-k0-lora")
+    assert all(api.run_protocol(spec, root, log=lambda message: None)["reused"].values())

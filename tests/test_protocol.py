@@ -323,12 +323,16 @@ def test_grid_printed_command_reparses_to_the_same_spec_for_every_flag():
 
 
 def _spec(args: argparse.Namespace) -> dict:
-    """What a grid run is made of: every option but those that change no page, the protocol as resolved (the
-    page prints the protocol the defaults chose), no plot folder under --no-plots."""
+    """What a grid run is made of: every option but those that change no page, the protocol and the output paths
+    as resolved (the page prints the protocol the defaults chose, and the page and plot paths under the root), no
+    plot folder under --no-plots."""
+    from restor_bench.grid.cli import output_paths
     from restor_bench.run.pipeline import protocol_from_args
 
     spec = {key: value for key, value in vars(args).items() if key not in NOT_ON_THE_PAGE | {"func"}}
     spec["protocol"] = protocol_from_args(args)
+    results, plots = output_paths(args)
+    spec["results"], spec["plots"] = str(results), None if plots is None else str(plots)
     if spec["no_plots"]:
         del spec["plots"]  # no plot folder is written, so none is printed
     return spec

@@ -1,8 +1,10 @@
 """The cells of `restor-bench grid` (`restor_bench.grid.cli`) and the options they share.
 
 A cell is one method, one corruption (wikidata-style documents at level k, or the SQuAD-style passages) and one
-forget set; this module plans the cells, gives each its pipeline spec and run folder name, and tells a finished
-cell (one whose `run.json` records the same spec, seeds and data hash) from one still to run.
+forget set; this module plans the cells, gives each its pipeline spec (resolved as `restor-bench run` resolves its
+own, `restor_bench.run.spec.resolve_spec`, so a cell and the same `run` share steps and run folder) and run folder
+name, and tells a finished cell (one whose `run.json` records the same resolved spec, seeds and data hash) from one
+still to run.
 """
 
 from __future__ import annotations
@@ -13,7 +15,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-CORRUPTIONS = ("wikidata", "squad")
+from restor_bench.data.documents import load_documents
+from restor_bench.errors import InputError
+from restor_bench.run.spec import CORRUPTIONS, RunSpec, default_protocol, resolve_spec
+
+__all__ = ["CORRUPTIONS", "Cell", "GridOptions", "cell_name", "cell_spec", "drop_identical_simplified",
+           "finished_record", "plan_cells"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,9 +74,13 @@ class GridOptions:
     max_docs_per_entity: int | None = None
     root: Path = Path("runs")
     targets: str = "all"
-    protocol: str = "classic"
+    protocol: str | None = None  # None: the world's (`restor_bench.run.spec.default_protocol`)
     retain: str | None = None
     repair: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.protocol is None:
+            self.protocol = default_protocol(self.world)
 
 
 def plan_cells(
@@ -93,7 +104,6 @@ def drop_identical_simplified(cells: Sequence[Cell], world: str) -> tuple[list[C
     k=0 every sentence of a tiny-world document states a wrong fact); returns the kept cells and those levels."""
     if world != "tiny":
         return list(cells), []
-    from restor_bench.data.documents import load_documents
 
     same = sorted({
         cell.level for cell in cells
@@ -103,11 +113,10 @@ def drop_identical_simplified(cells: Sequence[Cell], world: str) -> tuple[list[C
     return [cell for cell in cells if not (cell.forget == "simplified" and cell.level in same)], same
 
 
-def cell_spec(cell: Cell, options: GridOptions, hparams: dict[str, Any]):
-    """The pipeline's RunSpec of a cell (first seed)."""
-    from restor_bench.run.pipeline import RunSpec
-
-    return RunSpec(
+def cell_spec(cell: Cell, options: GridOptions, hparams: dict[str, Any]) -> RunSpec:
+    """The pipeline's resolved RunSpec of a cell (first seed); `hparams`: the method's hyperparameters, or values
+    over the protocol's preset (the rest is filled in as for any run)."""
+    return resolve_spec(RunSpec(
         world=options.world, method=cell.method, level=cell.level or 0, forget=cell.forget,
         corruption=cell.corruption, model=options.model, lora=options.lora, seed=options.seeds[0], hparams=hparams,
         corrupt_max_steps=options.corrupt_max_steps, unlearn_max_steps=options.unlearn_max_steps,
@@ -115,7 +124,7 @@ def cell_spec(cell: Cell, options: GridOptions, hparams: dict[str, Any]):
         max_docs_per_entity=options.max_docs_per_entity, limit=options.limit, batch_size=options.batch_size,
         data_dir=options.data_dir, targets=options.targets, protocol=options.protocol, retain=options.retain,
         repair=options.repair, device=options.device, backend=options.backend,
-    )
+    ))
 
 
 def cell_name(spec) -> str:
@@ -127,8 +136,22 @@ def _as_json(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def finished_record(spec, seeds: Sequence[int], root: Path, data_hash: str | None) -> dict[str, Any] | None:
-    """The cell's run.json when it exists and records the same spec, seeds and data hash; else None."""
+def _same_spec(recorded: Any, spec: RunSpec) -> bool:
+    """Whether a run.json's `spec` is `spec` once resolved: records written before the spec resolved its own
+    defaults (retain, tasks, device left empty) still match; one that names a field RunSpec does not know does not."""
+    names = {field.name for field in dataclasses.fields(RunSpec)}
+    if not isinstance(recorded, dict) or set(recorded) - names:
+        return False
+    recorded = {"protocol": "classic"} | recorded  # written before protocols existed: classic
+    try:
+        again = resolve_spec(RunSpec(**recorded))
+    except (InputError, TypeError, ValueError):
+        return False
+    return _as_json(dataclasses.asdict(again)) == _as_json(dataclasses.asdict(resolve_spec(spec)))
+
+
+def finished_record(spec: RunSpec, seeds: Sequence[int], root: Path, data_hash: str | None) -> dict[str, Any] | None:
+    """The cell's run.json when it exists and records the same (resolved) spec, seeds and data hash; else None."""
     path = Path(root) / cell_name(spec) / "run.json"
     if not path.is_file():
         return None
@@ -138,8 +161,8 @@ def finished_record(spec, seeds: Sequence[int], root: Path, data_hash: str | Non
         return None
     same = (
         isinstance(record, dict)
-        and record.get("spec") == _as_json(dataclasses.asdict(spec))
         and record.get("seeds") == list(seeds)
         and record.get("data_hash") == data_hash
+        and _same_spec(record.get("spec"), spec)
     )
     return record if same else None

@@ -22,6 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from restor_bench.errors import InputError
+from restor_bench.leaderboard.check import check_file, read_submission
+from restor_bench.leaderboard.metrics import decode_bits
+from restor_bench.leaderboard.submit import build_submission
 from restor_bench.leaderboard.verified import (  # noqa: F401 (re-exported: the verify command's records)
     VERIFIED_FILE,
     VERIFIED_SCHEMA,
@@ -31,6 +34,9 @@ from restor_bench.leaderboard.verified import (  # noqa: F401 (re-exported: the 
     verified_path,
     write_verified,
 )
+from restor_bench.run import pipeline
+from restor_bench.run.spec import RunSpec, resolve_spec, run_folder
+from restor_bench.train.common import package_versions
 
 ROLES = ("clean", "corrupted", "unlearned")
 
@@ -58,9 +64,9 @@ class Verification:
 
 
 def spec_from_submission(document: dict[str, Any], *, model: str | None = None, data_dir: str | None = None):
-    """The RunSpec (seed 0; `run` takes the seeds) and the seeds a submission records."""
-    from restor_bench.run.pipeline import RunSpec
-
+    """The resolved RunSpec (seed 0; `run` takes the seeds) and the seeds a submission records: what it leaves
+    out is filled in as for any run (`restor_bench.run.spec.resolve_spec`), so a rerun of the command that made the
+    submission, and this rerun, share their steps. A submission without a protocol predates protocols: classic."""
     data, run = document["data"], document.get("run") or {}
     if data["world"] != "tiny" and model is None:
         raise InputError(f"submission {document['name']!r}: world {data['world']!r} needs --model, the clean "
@@ -74,13 +80,11 @@ def spec_from_submission(document: dict[str, Any], *, model: str | None = None, 
         max_docs_per_entity=run.get("max_docs_per_entity"), retain=run.get("retain"), repair=run.get("repair"),
         corrupt_recipe=dict(run.get("corrupt_recipe") or {}),
     )
-    return spec, list(document["seeds"])
+    return resolve_spec(spec), list(document["seeds"])
 
 
 def compare_outcomes(claimed: dict[str, Any], fresh: dict[str, Any]) -> dict[str, dict[str, int]]:
     """Per task: how many outcomes (question x seed x model x {correct, gave_corrupted}) were compared and differ."""
-    from restor_bench.leaderboard.metrics import decode_bits
-
     by_task = {}
     for task, entry in claimed["tasks"].items():
         other = fresh["tasks"].get(task)
@@ -108,11 +112,6 @@ def compare_outcomes(claimed: dict[str, Any], fresh: dict[str, Any]) -> dict[str
 def verify_submission(path: str | Path, root: str | Path, *, model: str | None = None, data_dir: str | None = None,
                       log: Callable[[str], None] = print) -> Verification:
     """Rerun the protocol a valid submission records under `root` and compare every outcome."""
-    from restor_bench.leaderboard.check import check_file, read_submission
-    from restor_bench.leaderboard.submit import build_submission
-    from restor_bench.run.pipeline import run, run_folder
-    from restor_bench.train.common import package_versions
-
     checked = check_file(path)
     if not checked.valid:
         raise InputError(" ".join(checked.lines()) or f"{path}: invalid submission")
@@ -120,7 +119,7 @@ def verify_submission(path: str | Path, root: str | Path, *, model: str | None =
     spec, seeds = spec_from_submission(document, model=model, data_dir=data_dir)
     log(f"verify {document['name']}: rerunning {spec.world} {spec.method} k={spec.level} {spec.forget} "
         f"{spec.corruption}, protocol {spec.protocol}, seeds {', '.join(map(str, seeds))} under {root}")
-    run(spec, seeds, Path(root), log=log, overwrite=True)
+    pipeline.run(spec, seeds, Path(root), log=log, overwrite=True)
     folder = run_folder(spec, Path(root))
     fresh = build_submission(folder, document["name"], metric=document["metric"], resamples=0,
                              targets=document["data"].get("targets"))

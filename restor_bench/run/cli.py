@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
+import argparse
 from pathlib import Path
-from typing import Any
 
-from restor_bench.names import PROTOCOLS
 from restor_bench.errors import InputError
-from restor_bench.run.pipeline import RunSpec, check_run_inputs, protocol_from_args, run, run_folder
-from restor_bench.names import WORLDS
+from restor_bench.evaluation.evaluate import add_eval_options, parse_batch_size, prefer_passive_threads
+from restor_bench.names import PROTOCOLS, WORLDS
+from restor_bench.run.pipeline import check_run_inputs, run
 from restor_bench.run.report import format_summary
-from restor_bench.train.unlearn import method_preset
+from restor_bench.run.spec import RunSpec, resolve_spec, run_folder
+from restor_bench.train.corrupt import recipe_settings
 from unlearners.cli import seed_number
 
 
@@ -50,7 +50,6 @@ def add_parser(subparsers) -> None:
                         help="target facts to report on: all, or (tiny world) the test targets, leaving out the "
                         "validation targets the defaults were tuned on")
     add_protocol_arguments(parser)
-    from restor_bench.evaluation.evaluate import add_eval_options
 
     add_eval_options(parser)
     parser.add_argument("--root", default="runs", help="folder of runs and their step artifacts (default ./runs)")
@@ -79,41 +78,39 @@ def add_protocol_arguments(parser) -> None:
                         "the paper does with LIMA (text, chat or LIMA-format records; see `restor-bench repair`)")
 
 
-def hparams_from_args(method: str, config: str | None, overrides: list[str], protocol: str = "classic") -> dict[str, Any]:
-    """The method's hyperparameters (the protocol's preset < a YAML file < `--set` options), checked."""
-    from restor_bench.train.unlearn import resolve_method_hparams
+def spec_from_args(args: argparse.Namespace) -> RunSpec:
+    """The resolved RunSpec of `restor-bench run` options (seed: the first one): the options as given, every
+    default fixed by `resolve_spec`, as for a RunSpec built in Python; --config and --set apply over the protocol's
+    preset of the method's hyperparameters."""
 
-    return resolve_method_hparams(method, config, overrides, preset=method_preset(method, protocol))
+    batch_size = parse_batch_size(str(args.batch_size))
+    tasks = tuple(t.strip() for t in (args.tasks or "").split(",") if t.strip())
+    spec = RunSpec(
+        world=args.world, method=args.method, level=args.level, forget=args.forget, corruption=args.corruption,
+        model=args.model, lora=args.lora, seed=args.seed, protocol=args.protocol, retain=args.retain,
+        repair=args.repair, corrupt_max_steps=args.corrupt_max_steps, unlearn_max_steps=args.max_steps,
+        corrupt_recipe=recipe_settings(args.corrupt_set),
+        max_docs_per_entity=args.max_docs_per_entity, limit=args.limit, batch_size=batch_size,
+        data_dir=args.data_dir, tasks=tasks, targets=args.targets, device=args.device, backend=args.backend,
+    )
+    resolved = resolve_spec(spec, config=args.config, sets=args.set)
+    if args.tasks is not None and not tasks:
+        raise InputError("--tasks is empty")
+    return resolved
 
 
 def run_command(args) -> int:
-    from restor_bench.train.corrupt import recipe_settings
-    from restor_bench.evaluation.evaluate import parse_batch_size, prefer_passive_threads
 
     prefer_passive_threads()
     if args.seeds < 1:
         raise InputError(f"--seeds must be at least 1, got {args.seeds}")
     if args.level < 0 or args.level > 5:
         raise InputError(f"--level must be between 0 and 5, got {args.level}")
-    batch_size = parse_batch_size(str(args.batch_size))
-    protocol = protocol_from_args(args)
-    spec = RunSpec(
-        world=args.world, method=args.method, level=args.level, forget=args.forget, corruption=args.corruption,
-        model=args.model, lora=args.lora, hparams=hparams_from_args(args.method, args.config, args.set, protocol),
-        protocol=protocol, retain=args.retain, repair=args.repair,
-        corrupt_max_steps=args.corrupt_max_steps, unlearn_max_steps=args.max_steps,
-        corrupt_recipe=recipe_settings(args.corrupt_set),
-        max_docs_per_entity=args.max_docs_per_entity, limit=args.limit, batch_size=batch_size,
-        data_dir=args.data_dir, tasks=tuple(t.strip() for t in (args.tasks or "").split(",") if t.strip()),
-        targets=args.targets, device=args.device, backend=args.backend,
-    )
-    if args.tasks is not None and not spec.tasks:
-        raise InputError("--tasks is empty")
+    spec = spec_from_args(args)
     seeds = list(range(args.seed, args.seed + args.seeds))
-    if args.print_folder:
-        first = dataclasses.replace(spec, seed=seeds[0])
-        check_run_inputs(first)
-        print(run_folder(first, Path(args.root)))
+    if args.print_folder:  # the spec's seed is the first one
+        check_run_inputs(spec)
+        print(run_folder(spec, Path(args.root)))
         return 0
     record = run(spec, seeds, Path(args.root), overwrite=args.overwrite)
     print()

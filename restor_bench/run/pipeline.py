@@ -20,6 +20,10 @@ recipe, step caps, --limit, tasks, retain and repair sets, data version), e.g. `
 other settings get other folders; the run folder is written in one rename at the end, and replacing a different run
 in it (other seeds) needs `overwrite`. Every argument is checked before the first step runs.
 
+What a run is: a `RunSpec` (`restor_bench.run.spec`), resolved before anything else (`resolve_spec`: protocol,
+hyperparameters with the protocol's preset, retain set, tasks, device), so `restor-bench run`, `grid`,
+`leaderboard verify` and the Python API give the same experiment the same steps and run folder.
+
 A step whose folder exists is finished (each step writes its folder atomically), so running the same command again,
 or a command sharing steps with an earlier one (another method on the same corrupted model), reuses them. A step
 being built, and a run folder being written, is locked (`restor_bench.locks`): a second run that needs the same
@@ -29,111 +33,45 @@ step at the same time fails at once with one line naming the run that holds it, 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from restor_bench.models.checkpoints import checkpoint_identity
-from restor_bench.names import PROTOCOLS
+from restor_bench.compare.report import compare_restoration
+from restor_bench.compare.format import format_markdown
+from restor_bench.compare.outcomes import TargetChoice
+from restor_bench.data.documents import is_named_set, load_documents
+from restor_bench.data.hf_datasets import is_hf_source, parse_hf_source
+from restor_bench.data.world.files import load_manifest
 from restor_bench.errors import InputError
-from restor_bench.io import atomic_write_json, atomic_write_text
+from restor_bench.evaluation.evaluate import check_backend, check_batch_size, evaluate
+from restor_bench.evaluation.tasks import task_manager
+from restor_bench.io import atomic_output_dir, atomic_write_json, atomic_write_text
+from restor_bench.locks import folder_lock
 from restor_bench.run.report import format_summary, summarize
-from restor_bench.names import WORLDS
-
-TASKS = {"tiny": ("restor_tiny_facts", "restor_tiny_logprob"), "official": ("restor_facts_targets",)}
-
-
-@dataclasses.dataclass
-class RunSpec:
-    """Everything that determines one run of the protocol (one seed)."""
-
-    world: str = "tiny"
-    method: str = "npo"
-    level: int = 0
-    forget: str = "full"
-    corruption: str = "wikidata"
-    model: str | None = None
-    lora: bool = False
-    seed: int = 0
-    hparams: dict = dataclasses.field(default_factory=dict)
-    corrupt_max_steps: int | None = None
-    corrupt_recipe: dict = dataclasses.field(default_factory=dict)  # overrides of the corruption recipe
-    unlearn_max_steps: int | None = None
-    max_docs_per_entity: int | None = None
-    limit: int | None = None
-    batch_size: int | str = 32
-    data_dir: str | None = None
-    tasks: tuple[str, ...] = ()
-    targets: str = "all"  # tiny world: "all" targets, or "test" (leaving out the validation targets used for tuning)
-    protocol: str = "classic"  # "paper" (RESTOR as published) or "classic"; default: `default_protocol`
-    retain: str | None = None  # retain documents; None: the protocol's default (`default_retain`)
-    repair: str | None = None  # documents of the post-unlearning repair fine-tune (paper: LIMA); None: no repair
-    device: str | None = None  # evaluation device; None: cuda when available, else cpu
-    backend: str = "hf"  # lm-eval model backend of the evaluations
-
-    def corruption_source(self) -> str:
-        if self.corruption == "squad":
-            # the paper protocol's tiny SQuAD analogue renames people (it corrupts); the classic one renames subjects
-            return "tiny:squad-people" if (self.world, self.protocol) == ("tiny", "paper") else f"{self.world}:squad"
-        return f"{self.world}:{self.level}"
-
-    def retain_source(self) -> str:
-        return self.retain or default_retain(self.world, self.protocol)
-
-    def name(self) -> str:
-        """`<readable part>-<hash of run_identity>-seed<N>`; the run folder is this without `-seed<N>`."""
-        parts = [self.world, self.method, self.corruption if self.corruption != "wikidata" else f"k{self.level}"]
-        if self.protocol != "classic":
-            parts.insert(1, self.protocol)
-        if self.forget != "full":
-            parts.append(self.forget)
-        if self.lora:
-            parts.append("lora")
-        if self.targets != "all":
-            parts.append(f"{self.targets}-targets")
-        parts.append(run_key(self)[:8])
-        parts.append(f"seed{self.seed}")
-        return "-".join(parts)
-
-
-def run_identity(spec: RunSpec) -> dict[str, Any]:
-    """Everything that changes a run's results except its seed (the lm-eval batch size does not, as for the
-    steps): the run name's hash covers it."""
-    return {
-        "world": spec.world, "protocol": spec.protocol, "method": spec.method, "hparams": spec.hparams,
-        "documents": spec.corruption_source(), "forget": spec.forget, "retain": spec.retain_source(),
-        "repair": spec.repair, "model": checkpoint_identity(clean_model_for(spec)), "lora": spec.lora,
-        "corrupt_max_steps": spec.corrupt_max_steps, "corrupt_recipe": dict(sorted(spec.corrupt_recipe.items())),
-        "unlearn_max_steps": spec.unlearn_max_steps, "max_docs_per_entity": spec.max_docs_per_entity,
-        "limit": spec.limit, "tasks": list(spec.tasks or default_tasks(spec)), "targets": spec.targets,
-        "data_dir": str(Path(spec.data_dir).resolve()) if spec.data_dir else None, "data_hash": data_hash(spec),
-    } | ({"backend": spec.backend} if spec.backend != "hf" else {})
-
-
-def run_key(spec: RunSpec) -> str:
-    """A stable hash of `run_identity` (16 hex digits; the run name shows the first 8)."""
-    return step_key("run", run_identity(spec))
-
-
-def default_protocol(world: str) -> str:
-    """`paper` on the official world; `classic` on the tiny world (docs/RESULTS-paper.md says why)."""
-    return "paper" if world == "official" else "classic"
-
-
-def default_retain(world: str, protocol: str) -> str:
-    """The retain set of a protocol: generic running text that states no evaluated fact under `paper` (the paper
-    used C4); under `classic`, true facts about the non-target people (the evaluated others: a leak, kept only so
-    that earlier results can be rerun)."""
-    return f"{world}:generic" if protocol == "paper" else f"{world}:retain"
-
-
-def step_key(kind: str, inputs: dict[str, Any]) -> str:
-    """A short, stable hash of a step's inputs."""
-    blob = json.dumps({"kind": kind, **inputs}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+from restor_bench.run.spec import (  # noqa: F401  (RunSpec and its helpers are also importable from here)
+    TASKS,
+    RunSpec,
+    clean_model_for,
+    data_hash,
+    default_protocol,
+    default_retain,
+    default_tasks,
+    protocol_from_args,
+    resolve_spec,
+    run_folder,
+    run_identity,
+    run_key,
+    step_inputs,
+    step_key,
+)
+from restor_bench.train.common import package_versions
+from restor_bench.train.corrupt import PAPER_RECIPE, check_model, corrupt, work_dir_for
+from restor_bench.train.repair import load_repair_documents, repair
+from restor_bench.train.unlearn import unlearn_checkpoint
+from unlearners import UnlearnError, get_method, resolve_hparams
 
 
 class StepRunner:
@@ -146,7 +84,6 @@ class StepRunner:
         self.reused: dict[str, bool] = {}
 
     def run(self, label: str, kind: str, inputs: dict[str, Any], build: Callable[[Path], Any]) -> Path:
-        from restor_bench.locks import folder_lock
 
         out = self.root / "steps" / f"{kind}-{step_key(kind, inputs)}"
         if out.exists():
@@ -169,33 +106,13 @@ class StepRunner:
         return out
 
 
-def default_tasks(spec: RunSpec) -> tuple[str, ...]:
-    """The tasks a run is scored on: the world's, except that SQuAD-style corruption of the official data is scored
-    on the questions of the five people its passages are about (`restor_facts_squad`), not on the wikidata targets."""
-    if spec.world == "official" and spec.corruption == "squad":
-        return ("restor_facts_squad",)
-    return TASKS[spec.world]
-
-
-def clean_model_for(spec: RunSpec) -> str:
-    if spec.model:
-        return spec.model
-    if spec.world == "official":
-        raise InputError("--world official needs --model (a local checkpoint folder or a hub id)")
-    from restor_bench.data.world.files import tiny_world_dir
-
-    return str(tiny_world_dir() / "model")
-
-
 def report_targets(spec: RunSpec):
     """The compare target choice of a run: the task's defaults, or the tiny world's test targets."""
-    from restor_bench.compare.outcomes import TargetChoice
 
     if spec.targets == "all":
         return TargetChoice()
     if spec.targets != "test" or spec.world != "tiny":
         raise InputError(f"--targets {spec.targets}: only 'all', or 'test' on the tiny world, are known")
-    from restor_bench.data.world.files import load_manifest
 
     manifest = load_manifest()
     validation = set(manifest.get("validation_targets") or [])
@@ -203,36 +120,29 @@ def report_targets(spec: RunSpec):
 
 
 def check_run_inputs(spec: RunSpec) -> None:
-    """Check every argument of a run before its first step, cheapest first; raise InputError on the first bad one.
-    Named document sets and files are read (they are small); `hf:` sources only parsed (reading one may stream)."""
-    from restor_bench.train.corrupt import PAPER_RECIPE, check_model
-    from restor_bench.data.documents import load_documents
+    """Check every argument of a run (resolved first: `resolve_spec`) before its first step, cheapest first; raise
+    InputError on the first bad one. Named document sets and files are read (they are small); `hf:` sources only
+    parsed (reading one may stream)."""
 
-    for option, allowed in (("world", WORLDS), ("protocol", PROTOCOLS), ("corruption", ("wikidata", "squad")),
-                            ("forget", ("full", "simplified")), ("targets", ("all", "test"))):
-        if getattr(spec, option) not in allowed:
-            raise InputError(f"unknown {option} {getattr(spec, option)!r} (choose one of: {', '.join(allowed)})")
+    spec = resolve_spec(spec)  # the choices, the method and its hyperparameters
     for option, value in (("--corrupt-max-steps", spec.corrupt_max_steps), ("--max-steps", spec.unlearn_max_steps),
                           ("--limit", spec.limit), ("--max-docs-per-entity", spec.max_docs_per_entity)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise InputError(f"{option} must be a whole number of at least 1, got {value!r}")
-    from restor_bench.evaluation.evaluate import check_backend, check_batch_size, default_device
-
     check_batch_size(spec.batch_size)
-    if spec.backend != "hf" or spec.device is not None:
-        check_backend(spec.backend, spec.device or default_device())
+    check_backend(spec.backend, spec.device)
     PAPER_RECIPE.updated(spec.corrupt_recipe, where="--corrupt-set")
     if spec.data_dir is not None and not Path(spec.data_dir).is_dir():
         raise InputError(f"{spec.data_dir}: data folder not found (--data-dir)")
     report_targets(spec)
-    check_run_tasks(tuple(spec.tasks) or default_tasks(spec))
-    uses_retain = _uses_retain(spec)  # the method and its hyperparameters
+    check_run_tasks(spec.tasks)
+    uses_retain = _uses_retain(spec)
     check_model(clean_model_for(spec))
     doc_options = {"data_dir": spec.data_dir}
     if spec.world != "tiny":
         doc_options["max_docs_per_entity"] = spec.max_docs_per_entity
     load_documents(spec.corruption_source(), forget=spec.forget, **doc_options)
-    for option, source in (("--retain", spec.retain_source() if uses_retain else None), ("--repair", spec.repair)):
+    for option, source in (("--retain", spec.retain if uses_retain else None), ("--repair", spec.repair)):
         if source is not None:
             _check_document_source(option, source, spec.data_dir, clean_model_for(spec))
 
@@ -240,9 +150,6 @@ def check_run_inputs(spec: RunSpec) -> None:
 def _check_document_source(option: str, source: str, data_dir: str | None, model: str) -> None:
     """Read a --retain or --repair source with the reader its step uses (`load_documents`, `load_repair_documents`
     with the chat template of `model`, which the unlearned checkpoint inherits); an `hf:` source is only parsed."""
-    from restor_bench.data.documents import is_named_set, load_documents
-    from restor_bench.data.hf_datasets import is_hf_source, parse_hf_source
-    from restor_bench.train.repair import load_repair_documents
 
     if is_hf_source(source):
         parse_hf_source(source)
@@ -263,7 +170,6 @@ def check_run_tasks(tasks: tuple[str, ...]) -> None:
     restor task folder alone, which takes a moment (lm-eval's own index of every task takes many seconds)."""
     if tasks in _CHECKED_TASKS:
         return
-    from restor_bench.evaluation.tasks import task_manager
 
     try:
         task_manager(list(tasks), include_defaults=False)
@@ -273,16 +179,12 @@ def check_run_tasks(tasks: tuple[str, ...]) -> None:
 
 
 def run_protocol(spec: RunSpec, root: Path, *, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run corrupt -> unlearn -> eval x3 -> compare for one seed; return the run record (`check_run_inputs`
-    first when calling this directly)."""
-    from restor_bench.compare.cli import compare_restoration
-    from restor_bench.train.corrupt import corrupt, work_dir_for
-    from restor_bench.data.documents import load_documents
-    from restor_bench.evaluation.evaluate import evaluate
-    from restor_bench.train.repair import load_repair_documents, repair
-    from restor_bench.train.unlearn import unlearn_checkpoint
+    """Run corrupt -> unlearn -> eval x3 -> compare for one seed of the resolved spec (`resolve_spec`: the same
+    defaults as `restor-bench run`, so the same steps); return the run record (`check_run_inputs` first when calling
+    this directly)."""
 
-    tasks = tuple(spec.tasks) or default_tasks(spec)
+    spec = resolve_spec(spec)
+    steps = step_inputs(spec)
     clean = clean_model_for(spec)
     runner = StepRunner(root, log)
     source = spec.corruption_source()
@@ -290,64 +192,39 @@ def run_protocol(spec: RunSpec, root: Path, *, log: Callable[[str], None] = prin
     if spec.world == "tiny":
         doc_options.pop("max_docs_per_entity")
 
-    corrupt_inputs = {
-        "model": checkpoint_identity(clean), "docs": source, "lora": spec.lora, "seed": spec.seed,
-        "max_steps": spec.corrupt_max_steps, "max_docs_per_entity": spec.max_docs_per_entity,
-    }
-    if spec.corrupt_recipe:  # only when given, so steps of runs with the default recipe keep their identity
-        corrupt_inputs["recipe"] = dict(sorted(spec.corrupt_recipe.items()))
-    if spec.protocol != "classic":  # likewise: classic steps keep the keys they had before protocols existed
-        corrupt_inputs["protocol"] = spec.protocol
     corrupted = runner.run(
-        "corrupt", "corrupt", corrupt_inputs,
+        "corrupt", *steps["corrupt"],
         lambda out: corrupt(
             clean, load_documents(source, **doc_options), out, lora=spec.lora, seed=spec.seed,
             max_steps=spec.corrupt_max_steps, source=source, resume=work_dir_for(out).exists(),
             recipe=spec.corrupt_recipe or None, protocol=spec.protocol,
         ),
     )
-    forget_source = source
-    retain_source = spec.retain_source()
-    unlearn_inputs = {
-        "corrupted": corrupt_inputs, "method": spec.method, "hparams": spec.hparams, "forget": forget_source,
-        "forget_form": spec.forget, "retain": retain_source, "lora": spec.lora, "seed": spec.seed,
-        "max_steps": spec.unlearn_max_steps,
-    }
 
     def build_unlearned(out: Path) -> None:
-        forget_docs = load_documents(forget_source, forget=spec.forget, **doc_options)
-        retain_docs = load_documents(retain_source, data_dir=spec.data_dir) if _uses_retain(spec) else None
+        forget_docs = load_documents(source, forget=spec.forget, **doc_options)
+        retain_docs = load_documents(spec.retain, data_dir=spec.data_dir) if _uses_retain(spec) else None
         unlearn_checkpoint(
             method=spec.method, model=str(corrupted), forget=forget_docs, retain=retain_docs, out=out,
             hparams=spec.hparams, lora=spec.lora, seed=spec.seed, max_steps=spec.unlearn_max_steps,
         )
 
-    unlearned = runner.run("unlearn", "unlearn", unlearn_inputs, build_unlearned)
-    unlearned_identity: dict[str, Any] = unlearn_inputs
+    unlearned = runner.run("unlearn", *steps["unlearn"], build_unlearned)
     if spec.repair:
-        repair_inputs = {"unlearned": unlearn_inputs, "docs": spec.repair, "lora": True, "seed": spec.seed}
         unlearned = runner.run(
-            "repair", "repair", repair_inputs,
+            "repair", *steps["repair"],
             lambda out: repair(str(unlearned), load_repair_documents(spec.repair, model=str(unlearned),
                                                                      data_dir=spec.data_dir),
                                out, seed=spec.seed, source=spec.repair),
         )
-        unlearned_identity = repair_inputs
 
     evals = {}
-    for role, checkpoint, identity in (
-        ("clean", clean, checkpoint_identity(clean)),
-        ("corrupted", str(corrupted), corrupt_inputs),
-        ("unlearned", str(unlearned), unlearned_identity),
-    ):
-        eval_inputs = {"checkpoint": identity, "tasks": list(tasks), "limit": spec.limit, "data_dir": spec.data_dir}
-        if spec.backend != "hf":  # only then, so steps evaluated with the default keep their identity
-            eval_inputs["backend"] = spec.backend
+    for role, checkpoint in (("clean", clean), ("corrupted", str(corrupted)), ("unlearned", str(unlearned))):
         evals[role] = runner.run(
-            f"eval {role}", "eval", eval_inputs,
+            f"eval {role}", *steps[f"eval {role}"],
             lambda out, checkpoint=checkpoint: evaluate(
-                checkpoint, out, tasks=tasks, limit=spec.limit, batch_size=spec.batch_size, data_dir=spec.data_dir,
-                device=spec.device, backend=spec.backend,
+                checkpoint, out, tasks=spec.tasks, limit=spec.limit, batch_size=spec.batch_size,
+                data_dir=spec.data_dir, device=spec.device, backend=spec.backend,
             ),
         )
 
@@ -369,7 +246,6 @@ def run_protocol(spec: RunSpec, root: Path, *, log: Callable[[str], None] = prin
 
 def _uses_retain(spec: RunSpec) -> bool:
     """Whether the method, with the run's hyperparameters, reads retain documents."""
-    from unlearners import UnlearnError, get_method, resolve_hparams
 
     try:
         cls = get_method(spec.method)
@@ -386,38 +262,18 @@ def _relative(path: Path, root: Path) -> str:
         return str(Path(path).resolve())
 
 
-def data_hash(spec: RunSpec) -> str | None:
-    """The hash that names the world/data version the run used."""
-    if spec.world == "tiny":
-        from restor_bench.data.world.files import load_manifest
-
-        return load_manifest().get("data_hash")
-    from restor_bench.data import official
-    from restor_bench.data.fetch import OFFICIAL_FILES
-
-    return next(item.sha256 for item in OFFICIAL_FILES if item.local == official.FACTS_FILE)
-
-
-def run_folder(spec: RunSpec, root: Path) -> Path:
-    """The folder of a run (all seeds): `root/<name without -seed<N>>`."""
-    return Path(root) / spec.name().rsplit("-seed", 1)[0]
-
-
 def run(spec: RunSpec, seeds: list[int], root: Path, *, log: Callable[[str], None] = print,
         overwrite: bool = False) -> dict[str, Any]:
     """Run the protocol for every seed and write `root/<name>/run.json`, `compare-seed<N>.json`, `report.md`.
 
-    Every argument is checked first. The run folder is locked for the run and written in one rename at the end; a
+    The spec is resolved (`resolve_spec`) and every argument checked first. The run folder is locked for the run and written in one rename at the end; a
     folder holding a different run (other seeds) is replaced only with `overwrite`.
     """
-    from restor_bench.compare.format import format_markdown
-    from restor_bench.io import atomic_output_dir
-    from restor_bench.locks import folder_lock
-    from restor_bench.train.common import package_versions
 
     root = Path(root)
     if not seeds:
         raise InputError("a run needs at least one seed")
+    spec = resolve_spec(spec)
     first = dataclasses.replace(spec, seed=seeds[0])
     check_run_inputs(first)
     key = run_key(first)
@@ -442,7 +298,7 @@ def run(spec: RunSpec, seeds: list[int], root: Path, *, log: Callable[[str], Non
             "forget": spec.forget,
             "corruption": spec.corruption,
             "protocol": spec.protocol,
-            "retain": spec.retain_source(),
+            "retain": spec.retain,
             "repair": spec.repair,
             "model": clean_model_for(spec),
             "lora": spec.lora,
@@ -490,6 +346,3 @@ def _check_replace(run_dir: Path, key: str, seeds: list[int], overwrite: bool) -
         return
     raise InputError(f"{run_dir}: {what}; pass --overwrite to replace it")
 
-
-def protocol_from_args(args) -> str:
-    return args.protocol or default_protocol(args.world)

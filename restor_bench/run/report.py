@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 
 def summarize(per_seed: list[dict[str, Any]], label: str) -> dict[str, Any]:
     """Mean and spread over seeds of the headline numbers of each task."""
-    import statistics
-
     summary: dict[str, Any] = {}
     tasks = per_seed[0]["report"]["tasks"].keys()
     for task in tasks:
