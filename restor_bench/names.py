@@ -8,6 +8,8 @@ WORLDS = ("tiny", "official")
 # `paper`: RESTOR as published (generic retain text, the paper's recipe and loss forms); `classic`: this project's
 # earlier protocol, kept to reproduce archived pages.
 PROTOCOLS = ("paper", "classic")
+# The protocol a run uses when none is given, per world.
+DEFAULT_PROTOCOL = {"tiny": "classic", "official": "paper"}
 # The forget set unlearning runs on: the whole corruption documents, or only their sentences about a target.
 FORGET_FORMS = ("full", "simplified")
 

@@ -14,7 +14,8 @@ from conftest import OFFICIAL_FIXTURE_DIR
 
 from restor_bench.cli import build_parser, main
 from restor_bench.data.world.files import tiny_world_dir
-from restor_bench.grid.cells import Cell, GridOptions, cell_spec, finished_record
+from restor_bench.grid.cells import Cell, GridOptions
+from restor_bench.grid.specs import cell_spec, finished_record
 from restor_bench.grid.cli import options_from_args
 from restor_bench.leaderboard.verify import spec_from_submission
 from restor_bench.run.cli import spec_from_args

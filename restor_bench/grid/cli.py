@@ -39,15 +39,8 @@ from typing import Any
 
 from restor_bench.errors import InputError
 from restor_bench.names import FORGET_FORMS, WORLD_LEVELS
-from restor_bench.grid.cells import (
-    Cell,
-    GridOptions,
-    cell_name,
-    cell_spec,
-    drop_identical_simplified,
-    finished_record,
-    plan_cells,
-)
+from restor_bench.grid.cells import Cell, GridOptions, drop_identical_simplified, plan_cells
+from restor_bench.grid.specs import cell_name, cell_spec, finished_record
 from restor_bench.names import CORRUPTIONS
 from restor_bench.grid.page import format_duration, write_page
 from restor_bench.names import DEFAULT_RESAMPLES

@@ -14,7 +14,8 @@ from typing import Any
 from restor_bench.data.world.files import load_manifest, tiny_world_dir
 from restor_bench.errors import InputError
 from restor_bench.grid import plots as plotting
-from restor_bench.grid.cells import Cell, GridOptions, cell_spec
+from restor_bench.grid.cells import Cell, GridOptions
+from restor_bench.grid.specs import cell_spec
 from restor_bench.grid.findings import findings_markdown
 from restor_bench.grid.stats import (
     CELL_STEPS,

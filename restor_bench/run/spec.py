@@ -11,7 +11,7 @@ fixes every one of them:
   the world and the protocol, `restor_bench.train.corrupt.default_recipe`; only overrides are kept, so the steps of
   runs with the default recipe keep their keys).
 
-`restor-bench run` (`restor_bench.run.cli.spec_from_args`), `grid` (`restor_bench.grid.cells.cell_spec`),
+`restor-bench run` (`restor_bench.run.cli.spec_from_args`), `grid` (`restor_bench.grid.specs.cell_spec`),
 `leaderboard verify` and the Python API (`restor_bench.api.run_protocol`, `run`) all resolve here, so the same
 experiment gives the same spec, the same step keys and the same run folder, and each reuses the others' steps.
 The model is left as given (None: the tiny world's shipped model, `clean_model_for`).
@@ -33,11 +33,10 @@ from restor_bench.data.world.files import load_manifest, tiny_world_dir
 from restor_bench.errors import InputError
 from restor_bench.evaluation.evaluate import default_device
 from restor_bench.models.checkpoints import checkpoint_identity
-from restor_bench.names import FORGET_FORMS, PROTOCOLS, WORLDS
+from restor_bench.names import CORRUPTIONS, DEFAULT_PROTOCOL, FORGET_FORMS, PROTOCOLS, WORLDS
 from restor_bench.train.unlearn import method_preset, resolve_method_hparams
 
 TASKS = {"tiny": ("restor_tiny_facts", "restor_tiny_logprob"), "official": ("restor_facts_targets",)}
-CORRUPTIONS = ("wikidata", "squad")
 TARGET_SETS = ("all", "test")
 
 
@@ -107,8 +106,9 @@ class RunSpec:
 
 
 def default_protocol(world: str) -> str:
-    """`paper` on the official world; `classic` on the tiny world (docs/RESULTS-paper.md says why)."""
-    return "paper" if world == "official" else "classic"
+    """`paper` on the official world; `classic` on the tiny world (restor_bench.names.DEFAULT_PROTOCOL;
+    docs/results/RESULTS-paper.md says why)."""
+    return DEFAULT_PROTOCOL.get(world, "classic")
 
 
 def default_retain(world: str, protocol: str) -> str:
