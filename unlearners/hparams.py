@@ -21,6 +21,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from unlearners.errors import UnlearnError, first_line
 
 REFERENCE_MODES = ("auto", "cached", "live", "adapter")
@@ -262,7 +264,6 @@ def parse_set_options(items: Sequence[str]) -> dict[str, str]:
 
 def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     """Read a YAML file holding a flat mapping of hyperparameters (safe loader only)."""
-    import yaml
 
     if not os.path.isfile(path):
         raise UnlearnError(f"{path}: config file not found")
@@ -351,7 +352,6 @@ def trainer_arg_fields() -> dict[str, Any]:
 
 def _trainer_value(key: str, value: Any, annotation: Any, where: str) -> Any:
     """A command-line string or YAML value typed for a TrainingArguments field (numbers and booleans from text)."""
-    import yaml
 
     if isinstance(value, str):
         try:

@@ -23,6 +23,7 @@ from restor_bench.data import official
 from restor_bench.data.fetch import resolve_data_dir
 from restor_bench.data.normalize import normalize_answer
 from restor_bench.data.schema import ContextExample, Fact, FactSet
+from restor_bench.data.world.files import tiny_world_dir
 from restor_bench.errors import InputError
 from restor_bench.io import read_json
 
@@ -199,16 +200,9 @@ def interleave(first: list[dict], second: list[dict]) -> list[dict]:
 
 def resolve_tiny_world_dir(world_dir: str | os.PathLike | None = None) -> Path:
     """The tiny world folder: `world_dir`, else `restor_bench.data.world.files.tiny_world_dir()` (honoring
-    $RESTOR_TINY_WORLD), else $RESTOR_TINY_WORLD or the shipped `restor_bench/data/tiny_world`."""
+    $RESTOR_TINY_WORLD, else the shipped `restor_bench/data/tiny_world`)."""
     if world_dir:
         return Path(world_dir).expanduser()
-    try:
-        from restor_bench.data.world.files import tiny_world_dir
-    except ModuleNotFoundError as err:
-        if not (err.name or "").startswith("restor_bench"):
-            raise
-        env = os.environ.get("RESTOR_TINY_WORLD")
-        return Path(env).expanduser() if env else Path(__file__).resolve().parent / "tiny_world"
     return Path(tiny_world_dir())
 
 

@@ -37,14 +37,21 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from restor_bench.errors import InputError
-from restor_bench.names import FORGET_FORMS, WORLD_LEVELS
-from restor_bench.grid.cells import Cell, GridOptions, drop_identical_simplified, plan_cells
-from restor_bench.grid.specs import cell_name, cell_spec, finished_record
-from restor_bench.names import CORRUPTIONS
-from restor_bench.grid.page import format_duration, write_page
-from restor_bench.names import DEFAULT_RESAMPLES
 from restor_bench.compare.stats import check_resamples
+from restor_bench.data.official import check_level
+from restor_bench.errors import InputError
+from restor_bench.evaluation.evaluate import add_eval_options, parse_batch_size
+from restor_bench.grid.cells import Cell, GridOptions, drop_identical_simplified, plan_cells
+from restor_bench.grid.page import format_duration, write_page
+from restor_bench.grid.plots import PLOT_FILES
+from restor_bench.grid.specs import cell_name, cell_spec, finished_record
+from restor_bench.io import check_output_file, file_in_the_way
+from restor_bench.names import CORRUPTIONS, DEFAULT_RESAMPLES, FORGET_FORMS, WORLD_LEVELS
+from restor_bench.run import pipeline
+from restor_bench.run.cli import add_protocol_arguments
+from restor_bench.run.pipeline import TASKS, RunSpec, protocol_from_args
+from restor_bench.train.corrupt import recipe_settings
+from restor_bench.train.unlearn import method_preset, resolve_method_hparams
 from unlearners.cli import seed_number
 
 STEP_KINDS = ("corrupt", "unlearn", "eval")
@@ -63,7 +70,6 @@ DEFAULT_STEP_SECONDS = {
 
 def _step_world(kind: str, inputs: dict[str, Any]) -> str | None:
     """The world a finished step belonged to, from its recorded inputs."""
-    from restor_bench.run.pipeline import TASKS
 
     if kind == "corrupt":
         source = str(inputs.get("docs", ""))
@@ -138,7 +144,6 @@ def run_grid(
     *, log: Callable[[str], None] = _default_log,
 ) -> list[tuple[Cell, dict[str, Any]]]:
     """Run every cell (skipping finished ones) and return the cells with their run records."""
-    from restor_bench.run import pipeline
 
     root = Path(options.root)
     seeds = list(options.seeds)
@@ -192,7 +197,6 @@ def _levels(text: str, world: str) -> list[int]:
         level = int(item)
         if level not in WORLD_LEVELS[world]:
             if world == "official":
-                from restor_bench.data.official import check_level
 
                 check_level(level)  # says why levels 4 and 5 are unavailable
             raise InputError(f"--levels: level {level} does not exist in the {world} world "
@@ -230,8 +234,6 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--data-dir", help="folder of the official RESTOR files (else RESTOR_DATA_DIR or download)")
     parser.add_argument("--targets", choices=("all", "test"), default="all",
                         help="target facts to report on: all, or (tiny world) the test targets only")
-    from restor_bench.evaluation.evaluate import add_eval_options
-    from restor_bench.run.cli import add_protocol_arguments
 
     add_protocol_arguments(parser)
     add_eval_options(parser)
@@ -256,7 +258,6 @@ def command_line(args: argparse.Namespace) -> str:
              "--corruption", args.corruption, "--seeds", str(args.seeds), "--world", args.world]
     if args.seed:
         parts += ["--seed", str(args.seed)]
-    from restor_bench.run.pipeline import protocol_from_args
 
     parts += ["--protocol", protocol_from_args(args)]
     for option in ("model", "max_steps", "corrupt_max_steps", "limit", "max_docs_per_entity", "data_dir", "retain",
@@ -319,9 +320,6 @@ def options_from_args(args: argparse.Namespace) -> GridOptions:
             raise InputError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
     if args.world == "official" and not args.model:
         raise InputError("--world official needs --model (a local checkpoint folder or a hub id)")
-    from restor_bench.train.corrupt import recipe_settings
-    from restor_bench.evaluation.evaluate import parse_batch_size
-    from restor_bench.run.pipeline import protocol_from_args
 
     batch_size = parse_batch_size(str(args.batch_size))
     return GridOptions(
@@ -336,7 +334,6 @@ def options_from_args(args: argparse.Namespace) -> GridOptions:
 
 def dry_run_lines(cells: Sequence[Cell], options: GridOptions, hparams: dict[str, dict[str, Any]]) -> list[str]:
     """The cells (with their state) and the time estimate, as printed by `--dry-run`."""
-    from restor_bench.run import pipeline
 
     seeds = list(options.seeds)
     specs = [cell_spec(cell, options, hparams[cell.method]) for cell in cells]
@@ -375,7 +372,6 @@ def grid_command(args: argparse.Namespace) -> int:
                      "on this world, so those simplified cells would repeat the full ones and are left out")
     if not cells:
         raise InputError("the grid has no cells (check --corruption and --forget)")
-    from restor_bench.train.unlearn import method_preset, resolve_method_hparams
 
     overrides = method_overrides(args.set, methods)
 
@@ -425,7 +421,6 @@ def read_discussion(path: str) -> str:
 
 def protocol_note(options: GridOptions) -> str:
     """One line naming the protocol a page ran under and what it means."""
-    from restor_bench.run.pipeline import RunSpec
 
     retain = RunSpec(world=options.world, protocol=options.protocol, retain=options.retain).retain_source()
     repair = f"; unlearned models repaired on {options.repair}" if options.repair else "; no repair fine-tune"
@@ -438,7 +433,6 @@ def protocol_note(options: GridOptions) -> str:
 def _check_outputs(results_path: Path, plots_dir: Path | None, overwrite: bool) -> None:
     """Refuse to start when the page, its JSON or the plots exist (unless --overwrite) or cannot be written (a
     folder at the page's path, a file in the way of a folder), and when matplotlib is missing."""
-    from restor_bench.io import check_output_file, file_in_the_way
 
     check_output_file(results_path, "--results", overwrite)
     check_output_file(results_path.with_suffix(".json"), "--results (its JSON)", overwrite)
@@ -447,7 +441,6 @@ def _check_outputs(results_path: Path, plots_dir: Path | None, overwrite: bool) 
         raise InputError(f"{plots_dir}: --plots folder cannot be made, {blocker} is a file")
     if not overwrite:
         if plots_dir is not None:
-            from restor_bench.grid.plots import PLOT_FILES
 
             existing = [name for name in PLOT_FILES if (plots_dir / name).exists()]
             if existing:
