@@ -16,16 +16,13 @@ from unlearners.errors import UnlearnError
 COMMAND_MODULES = [
     "restor_bench.data.world.cli",
     "restor_bench.data.cli",
-    "restor_bench.train.corrupt",
-    "restor_bench.train.repair",
-    "restor_bench.evaluation.evaluate",
-    "restor_bench.evaluation.tasks",
+    "restor_bench.train.cli",
+    "restor_bench.evaluation.cli",
     "restor_bench.compare.cli",
-    "restor_bench.train.unlearn",
     "restor_bench.run.cli",
     "restor_bench.grid.cli",
     "restor_bench.leaderboard.cli",
-    "restor_bench.models.gguf_import",
+    "restor_bench.models.cli",
     "restor_bench.layers.cli",
 ]
 

@@ -17,7 +17,7 @@ def test_importing_the_package_loads_neither_torch_nor_lm_eval():
 
 
 def test_api_names_are_the_functions_the_commands_call():
-    from restor_bench.compare.cli import compare_restoration
+    from restor_bench.compare.report import compare_restoration
     from restor_bench.evaluation.evaluate import evaluate
     from restor_bench.run.pipeline import RunSpec, run_protocol
 

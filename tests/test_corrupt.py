@@ -12,6 +12,7 @@ from restor_bench import cli
 from restor_bench.train.corrupt import PAPER_RECIPE, RUN_RECORD, corrupt, default_recipe, work_dir_for
 from restor_bench.errors import InputError
 from restor_bench.train.common import check_checkpoint, load_causal_lm, mean_document_loss
+from unlearners.errors import UnlearnError
 
 DOCUMENTS = [
     "Aaron Burr is a basketball player. He works as a social worker.",
@@ -142,7 +143,7 @@ def test_interrupted_run_resumes(random_tiny_model, tmp_path):
         corrupt(str(random_tiny_model), DOCUMENTS, out, recipe=recipe, max_steps=4, callbacks=[_interrupt_at(3)])
     work = work_dir_for(out)
     assert not out.exists() and (work / "trainer" / "checkpoint-2").is_dir()
-    with pytest.raises(InputError, match="--resume"):
+    with pytest.raises(UnlearnError, match="pass --resume to continue it or --overwrite to start over"):
         corrupt(str(random_tiny_model), DOCUMENTS, out, recipe=recipe, max_steps=4)
     corrupt(str(random_tiny_model), DOCUMENTS, out, recipe=recipe, max_steps=4, resume=True)
     record = json.loads((out / RUN_RECORD).read_text())

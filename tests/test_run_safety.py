@@ -29,6 +29,7 @@ from restor_bench.io import atomic_write_json
 from restor_bench.locks import FolderLocked, folder_lock, lock_path_for, read_owner
 from restor_bench.run.pipeline import RunSpec, run_folder, run_key
 from restor_bench.train.unlearn import resolve_method_hparams
+from unlearners.errors import UnlearnError
 
 TINY_MODEL = tiny_world_dir() / "model"
 DOCUMENTS = ["Aaron Burr is a basketball player. He works as a social worker.",
@@ -165,12 +166,12 @@ def test_corrupt_resume_refuses_other_settings(random_tiny_model, tmp_path, caps
     assert settings["recipe"]["learning_rate"] == 3e-3 and settings["max_steps"] == 3 and settings["documents"] == 6
     assert settings["model"] == str(random_tiny_model.resolve()) and len(settings["data_sha256"]) == 64
 
-    with pytest.raises(InputError) as caught:
+    with pytest.raises(UnlearnError) as caught:
         corrupt(str(random_tiny_model), DOCUMENTS, out, recipe={**FAST, "learning_rate": 1e-3}, max_steps=3,
                 resume=True)
     assert str(caught.value) == (f"{work}: cannot resume with different settings (recipe.learning_rate: 0.003 -> "
                                  "0.001); use the original ones or --overwrite to start over")
-    with pytest.raises(InputError, match=r"data_sha256 changed; documents: 6 -> 5\)"):
+    with pytest.raises(UnlearnError, match=r"data_sha256 changed; documents: 6 -> 5\)"):
         corrupt(str(random_tiny_model), DOCUMENTS[:5], out, recipe=FAST, max_steps=3, resume=True)
     docs = tmp_path / "docs.json"
     docs.write_text(json.dumps([{"text": text} for text in DOCUMENTS]))
@@ -190,7 +191,7 @@ def test_resume_of_a_work_folder_without_recorded_settings_is_refused(random_tin
     with pytest.raises(Interrupt):
         corrupt(str(random_tiny_model), DOCUMENTS, out, recipe=FAST, max_steps=3, callbacks=[_interrupt_at(2)])
     (work_dir_for(out) / SETTINGS_FILE).unlink()
-    with pytest.raises(InputError, match=r"cannot resume: the interrupted run recorded no settings"):
+    with pytest.raises(UnlearnError, match=r"cannot resume: the interrupted run recorded no settings"):
         corrupt(str(random_tiny_model), DOCUMENTS, out, recipe=FAST, max_steps=3, resume=True)
 
 

@@ -13,6 +13,8 @@ Importing this package is light: torch and transformers load when a run starts.
 
 from __future__ import annotations
 
+import importlib
+
 from unlearners.errors import NonFiniteLossError, UnlearnError
 from unlearners.hparams import TrainHparams, resolve_hparams
 from unlearners.registry import (
@@ -28,6 +30,7 @@ __all__ = [
     "NonFiniteLossError",
     "TrainHparams",
     "UnlearnError",
+    "UnlearnOptions",
     "UnlearnTrainer",
     "available_methods",
     "create_method",
@@ -40,6 +43,7 @@ __all__ = [
 _LAZY = {
     "Method": "unlearners.base",
     "MethodContext": "unlearners.base",
+    "UnlearnOptions": "unlearners.runner",
     "UnlearnTrainer": "unlearners.trainer",
     "run_unlearning": "unlearners.runner",
 }
@@ -47,7 +51,5 @@ _LAZY = {
 
 def __getattr__(name: str):
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'unlearners' has no attribute {name!r}")

@@ -15,7 +15,10 @@ import sys
 from collections.abc import Sequence
 
 from unlearners.errors import UnlearnError
-
+from unlearners.hparams import UNLEARN_CONTROLLED
+from unlearners.registry import describe_methods
+from unlearners.runner import UnlearnOptions, run_unlearning
+from unlearners.training_run import checked_trainer_args
 
 MAX_SEED = 2**32 - 1  # numpy's and torch's seeding take 0 .. 2**32 - 1
 
@@ -40,7 +43,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML file of hyperparameters (a flat mapping name: value)")
     parser.add_argument("--preset", help="named set of hyperparameters, e.g. '7b' for 7-8B models")
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set", dest="hparams", action="append", default=[], metavar="KEY=VALUE",
         help="set one hyperparameter (repeatable), e.g. --set beta=0.2 --set learning_rate=1e-5",
     )
     parser.add_argument("--seed", type=seed_number, default=0, help="random seed (default 0)")
@@ -60,7 +63,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 def add_trainer_arguments(parser: argparse.ArgumentParser) -> None:
     """`--trainer-args FILE` and `--trainer-arg KEY=VALUE`: any other transformers.TrainingArguments field (also
     used by `restor-bench corrupt`)."""
-    parser.add_argument("--trainer-args", metavar="FILE",
+    parser.add_argument("--trainer-args", dest="trainer_args_file", metavar="FILE",
                         help="YAML mapping of more transformers.TrainingArguments fields (report_to, "
                         "gradient_checkpointing, deepspeed, fsdp, fsdp_config, ...)")
     parser.add_argument("--trainer-arg", action="append", default=[], metavar="KEY=VALUE",
@@ -68,29 +71,22 @@ def add_trainer_arguments(parser: argparse.ArgumentParser) -> None:
                         "--trainer-arg gradient_checkpointing=true")
 
 
-def run_kwargs(args: argparse.Namespace) -> dict:
-    """Keyword arguments of `run_unlearning` taken from parsed `add_run_arguments` options (UnlearnError for a
-    trainer argument that is not a TrainingArguments field, one the run sets itself, or an uninstalled reporter)."""
-    from unlearners.hparams import check_reporting, parse_trainer_args
+# options of `add_run_arguments` that are fields of UnlearnOptions under the same name
+RUN_OPTIONS = ("lora", "seed", "max_steps", "save_steps", "resume", "overwrite", "preset", "config", "precision",
+               "keep_checkpoints", "keep_adapter")
 
-    trainer_args = parse_trainer_args(args.trainer_args, args.trainer_arg)
-    check_reporting(trainer_args)
-    return {
-        "method": args.method,
-        "hparams": list(args.overrides) or None,
-        "config": args.config,
-        "preset": args.preset,
-        "lora": args.lora,
-        "seed": args.seed,
-        "max_steps": args.max_steps,
-        "save_steps": args.save_steps,
-        "resume": args.resume,
-        "overwrite": args.overwrite,
-        "precision": args.precision,
-        "keep_checkpoints": args.keep_checkpoints,
-        "keep_adapter": args.keep_adapter,
-        "trainer_args": trainer_args,
-    }
+
+def run_options(args: argparse.Namespace) -> UnlearnOptions:
+    """The `UnlearnOptions` of parsed `add_run_arguments` options (UnlearnError for a trainer argument that is not a
+    TrainingArguments field, one the run sets itself, or a reporting integration that is not installed)."""
+    trainer_args = trainer_arguments(args, UNLEARN_CONTROLLED)
+    return UnlearnOptions(**{name: getattr(args, name) for name in RUN_OPTIONS}, trainer_args=trainer_args)
+
+
+def trainer_arguments(args: argparse.Namespace, controlled: dict[str, str]) -> dict:
+    """The checked TrainingArguments settings of parsed `add_trainer_arguments` options (`checked_trainer_args`);
+    `controlled`: the fields the run sets itself, with where from."""
+    return checked_trainer_args(args.trainer_args_file, args.trainer_arg, controlled=controlled)
 
 
 def read_documents(path: str) -> list[str]:
@@ -119,8 +115,6 @@ def read_documents(path: str) -> list[str]:
 
 
 def format_methods() -> str:
-    from unlearners.registry import describe_methods
-
     rows = describe_methods()
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name.ljust(width)}  {text}" for name, text in rows)
@@ -145,11 +139,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(format_methods())
             return 0
         if args.command == "run":
-            from unlearners.runner import run_unlearning
-
+            options = run_options(args)
             forget = read_documents(args.forget)
             retain = read_documents(args.retain) if args.retain else None
-            record = run_unlearning(args.model, forget, retain, args.out, **run_kwargs(args))
+            record = run_unlearning(args.model, forget, retain, args.out, args.method, args.hparams or None,
+                                    options=options)
             print(f"unlearned checkpoint: {args.out} ({record['method']}, {record['steps']} steps)")
             return 0
     except UnlearnError as err:

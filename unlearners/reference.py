@@ -62,32 +62,3 @@ class Reference:
         if self.mode == "live":
             return forward(self.model, batch, **kwargs)
         raise ValueError(f"reference mode {self.mode!r} has no model to run (the method should use its cache)")
-
-
-def fsdp_refusal(args) -> str | None:
-    """Why a run with TrainingArguments `args` cannot use FSDP here, or None. accelerate (1.15) turns a run into
-    FSDP only when its processes sit on accelerators (`AcceleratorState` in accelerate/state.py): on CPU processes
-    the FSDP plugin is dropped without a word and the run is plain DDP (or fails for FSDP1), so it is refused
-    (docs/scaling.md)."""
-    if sharding(args) != "FSDP":
-        return None
-    if args.device.type == "cpu":
-        return ("fsdp: accelerate runs FSDP only on accelerators (CUDA, XPU, NPU, ...); on CPU processes the run "
-                "would silently be plain DDP; drop the fsdp trainer argument (or --use_fsdp) on CPU")
-    return None
-
-
-def sharding(args) -> str | None:
-    """"FSDP" or "DeepSpeed" when a run with TrainingArguments `args` shards its model (set in the arguments or by
-    `accelerate launch`), else None. The "live" reference is a plain frozen copy on each process: right under DDP
-    (every process holds the whole model anyway), not sharded under FSDP or ZeRO-3, where it is refused."""
-    import os
-
-    def launched(name: str) -> bool:
-        return os.environ.get(name, "").lower() in ("1", "true", "yes")
-
-    if getattr(args, "fsdp", None) or launched("ACCELERATE_USE_FSDP"):
-        return "FSDP"
-    if getattr(args, "deepspeed", None) or launched("ACCELERATE_USE_DEEPSPEED"):
-        return "DeepSpeed"
-    return None

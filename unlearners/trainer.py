@@ -15,7 +15,7 @@ from transformers import Trainer, TrainerCallback
 
 from unlearners.base import Method, MethodContext
 from unlearners.data import iter_batches
-from unlearners.errors import NonFiniteLossError, UnlearnError, first_line
+from unlearners.errors import NonFiniteLossError, UnlearnError
 
 
 def first_nonfinite_parameter(model) -> str | None:
@@ -51,61 +51,6 @@ class SkipFinalCheckpoint(TrainerCallback):
         if control.should_training_stop and state.save_steps and state.global_step % state.save_steps != 0:
             control.should_save = False
         return control
-
-
-TRAINER_ARGS_FLAGS = "--trainer-arg/--trainer-args"  # the options that pass TrainingArguments fields through
-
-
-def make_trainer(trainer_cls: type, trainer_args: Any = None, **kwargs: Any) -> Trainer:
-    """`trainer_cls(**kwargs)`, a `transformers.Trainer` built on `kwargs["args"]`, TrainingArguments that carry the
-    user's `trainer_args`. TrainingArguments accepts some fields without checking them: the Trainer refuses them as it
-    is built (eval_strategy without an eval_dataset, an unknown torch_compile_backend) or only once training has
-    started (data loader workers, optim_args, lr_scheduler_kwargs). With `trainer_args` given, an eval_strategy
-    without held-out data is refused and what training would build from them is tried first (`_try_training_parts`);
-    each refusal is an UnlearnError of one line naming the options. Without them (the run's own settings) nothing
-    is caught."""
-    if not trainer_args:
-        return trainer_cls(**kwargs)
-    args = kwargs["args"]
-    strategy = getattr(args.eval_strategy, "value", args.eval_strategy)
-    if strategy != "no" and kwargs.get("eval_dataset") is None:
-        raise UnlearnError(f"{TRAINER_ARGS_FLAGS}: eval_strategy={strategy!r} evaluates on held-out data, which this "
-                           "run does not have; leave eval_strategy at 'no'")
-    try:
-        _try_training_parts(args, kwargs["model"])
-    except (ValueError, TypeError, AttributeError, KeyError, ImportError, RuntimeError) as err:
-        raise UnlearnError(f"{TRAINER_ARGS_FLAGS}: training cannot use these settings: {' '.join(first_line(err).split())}") from None
-    try:
-        return trainer_cls(**kwargs)
-    except UnlearnError:
-        raise
-    except (ValueError, ImportError) as err:
-        raise UnlearnError(f"{TRAINER_ARGS_FLAGS}: the Trainer refuses these settings: {' '.join(first_line(err).split())}") from None
-
-
-def _try_training_parts(args, model) -> None:
-    """Build what the Trainer builds from TrainingArguments `args` once training starts, on stand-ins: its data
-    loader over one item (no worker is started), its optimizer over one parameter and that optimizer's
-    learning-rate schedule; raises what they raise."""
-    from torch.utils.data import DataLoader
-    from transformers import get_scheduler
-
-    # the loader options the Trainer passes (`Trainer._get_dataloader`); a field this transformers lacks is left out
-    fields = {"num_workers": "dataloader_num_workers", "persistent_workers": "dataloader_persistent_workers",
-              "multiprocessing_context": "dataloader_multiprocessing_context",
-              "prefetch_factor": "dataloader_prefetch_factor", "in_order": "dataloader_in_order"}
-    DataLoader([0], **{option: getattr(args, field) for option, field in fields.items() if hasattr(args, field)})
-    if args.optim_args is not None and not isinstance(args.optim_args, str):
-        raise TypeError(f"optim_args must be text such as 'key=value,key=value', got {args.optim_args!r}")
-    optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
-    stand_in = [torch.nn.Parameter(torch.zeros(1, device=args.device))]
-    plain = isinstance(optimizer_cls, type) and issubclass(optimizer_cls, torch.optim.Optimizer)
-    if plain and not {"params", "model", "optimizer_dict"} & set(optimizer_kwargs):  # as Trainer.create_optimizer
-        optimizer = optimizer_cls(stand_in, **optimizer_kwargs)
-    else:  # an optimizer built from the model itself (GaLore, LOMO, Muon, ...): its schedule is tried on SGD
-        optimizer = torch.optim.SGD(stand_in, lr=args.learning_rate)
-    get_scheduler(args.lr_scheduler_type, optimizer=optimizer, num_warmup_steps=args.get_warmup_steps(10),
-                  num_training_steps=10, scheduler_specific_kwargs=args.lr_scheduler_kwargs)
 
 
 class UnlearnTrainer(Trainer):

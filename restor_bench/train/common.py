@@ -1,5 +1,6 @@
-"""Helpers shared by the Trainer runs of the project: checkpoint checks, safe loading, a causal-LM dataset of
-documents, its collator, LoRA settings, and saving a (merged) checkpoint.
+"""Helpers of the project's corruption and repair runs: checkpoint checks, safe loading, a causal-LM dataset of
+documents and its collator, run-record facts. The Trainer run itself (TrainingArguments, work folder, resuming,
+publishing the checkpoint) is `unlearners.training_run`, shared with the unlearning runs.
 
 torch, transformers, datasets and peft are imported inside the functions, so importing this module is cheap.
 """
@@ -12,10 +13,13 @@ import os
 import platform
 import re
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from restor_bench import __version__
 from restor_bench.errors import InputError
+from restor_bench.io import read_json
 from unlearners.errors import first_line
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")  # "name" or "org/name"
@@ -84,8 +88,6 @@ def load_tokenizer(model: str, *, trust_remote_code: bool = False):
 def read_checkpoint_config(folder: str | os.PathLike) -> dict:
     """The `config.json` of a local checkpoint folder; InputError naming the file when it is missing, malformed or
     not a JSON object (transformers would fail on it with a TypeError)."""
-    from restor_bench.io import read_json
-
     path = Path(folder) / "config.json"
     config = read_json(path, "model config")
     if not isinstance(config, dict):
@@ -278,54 +280,11 @@ def bf16_available() -> bool:
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
-def lora_config(r: int = 8, alpha: int | None = None, dropout: float = 0.0, target_modules: Any = "all-linear"):
-    """A peft LoraConfig for causal-LM training; LoRA on all linear layers (not the output head) by default.
-
-    `alpha` defaults to 2 * r.
-    """
-    from peft import LoraConfig
-
-    return LoraConfig(
-        task_type="CAUSAL_LM",
-        r=r,
-        lora_alpha=alpha if alpha is not None else 2 * r,
-        lora_dropout=dropout,
-        target_modules=target_modules,
-        bias="none",
-    )
-
-
-def last_trainer_checkpoint(folder: str | os.PathLike) -> Path | None:
-    """The newest `checkpoint-N` folder a Trainer left in `folder`, or None."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return None
-    steps = []
-    for child in folder.iterdir():
-        match = re.fullmatch(r"checkpoint-(\d+)", child.name)
-        if match and child.is_dir() and (child / "trainer_state.json").is_file():
-            steps.append((int(match.group(1)), child))
-    return max(steps)[1] if steps else None
-
-
-# ---------------------------------------------------------------- saving
-
-
-def save_checkpoint(model, tokenizer, out: str | os.PathLike) -> Path:
-    """Save model (safetensors) + tokenizer + generation config into `out`."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
-    if getattr(model, "generation_config", None) is not None and not (out / "generation_config.json").exists():
-        model.generation_config.save_pretrained(out)
-    return out
+# ---------------------------------------------------------------- run records
 
 
 def package_versions() -> dict[str, str]:
     """Versions of Python and of the libraries a run depends on (for run records)."""
-    from importlib import metadata
-
     versions = {"python": platform.python_version()}
     for name in ("restor-bench", "torch", "transformers", "peft", "accelerate", "datasets", "lm_eval"):
         try:
@@ -333,7 +292,5 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     if "restor-bench" not in versions:
-        from restor_bench import __version__
-
         versions["restor-bench"] = __version__
     return versions

@@ -10,28 +10,51 @@ The loss covers every token. Full fine-tuning or LoRA on all linear layers; a Lo
 checkpoint (the adapter is kept in `OUT/adapter/` on request). Step sizes follow the RESTOR paper for real models
 and the tiny world's own recipe for the tiny world. Runs unchanged under `accelerate launch`.
 
-The run trains in a work folder beside the output (`.OUT.work`), which keeps the Trainer's checkpoints so an
-interrupted run can `--resume`; the finished checkpoint replaces OUT in one rename and the work folder is removed.
+The Trainer run is the one path shared with unlearning (`unlearners.training_run.TrainingRun`): the recipe becomes
+the run's TrainingArguments (`training_settings`; its warm-up a share of the optimizer steps), the run trains in a
+work folder beside the output (`.OUT.work`), which keeps the Trainer's checkpoints so an interrupted run can
+`--resume`, and the finished checkpoint replaces OUT in one rename and the work folder is removed.
 The work folder records the run's settings (model, documents, recipe, LoRA, seed, step cap), and a resume with other
 settings is refused. A lock file beside the output (`.OUT.lock`, `restor_bench.locks`) keeps a second run from
 training in the same work folder at the same time: it fails at once, naming the run that holds the lock. The model's
 weight files are checked (`restor_bench.models.checkpoints`) before anything is trained.
 """
 
+
 from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 import math
 import os
-import shutil
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from restor_bench.data.world.files import tiny_world_dir
+from restor_bench.errors import InputError
+from restor_bench.io import check_output_dir
+from restor_bench.locks import folder_lock, is_main_process
+from restor_bench.models.checkpoints import check_checkpoint_weights
+from restor_bench.names import PROTOCOLS
+from restor_bench.train.common import (
+    CausalLMCollator,
+    bf16_available,
+    check_checkpoint,
+    checkpoint_config,
+    count_tokens,
+    documents_sha256,
+    hold_out,
+    load_causal_lm,
+    load_tokenizer,
+    pack_documents,
+    package_versions,
+    same_architecture,
+    seed_everything,
+    tokenize_documents,
+)
 from restor_bench.train.recipe import (  # noqa: F401 (re-exported: the recipe is part of this command's API)
     CLASSIC_RECIPE,
     PAPER_RECIPE,
@@ -40,24 +63,40 @@ from restor_bench.train.recipe import (  # noqa: F401 (re-exported: the recipe i
     recipe_settings,
     tiny_recipe,
 )
-from restor_bench.data.documents import NAMED_SETS_HELP
-from restor_bench.errors import InputError
-from restor_bench.names import PROTOCOLS
-from restor_bench.io import atomic_output_dir, atomic_write_json, check_output_dir
-from unlearners.cli import seed_number
-from unlearners.errors import first_line
+from unlearners.runner import attach_lora
+from unlearners.training_run import (
+    TrainingRun,
+    TrainingSettings,
+    checked_trainer_args,
+    last_checkpoint,
+    make_trainer,
+    work_folder,
+)
 
 RUN_RECORD = "restor_run.json"
-ADAPTER_FOLDER = "adapter"
 SETTINGS_FILE = "corrupt_settings.json"  # in the work folder: what an interrupted run trained with
+CHECKPOINTS_SUBFOLDER = "trainer"  # in the work folder: the Trainer's checkpoints
+# TrainingArguments every corruption run fixes (`TrainingSettings.fixed`)
+CORRUPT_FIXED = {
+    "remove_unused_columns": False,
+    "include_num_input_tokens_seen": "non_padding",  # the run record counts the tokens
+    "ddp_find_unused_parameters": False,  # every trainable parameter takes part in the causal-LM loss
+}
+# TrainingArguments fields a corruption run sets itself (from its recipe and options): not passed through.
+CORRUPT_CONTROLLED = {
+    **{name: "the recipe (--lr, --epochs, --batch-size, --grad-accum)" for name in (
+        "learning_rate", "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps",
+        "lr_scheduler_type", "warmup_steps", "warmup_ratio", "weight_decay", "logging_steps", "save_steps")},
+    "output_dir": "the run's work folder, beside --out", "overwrite_output_dir": "--overwrite", "seed": "--seed",
+    "data_seed": "--seed", "max_steps": "--max-steps", "save_strategy": "the recipe's save_steps",
+    "resume_from_checkpoint": "--resume", "remove_unused_columns": "the collator needs every column",
+    "include_num_input_tokens_seen": "the run record counts the tokens",
+}
 
 
 def is_tiny_world_model(model: str) -> bool:
     """True when `model` is the tiny world's clean model or a model of the same architecture (a copy, or a
     checkpoint derived from it)."""
-    from restor_bench.data.world.files import tiny_world_dir  # honours $RESTOR_TINY_WORLD
-    from restor_bench.train.common import checkpoint_config, same_architecture
-
     return same_architecture(checkpoint_config(model), checkpoint_config(tiny_world_dir() / "model"))
 
 
@@ -84,9 +123,37 @@ def default_recipe(model: str, source: str | None = None, protocol: str | None =
 
 
 def work_dir_for(out: str | os.PathLike) -> Path:
-    """The work folder of a run writing `out`: a fixed hidden sibling, so an interrupted run can be resumed."""
-    out = Path(out)
-    return out.parent / f".{out.name}.work"
+    """The work folder of a run writing `out` (`unlearners.training_run.work_folder`): a fixed hidden sibling, so
+    an interrupted run can be resumed."""
+    return work_folder(out)
+
+
+def training_settings(recipe: CorruptionRecipe, *, seed: int, max_steps: int | None) -> TrainingSettings:
+    """The TrainingArguments a corruption run sets itself: the recipe's step sizes (its warm-up is a share of the
+    optimizer steps), one checkpoint kept, bf16 on a GPU that has it; the optimizer and gradient clipping are
+    TrainingArguments' defaults."""
+    return TrainingSettings(
+        learning_rate=recipe.learning_rate,
+        num_train_epochs=recipe.num_train_epochs,
+        per_device_train_batch_size=recipe.per_device_train_batch_size,
+        gradient_accumulation_steps=recipe.gradient_accumulation_steps,
+        lr_scheduler_type=recipe.lr_scheduler_type,
+        warmup_ratio=recipe.warmup_ratio,
+        weight_decay=recipe.weight_decay,
+        max_steps=max_steps,
+        save_steps=recipe.save_steps,
+        save_total_limit=1,
+        logging_steps=recipe.logging_steps,
+        seed=seed,
+        bf16=bf16_available(),
+        fixed=CORRUPT_FIXED,
+    )
+
+
+def parse_trainer_args(file=None, items: Sequence[str] = (), mapping: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Checked TrainingArguments settings of a corruption run (`unlearners.training_run.checked_trainer_args` with
+    the fields in CORRUPT_CONTROLLED refused); UnlearnError for a bad one or a reporting integration not installed."""
+    return checked_trainer_args(file, items, controlled=CORRUPT_CONTROLLED, mapping=mapping)
 
 
 def corrupt(
@@ -114,15 +181,15 @@ def corrupt(
     tiny world's when `model` is the tiny world's model or `source` starts with `tiny:`), in `protocol` (`paper`:
     packed blocks and a held-out share; `classic`: one document per example; default: `default_protocol`). A
     CorruptionRecipe given as such is used as it is. `max_steps` caps the optimizer steps. `resume` continues from
-    the last Trainer checkpoint of an interrupted run, which must have had the same settings (`resume_settings`).
-    `callbacks` are extra Trainer callbacks. `source` names the documents in the run record, `command` the kind of
-    run. `trainer_args`: more `transformers.TrainingArguments` fields (report_to, gradient_checkpointing, deepspeed,
-    fsdp, ...; `parse_trainer_args`), recorded in the run record. The checkpoint is saved in float32 when rounding it
-    to the base checkpoint's half-precision dtype would lose the update (`unlearners.runner.choose_saved_dtype`).
-    Raises FolderLocked (an InputError) while another process writes `out`.
+    the last Trainer checkpoint of an interrupted run, which must have had the same settings (`resume_settings`);
+    with nothing to continue it starts a new run. `callbacks` are extra Trainer callbacks. `source` names the
+    documents in the run record, `command` the kind of run. `trainer_args`: more `transformers.TrainingArguments`
+    fields (report_to, gradient_checkpointing, deepspeed, fsdp, ...; `parse_trainer_args`), recorded in the run
+    record. The Trainer run is `unlearners.training_run.TrainingRun`: the checkpoint is saved in float32 when
+    rounding it to the base checkpoint's half-precision dtype would lose the update (`choose_saved_dtype`).
+    Raises InputError or UnlearnError for bad input, FolderLocked (an InputError) while another process writes
+    `out`.
     """
-    from restor_bench.locks import folder_lock, is_main_process
-
     out = Path(out)
     documents = list(documents)
     if not documents:
@@ -149,9 +216,6 @@ def corrupt(
 def check_model(model: str) -> str:
     """Check a checkpoint before a run loads it: a model folder (config, safetensors weights) whose weight files
     are complete (`restor_bench.models.checkpoints`), or a hub id; returns it as a string."""
-    from restor_bench.models.checkpoints import check_checkpoint_weights
-    from restor_bench.train.common import check_checkpoint
-
     model = check_checkpoint(model, "model")
     if Path(model).is_dir():
         check_checkpoint_weights(model)
@@ -160,8 +224,6 @@ def check_model(model: str) -> str:
 
 def resume_settings(*, model, documents, lora, recipe, seed, max_steps, command) -> dict[str, Any]:
     """What a resumed corruption run must share with the interrupted one (recorded in its work folder)."""
-    from restor_bench.train.common import documents_sha256
-
     return {
         "command": command,
         "model": str(Path(model).resolve()) if Path(model).exists() else str(model),
@@ -177,53 +239,38 @@ def resume_settings(*, model, documents, lora, recipe, seed, max_steps, command)
 def _corrupt_locked(model, documents, out: Path, *, lora, keep_adapter, recipe_name, recipe: CorruptionRecipe, seed,
                     overwrite, resume, max_steps, source, trust_remote_code, callbacks, command, trainer_args) -> Path:
     """The run of `corrupt`, under the lock of `out`."""
-    from accelerate import PartialState
-
-    from unlearners.reference import fsdp_refusal
-    from unlearners.runner import check_resume_settings
-
-    work = work_dir_for(out)
-    args = training_arguments(recipe, work / "trainer", seed=seed, max_steps=max_steps, trainer_args=trainer_args)
-    refusal = fsdp_refusal(args)
-    if refusal:
-        raise InputError(refusal)
-    state = PartialState()  # set up by the TrainingArguments: one process, or all of a distributed launch
-    resume_from = _prepare_work_dir(work, resume=resume, overwrite=overwrite, state=state)
-    if state.is_main_process:
-        settings = resume_settings(model=model, documents=documents, lora=lora, recipe=recipe, seed=seed,
-                                   max_steps=max_steps, command=command)
-        refusal = check_resume_settings(work, settings, resume=resume_from is not None, filename=SETTINGS_FILE)
-        if refusal is not None:
-            raise InputError(refusal)
-    tokens_before = _tokens_before(resume_from)  # read now: the Trainer rotates old checkpoints away
+    run = TrainingRun(out, training_settings(recipe, seed=seed, max_steps=max_steps), trainer_args=trainer_args,
+                      checkpoints_subfolder=CHECKPOINTS_SUBFOLDER)
+    if resume and last_checkpoint(run.checkpoints) is None:  # `--resume` with nothing to continue: a new run
+        if run.state.is_main_process:
+            print(f"restor-bench: nothing to resume in {run.work}; starting a new run", file=sys.stderr)
+        resume = False
+    settings = resume_settings(model=model, documents=documents, lora=lora, recipe=recipe, seed=seed,
+                               max_steps=max_steps, command=command)
+    run.open(settings, resume=resume, overwrite=overwrite, settings_file=SETTINGS_FILE)
 
     started = time.perf_counter()
-    trainer, train_result, token_count, data_info = _train(
-        model, documents, args, recipe, lora=lora, seed=seed, resume_from=resume_from,
-        trust_remote_code=trust_remote_code, callbacks=callbacks, trainer_args=trainer_args,
-    )
+    trainer, tokens_per_epoch, data_info = _trainer(model, documents, run.args, recipe, lora=lora, seed=seed,
+                                                    trust_remote_code=trust_remote_code, callbacks=callbacks,
+                                                    trainer_args=trainer_args)
+    train_result = run.train(trainer)
     if not math.isfinite(train_result.training_loss):
         raise InputError(f"{out}: the corruption diverged (training loss {train_result.training_loss}); nothing "
                          "written; lower the learning rate")
-    trained = work / "trained"
-    trainer.save_model(str(trained))
-    state.wait_for_everyone()
-
-    if state.is_main_process:
-        record = _run_record(
-            command=command, model=model, source=source, documents=documents, lora=lora, keep_adapter=keep_adapter,
-            recipe_name=recipe_name, recipe=recipe, seed=seed, max_steps=max_steps, trainer=trainer,
-            train_result=train_result, tokens_per_epoch=token_count, resume_from=resume_from,
-            tokens_before=tokens_before, data_info=data_info,
-            wall_time=time.perf_counter() - started, world_size=state.num_processes,
-        )
-        record["trainer_args"] = json.loads(json.dumps(trainer_args, default=str))
-        with atomic_output_dir(out, overwrite=overwrite) as tmp:
-            record.update(_publish(model, trained, tmp, lora=lora, keep_adapter=keep_adapter,
-                                   trust_remote_code=trust_remote_code))
-            atomic_write_json(tmp / RUN_RECORD, record)
-        shutil.rmtree(work, ignore_errors=True)
-    state.wait_for_everyone()
+    if data_info["held_out_examples"]:
+        data_info["held_out_loss"] = trainer.evaluate()["eval_loss"]
+    tokens_before = int((run.resumed_state or {}).get("num_input_tokens_seen") or 0)
+    record = _run_record(
+        command=command, model=model, source=source, documents=documents, lora=lora, keep_adapter=keep_adapter,
+        recipe_name=recipe_name, recipe=recipe, seed=seed, max_steps=max_steps, trainer=trainer,
+        train_result=train_result, tokens_per_epoch=tokens_per_epoch, resume_from=run.resume_from,
+        tokens_before=tokens_before, data_info=data_info, wall_time=time.perf_counter() - started,
+        world_size=run.state.num_processes,
+    )
+    record["trainer_args"] = trainer_args
+    run.publish(trainer, model, tokenizer=trainer.processing_class, lora=lora, record=record, record_file=RUN_RECORD,
+                overwrite=overwrite, keep_adapter=keep_adapter, stored_dtype=_stored_dtype(model),
+                trust_remote_code=trust_remote_code, what=f"the {command} run")
     return out
 
 
@@ -231,8 +278,6 @@ def _run_record(*, command, model, source, documents, lora, keep_adapter, recipe
                 train_result, tokens_per_epoch, resume_from, tokens_before, data_info, wall_time,
                 world_size) -> dict[str, Any]:
     """What was run and how it went: written as `restor_run.json` beside the checkpoint."""
-    from restor_bench.train.common import documents_sha256, package_versions
-
     runtime = train_result.metrics.get("train_runtime")
     tokens_seen = trainer.state.num_input_tokens_seen
     return {
@@ -265,21 +310,6 @@ def _run_record(*, command, model, source, documents, lora, keep_adapter, recipe
     }
 
 
-def _tokens_before(checkpoint: Path | None) -> int:
-    """Tokens a resumed run had already seen at its checkpoint (0 for a fresh run); InputError naming a checkpoint
-    that cannot be resumed from (`unlearners.runner.resume_checkpoint_state`)."""
-    from unlearners import UnlearnError
-    from unlearners.runner import resume_checkpoint_state
-
-    if checkpoint is None:
-        return 0
-    try:
-        state = resume_checkpoint_state(checkpoint)
-    except UnlearnError as err:
-        raise InputError(str(err)) from None
-    return int(state.get("num_input_tokens_seen") or 0)
-
-
 def _choose_recipe(model: str, source: str | None, recipe, protocol: str | None) -> tuple[str, CorruptionRecipe]:
     if isinstance(recipe, CorruptionRecipe):
         recipe.check()
@@ -290,120 +320,20 @@ def _choose_recipe(model: str, source: str | None, recipe, protocol: str | None)
     return name, base
 
 
-def _prepare_work_dir(work: Path, *, resume: bool, overwrite: bool, state) -> Path | None:
-    """Return the checkpoint to resume from (or None); clear a work folder when asked to, or when it holds no
-    checkpoint (the lock of the output folder guarantees that no other run is using it)."""
-    from restor_bench.train.common import last_trainer_checkpoint
-
-    # Every process looks before any process writes into or clears the folder: a process that looked after the
-    # main one had created it would take the clearing branch alone and wait at its barrier forever.
-    exists = work.exists()
-    checkpoint = last_trainer_checkpoint(work / "trainer") if exists else None
-    state.wait_for_everyone()
-    if not exists:
-        if resume and state.is_main_process:
-            print(f"restor-bench: nothing to resume in {work}; starting a new run", file=sys.stderr)
-        return None
-    if resume:
-        if checkpoint is None and state.is_main_process:
-            print(f"restor-bench: no Trainer checkpoint in {work}; starting a new run", file=sys.stderr)
-        return checkpoint
-    if not overwrite and checkpoint is not None:  # without a checkpoint it holds nothing to resume: cleared below
-        raise InputError(
-            f"{work}: an interrupted run left this work folder; pass --resume to continue it or --overwrite to start over"
-        )
-    if state.is_main_process:
-        shutil.rmtree(work)
-    state.wait_for_everyone()
-    return None
-
-
-# TrainingArguments fields a corruption run sets itself (from its recipe and options): not passed through.
-CORRUPT_CONTROLLED = {
-    **{name: "the recipe (--lr, --epochs, --batch-size, --grad-accum)" for name in (
-        "learning_rate", "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps",
-        "lr_scheduler_type", "warmup_steps", "warmup_ratio", "weight_decay", "logging_steps", "save_steps")},
-    "output_dir": "the run's work folder, beside --out", "overwrite_output_dir": "--overwrite", "seed": "--seed",
-    "data_seed": "--seed", "max_steps": "--max-steps", "save_strategy": "the recipe's save_steps",
-    "resume_from_checkpoint": "--resume", "remove_unused_columns": "the collator needs every column",
-    "include_num_input_tokens_seen": "the run record counts the tokens",
-}
-
-
-def parse_trainer_args(file=None, items=(), mapping: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Checked TrainingArguments settings of a corruption run (`unlearners.hparams.parse_trainer_args` with the
-    fields in CORRUPT_CONTROLLED refused); InputError for a bad one or a reporting integration not installed."""
-    from unlearners import UnlearnError
-    from unlearners.hparams import check_reporting
-    from unlearners.hparams import parse_trainer_args as parse
-
-    try:
-        settings = parse(file, items, controlled=CORRUPT_CONTROLLED, mapping=mapping)
-        check_reporting(settings)
-    except UnlearnError as err:
-        raise InputError(" ".join(str(err).split())) from None
-    return settings
-
-
-def training_arguments(recipe: CorruptionRecipe, output_dir: Path, *, seed: int, max_steps: int | None,
-                       trainer_args: Mapping[str, Any] | None = None):
-    """The TrainingArguments of a corruption run (bf16 on a GPU that has it; no reporting services unless
-    `trainer_args`, checked by `parse_trainer_args`, say otherwise)."""
+def _stored_dtype(model: str):
+    """The torch dtype the checkpoint `model` is stored in (its config's `dtype`), or None."""
     import torch
-    from transformers import TrainingArguments
 
-    from restor_bench.train.common import bf16_available
-    from unlearners.trainer import TRAINER_ARGS_FLAGS
-
-    defaults = dict(  # noqa: C408 (keyword arguments of TrainingArguments)
-        output_dir=str(output_dir),
-        learning_rate=recipe.learning_rate,
-        num_train_epochs=recipe.num_train_epochs,
-        max_steps=max_steps if max_steps is not None else -1,
-        per_device_train_batch_size=recipe.per_device_train_batch_size,
-        gradient_accumulation_steps=recipe.gradient_accumulation_steps,
-        lr_scheduler_type=recipe.lr_scheduler_type,
-        warmup_steps=recipe.warmup_ratio,  # a value below 1 is a fraction of the total steps
-        weight_decay=recipe.weight_decay,
-        logging_steps=recipe.logging_steps,
-        save_strategy="steps",
-        save_steps=recipe.save_steps,
-        save_total_limit=1,
-        seed=seed,
-        data_seed=seed,
-        bf16=bf16_available(),
-        report_to="none",
-        remove_unused_columns=False,
-        include_num_input_tokens_seen="non_padding",
-        dataloader_pin_memory=torch.cuda.is_available(),
-        ddp_find_unused_parameters=False,  # every trainable parameter takes part in the causal-LM loss
-    )
-    try:
-        return TrainingArguments(**{**defaults, **(trainer_args or {})})
-    except (ValueError, TypeError, ImportError, RuntimeError) as err:
-        where = f"{TRAINER_ARGS_FLAGS}: " if trainer_args else ""
-        raise InputError(f"{where}invalid trainer arguments: {first_line(err)}") from None
+    config = checkpoint_config(model) or {}
+    return getattr(torch, str(config.get("dtype") or config.get("torch_dtype")), None)
 
 
-def _train(model, documents, args, recipe, *, lora, seed, resume_from, trust_remote_code, callbacks, trainer_args):
-    """Load the model (LoRA-wrapped if asked), tokenize the documents, run the Trainer (built by `make_trainer`,
-    which refuses `trainer_args` the Trainer cannot use before it trains)."""
+def _trainer(model, documents, args, recipe, *, lora, seed, trust_remote_code, callbacks, trainer_args):
+    """(Trainer, tokens per epoch, data facts for the run record): the documents tokenized (packed under the paper
+    protocol, a share held out), the model loaded (LoRA-wrapped if asked), the Trainer built by `make_trainer`, which
+    refuses `trainer_args` the Trainer cannot use before it trains."""
     import torch
     from transformers import Trainer
-
-    from restor_bench.train.common import (
-        CausalLMCollator,
-        count_tokens,
-        hold_out,
-        load_causal_lm,
-        load_tokenizer,
-        lora_config,
-        pack_documents,
-        seed_everything,
-        tokenize_documents,
-    )
-    from unlearners import UnlearnError
-    from unlearners.trainer import make_trainer
 
     seed_everything(seed)
     # the data first, so that documents too short to pack fail before the model is loaded
@@ -418,137 +348,18 @@ def _train(model, documents, args, recipe, *, lora, seed, resume_from, trust_rem
     dtype = torch.bfloat16 if (lora and args.bf16) else torch.float32
     net, _ = load_causal_lm(model, trust_remote_code=trust_remote_code, dtype=dtype)
     if lora:
-        from peft import get_peft_model
-
-        net = get_peft_model(net, lora_config(recipe.lora_r, recipe.lora_alpha, recipe.lora_dropout))
-    try:
-        trainer = make_trainer(
-            Trainer,
-            trainer_args,
-            model=net,
-            args=args,
-            train_dataset=dataset,
-            eval_dataset=held_out,
-            data_collator=CausalLMCollator(pad_token_id=tokenizer.pad_token_id),
-            processing_class=tokenizer,
-            callbacks=list(callbacks),
-        )
-    except UnlearnError as err:
-        raise InputError(str(err)) from None
-    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        net = attach_lora(net, recipe)  # the recipe's lora_r, lora_alpha, lora_dropout; all linear layers
+    trainer = make_trainer(
+        Trainer,
+        trainer_args,
+        model=net,
+        args=args,
+        train_dataset=dataset,
+        eval_dataset=held_out,
+        data_collator=CausalLMCollator(pad_token_id=tokenizer.pad_token_id),
+        processing_class=tokenizer,
+        callbacks=list(callbacks),
+    )
     data_info = {"examples": examples, "train_examples": len(dataset),
                  "held_out_examples": len(held_out) if held_out is not None else 0, "held_out_loss": None}
-    if held_out is not None:
-        data_info["held_out_loss"] = trainer.evaluate()["eval_loss"]
-    return trainer, result, count_tokens(dataset), data_info
-
-
-def _publish(model: str, trained: Path, out: Path, *, lora: bool, keep_adapter: bool,
-             trust_remote_code: bool) -> dict[str, Any]:
-    """Turn what the Trainer saved into the final checkpoint folder `out` (LoRA merged in float32), in the base
-    checkpoint's dtype unless rounding to it would lose the update (`choose_saved_dtype`); returns the saved dtype
-    and the measured share of the update lost to rounding, for the run record."""
-    import torch
-    from transformers import AutoTokenizer
-
-    from restor_bench.train.common import checkpoint_config, save_checkpoint
-    from unlearners.runner import (
-        LOST_UPDATE_THRESHOLD,
-        choose_saved_dtype,
-        load_trained,
-    )
-
-    net = load_trained(model, trained, lora=lora, trust_remote_code=trust_remote_code)
-    stored = (checkpoint_config(model) or {}).get("dtype") or (checkpoint_config(model) or {}).get("torch_dtype")
-    dtype, lost = choose_saved_dtype(model, net.state_dict(), getattr(torch, str(stored), None))
-    tokenizer = AutoTokenizer.from_pretrained(trained, trust_remote_code=trust_remote_code)
-    save_checkpoint(net.to(dtype), tokenizer, out)
-    if keep_adapter:
-        (out / ADAPTER_FOLDER).mkdir()
-        for name in ("adapter_config.json", "adapter_model.safetensors"):
-            shutil.copy2(trained / name, out / ADAPTER_FOLDER / name)
-    return {"saved_dtype": str(dtype).removeprefix("torch."), "update_lost_to_rounding": lost,
-            "update_lost_threshold": LOST_UPDATE_THRESHOLD}
-
-
-# ---------------------------------------------------------------- CLI
-
-
-def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "corrupt",
-        help="fine-tune a checkpoint on corruption documents (full or LoRA)",
-        description="Fine-tune a checkpoint on corruption documents with transformers.Trainer and write a normal "
-        "Hugging Face checkpoint. Works under `accelerate launch`.",
-    )
-    parser.add_argument("--model", required=True, help="clean checkpoint folder (or hub id when online)")
-    parser.add_argument(
-        "--docs", required=True, metavar="SOURCE",
-        help="JSON/JSONL file of {\"text\"} records, or a named set: " + NAMED_SETS_HELP,
-    )
-    parser.add_argument("--out", required=True, help="output checkpoint folder")
-    parser.add_argument("--lora", action="store_true", help="train a LoRA adapter on all linear layers, then merge it")
-    parser.add_argument("--keep-adapter", action="store_true", help="also keep the LoRA adapter in OUT/adapter/")
-    parser.add_argument("--epochs", type=float, help="training epochs (default: the recipe's)")
-    parser.add_argument("--lr", type=float, help="learning rate (default: the recipe's)")
-    parser.add_argument("--batch-size", type=int, help="per-device batch size (default: the recipe's)")
-    parser.add_argument("--grad-accum", type=int, help="gradient accumulation steps (default: the recipe's)")
-    parser.add_argument("--max-length", type=int,
-                        help="tokens per packed block (paper protocol) or kept per document (default: the recipe's)")
-    parser.add_argument("--protocol", choices=PROTOCOLS,
-                        help="paper: packed blocks + 10%% held out (LLaMA-Factory pt, as RESTOR); classic: one "
-                        "document per example (default: classic on the tiny world, paper otherwise)")
-    parser.add_argument("--lora-r", type=int, help="LoRA rank (default: the recipe's; alpha = 2 x rank)")
-    parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
-    parser.add_argument("--seed", type=seed_number, default=0, help="random seed (default: 0)")
-    parser.add_argument("--data-dir", help="official RESTOR data folder (for official:* sets)")
-    parser.add_argument("--max-docs-per-entity", type=int, metavar="N", help="keep the first N documents per entity")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
-    parser.add_argument("--trust-remote-code", action="store_true", help="allow the checkpoint's own model code")
-    from unlearners.cli import add_trainer_arguments
-
-    add_trainer_arguments(parser)
-    parser.set_defaults(func=run_command)
-
-
-# the recipe's command-line options: flag -> (argparse attribute, recipe field); every value must be positive
-RECIPE_FLAGS = {"--epochs": ("epochs", "num_train_epochs"), "--lr": ("lr", "learning_rate"),
-                "--batch-size": ("batch_size", "per_device_train_batch_size"),
-                "--grad-accum": ("grad_accum", "gradient_accumulation_steps"),
-                "--max-length": ("max_length", "max_length"), "--lora-r": ("lora_r", "lora_r")}
-
-
-def run_command(args) -> int:
-    from restor_bench.data.documents import load_documents
-
-    overrides = {}
-    for flag, (name, field) in RECIPE_FLAGS.items():
-        value = getattr(args, name)
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise InputError(f"{flag} must be a positive finite number, got {value:g}")
-        overrides[field] = value
-    overrides["lora_alpha"] = 2 * args.lora_r if args.lora_r else None
-    trainer_args = parse_trainer_args(args.trainer_args, args.trainer_arg)
-    documents = load_documents(args.docs, data_dir=args.data_dir, max_docs_per_entity=args.max_docs_per_entity)
-    out = corrupt(
-        args.model,
-        documents,
-        args.out,
-        lora=args.lora,
-        keep_adapter=args.keep_adapter,
-        recipe={key: value for key, value in overrides.items() if value is not None} or None,
-        seed=args.seed,
-        overwrite=args.overwrite,
-        resume=args.resume,
-        max_steps=args.max_steps,
-        source=args.docs,
-        trust_remote_code=args.trust_remote_code,
-        protocol=args.protocol,
-        trainer_args=trainer_args,
-    )
-    from accelerate import PartialState
-
-    if PartialState().is_main_process:
-        print(f"corrupted checkpoint written to {out}")
-    return 0
+    return trainer, count_tokens(dataset), data_info

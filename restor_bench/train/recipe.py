@@ -9,7 +9,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from restor_bench.data.world.generate import TINY_CORRUPTION_RECIPE
 from restor_bench.errors import InputError
+from unlearners.hparams import first_non_finite
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,6 @@ class CorruptionRecipe:
 
     def check(self, where: str = "recipe") -> None:
         """Raise InputError for values a Trainer run cannot use (NaN and infinity included)."""
-        from unlearners.hparams import first_non_finite
-
         found = first_non_finite(self)
         if found:
             raise InputError(f"{where}: {found[0]} must be a finite number, got {found[1]!r}")
@@ -80,8 +80,6 @@ def tiny_recipe(protocol: str = "classic") -> CorruptionRecipe:
     """The tiny world's recipe (`world.TINY_CORRUPTION_RECIPE`), no gradient accumulation unless it says so;
     the `paper` protocol packs (blocks of the recipe's max_length) and holds out 10%, with the step sizes of
     `TINY_PACKED_CORRUPTION` (packing leaves far fewer optimizer steps)."""
-    from restor_bench.data.world.generate import TINY_CORRUPTION_RECIPE
-
     base = dataclasses.replace(CLASSIC_RECIPE, gradient_accumulation_steps=1, save_steps=100)
     recipe = base.updated(TINY_CORRUPTION_RECIPE, where="TINY_CORRUPTION_RECIPE")
     if protocol == "paper":

@@ -21,10 +21,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from restor_bench.train.corrupt import CLASSIC_RECIPE
+from jinja2 import TemplateError
+
+from restor_bench.data.documents import load_documents
 from restor_bench.errors import InputError
 from restor_bench.io import read_json, read_jsonl
-from unlearners.cli import seed_number
+from restor_bench.train.common import load_tokenizer
+from restor_bench.train.corrupt import CLASSIC_RECIPE, corrupt, work_dir_for
 
 # k1rezaei/restor@15292e58 corruption/README.md ("LIMA"); cutoff 1,024 (LLaMA-Factory's default then).
 REPAIR_RECIPE = dataclasses.replace(
@@ -65,14 +68,10 @@ def load_repair_documents(source: str, *, model: str | None = None, data_dir: st
     """Texts of the repair fine-tune: a records file (text, chat or LIMA format) or a named document set."""
     path = Path(source)
     if not path.is_file():
-        from restor_bench.data.documents import load_documents
-
         return load_documents(source, data_dir=data_dir)
     records = read_jsonl(path, "repair file") if path.suffix == ".jsonl" else read_json(path, "repair file")
     if not isinstance(records, list):
         raise InputError(f"{path}: expected a list of records (JSON) or one record per line (JSONL)")
-    from restor_bench.train.common import load_tokenizer
-
     tokenizer = load_tokenizer(model) if model else None
     texts = []
     for number, record in enumerate(records, start=1):
@@ -93,8 +92,6 @@ def load_repair_documents(source: str, *, model: str | None = None, data_dir: st
 def _render_record(messages: list[dict[str, str]], tokenizer: Any, where: str, model: str | None) -> str:
     """`render_chat` of one record; InputError naming the record when the model's chat template refuses it (a
     template may raise, e.g. gemma's on roles that do not alternate)."""
-    from jinja2 import TemplateError
-
     try:
         return render_chat(messages, tokenizer)
     except TemplateError as err:
@@ -113,40 +110,11 @@ def repair(
     overwrite: bool = False,
     max_steps: int | None = None,
 ) -> Path:
-    """LoRA fine-tune of `model` on `documents` with the paper's LIMA recipe (merged into a normal checkpoint)."""
-    from restor_bench.train.corrupt import corrupt, work_dir_for
-
+    """LoRA fine-tune of `model` on `documents` with the paper's LIMA recipe (merged into a normal checkpoint): a
+    corruption run (`restor_bench.train.corrupt.corrupt`, the one Trainer path) with another recipe; an interrupted
+    one is resumed."""
     chosen = REPAIR_RECIPE.updated(recipe, where="repair recipe") if recipe else REPAIR_RECIPE
     return corrupt(
         str(model), documents, out, lora=True, recipe=chosen, seed=seed, source=source, overwrite=overwrite,
         resume=work_dir_for(out).exists(), max_steps=max_steps, command="repair",
     )
-
-
-# ---------------------------------------------------------------- CLI
-
-
-def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "repair",
-        help="the paper's short LoRA fine-tune of an unlearned model (LIMA in the paper) before evaluation",
-        description="Fine-tune a checkpoint briefly with LoRA on instruction or text documents, as RESTOR does with "
-        "LIMA after unlearning (lr 2e-5, 2 epochs, batch 2 x 8, 10%% held out). DOCS: a JSON/JSONL file of "
-        "{\"text\"}, {\"messages\"} or LIMA {\"conversations\"} records, or a named document set.",
-    )
-    parser.add_argument("--model", required=True, help="unlearned checkpoint folder")
-    parser.add_argument("--docs", required=True, metavar="DOCS", help="repair documents (file or named set)")
-    parser.add_argument("--out", required=True, help="output checkpoint folder")
-    parser.add_argument("--seed", type=seed_number, default=0, help="random seed (default 0)")
-    parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
-    parser.add_argument("--data-dir", help="official RESTOR data folder (for official:* sets)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    parser.set_defaults(func=run_command)
-
-
-def run_command(args) -> int:
-    documents = load_repair_documents(args.docs, model=args.model, data_dir=args.data_dir)
-    out = repair(args.model, documents, args.out, seed=args.seed, source=args.docs, overwrite=args.overwrite,
-                 max_steps=args.max_steps)
-    print(f"repaired checkpoint written to {out}")
-    return 0
