@@ -85,7 +85,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "outcomes differ than --tolerance allows, 2 on bad input. --record writes the result into verified.json "
         "beside the submissions folder; `build` marks recorded entries verified.")
     verify_parser.add_argument("submission", metavar="SUBMISSION", help="a submission file")
-    verify_parser.add_argument("--root", default="runs-verify", help="run root for the rerun (default runs-verify)")
+    verify_parser.add_argument("--root", default="runs-verify", help="folder under which each verification reruns "
+                               "in a new, empty folder of its own; nothing already there is reused (default runs-verify)")
     verify_parser.add_argument("--model", help="clean checkpoint (needed for the official world)")
     verify_parser.add_argument("--data-dir", help="folder of the official RESTOR files")
     verify_parser.add_argument("--tolerance", type=float, default=0.0, metavar="SHARE",

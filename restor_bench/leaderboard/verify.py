@@ -10,12 +10,14 @@ when the share of differing outcomes is at most `tolerance` (default 0: every ou
 `--record` writes the result into `verified.json` beside the submissions folder, keyed by submission name and tied
 to the submission's result identity (`result_identity`), with the package versions it was verified under; `build`
 marks an entry verified only while that identity still matches, so editing a verified file un-verifies it.
+Every verification reruns from nothing: in a new folder under `--root`, so no step found there is reused.
 What verification proves and does not prove: docs/leaderboard.md.
 """
 
 from __future__ import annotations
 
 import datetime
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,16 +113,23 @@ def compare_outcomes(claimed: dict[str, Any], fresh: dict[str, Any]) -> dict[str
 
 def verify_submission(path: str | Path, root: str | Path, *, model: str | None = None, data_dir: str | None = None,
                       log: Callable[[str], None] = print) -> Verification:
-    """Rerun the protocol a valid submission records under `root` and compare every outcome."""
+    """Rerun the protocol a valid submission records and compare every outcome.
+
+    The rerun trusts nothing it did not produce itself: it runs in a new, empty folder under `root`
+    (`root/verify-<name>-<random>/`), so no finished step already under `root` (a checkpoint, an evaluation's
+    samples file) is reused, whoever wrote it. The folder stays for inspection; delete it when done."""
     checked = check_file(path)
     if not checked.valid:
         raise InputError(" ".join(checked.lines()) or f"{path}: invalid submission")
     document = read_submission(path)
     spec, seeds = spec_from_submission(document, model=model, data_dir=data_dir)
+    Path(root).mkdir(parents=True, exist_ok=True)
+    fresh_root = Path(tempfile.mkdtemp(prefix=f"verify-{document['name']}-", dir=root))
     log(f"verify {document['name']}: rerunning {spec.world} {spec.method} k={spec.level} {spec.forget} "
-        f"{spec.corruption}, protocol {spec.protocol}, seeds {', '.join(map(str, seeds))} under {root}")
-    pipeline.run(spec, seeds, Path(root), log=log, overwrite=True)
-    folder = run_folder(spec, Path(root))
+        f"{spec.corruption}, protocol {spec.protocol}, seeds {', '.join(map(str, seeds))} in a new folder "
+        f"{fresh_root}")
+    pipeline.run(spec, seeds, fresh_root, log=log, overwrite=True)
+    folder = run_folder(spec, fresh_root)
     fresh = build_submission(folder, document["name"], metric=document["metric"], resamples=0,
                              targets=document["data"].get("targets"))
     result = Verification(name=document["name"], identity=result_identity(document),
