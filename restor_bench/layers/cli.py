@@ -1,17 +1,5 @@
-"""`restor-bench layers`: where the target facts live, layer by layer, in the clean, corrupted and unlearned models.
-
-Two instruments, written as JSON (and PNG figures) into one output folder:
-
-* `lens.json` / `lens.png` (`restor_bench.layers.lens`): for every target question, the logit-lens rank and
-  probability of the correct answer's and of the corrupted answer's first token after the embeddings and after
-  every decoder layer, for each model, with a per-layer summary.
-* `weights.json` / `weights.png` (`restor_bench.layers.weights`): per layer and module, the Frobenius norm of the
-  corruption's weight change (corrupted - clean), of the unlearning's (unlearned - corrupted) and the cosine
-  between them (negative: the unlearning moves back along the corruption).
-
-Layers are numbered as in the checkpoint's tensor names (`model.layers.0...` is layer 0) in both files; the
-lens's first point is the embeddings, its point "layer i" is the output of layer i.
-"""
+"""`restor-bench layers`: its options and the command (the instruments and what they write:
+restor_bench.layers.report)."""
 
 from __future__ import annotations
 
