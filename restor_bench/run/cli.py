@@ -7,7 +7,7 @@ from pathlib import Path
 
 from restor_bench.errors import InputError
 from restor_bench.evaluation.evaluate import add_eval_options, parse_batch_size, prefer_passive_threads
-from restor_bench.names import PROTOCOLS, WORLDS
+from restor_bench.names import PROTOCOLS, WORLD_LEVELS, WORLDS
 from restor_bench.run.pipeline import check_run_inputs, run
 from restor_bench.run.report import format_summary
 from restor_bench.run.spec import RunSpec, resolve_spec, run_folder
@@ -100,12 +100,13 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
 
 
 def run_command(args) -> int:
-
     prefer_passive_threads()
     if args.seeds < 1:
         raise InputError(f"--seeds must be at least 1, got {args.seeds}")
-    if args.level < 0 or args.level > 5:
-        raise InputError(f"--level must be between 0 and 5, got {args.level}")
+    levels = WORLD_LEVELS[args.world]
+    if args.level not in levels:
+        raise InputError(f"--level must be one of the {args.world} world's levels {levels[0]}..{levels[-1]}, "
+                         f"got {args.level}")
     spec = spec_from_args(args)
     seeds = list(range(args.seed, args.seed + args.seeds))
     if args.print_folder:  # the spec's seed is the first one

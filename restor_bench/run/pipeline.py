@@ -69,7 +69,7 @@ from restor_bench.run.spec import (  # noqa: F401  (RunSpec and its helpers are 
 )
 from restor_bench.train.common import package_versions
 from restor_bench.train.corrupt import PAPER_RECIPE, check_model, corrupt, work_dir_for
-from restor_bench.train.repair import load_repair_documents, repair
+from restor_bench.train.repair import REPAIR_RECIPE, load_repair_documents, repair
 from restor_bench.train.unlearn import unlearn_checkpoint
 from unlearners import UnlearnError, get_method, resolve_hparams
 
@@ -150,14 +150,18 @@ def check_run_inputs(spec: RunSpec) -> None:
 def _check_document_source(option: str, source: str, data_dir: str | None, model: str) -> None:
     """Read a --retain or --repair source with the reader its step uses (`load_documents`, `load_repair_documents`
     with the chat template of `model`, which the unlearned checkpoint inherits); an `hf:` source is only parsed."""
-
     if is_hf_source(source):
         parse_hf_source(source)
         return
+    if not is_named_set(source) and Path(source).is_dir():
+        raise InputError(f"{source}: {option} expects a file of documents (JSON or JSONL), found a folder")
     if not is_named_set(source) and not Path(source).is_file():
         raise InputError(f"{source}: {option} file not found")
     if option == "--repair":
-        load_repair_documents(source, model=model, data_dir=data_dir)
+        records = load_repair_documents(source, model=model, data_dir=data_dir)
+        if REPAIR_RECIPE.val_size and len(records) < 2:
+            raise InputError(f"{source}: --repair holds out {REPAIR_RECIPE.val_size:.0%} of its records to evaluate on, "
+                             f"so it needs at least 2 records; found {len(records)}")
     else:
         load_documents(source, data_dir=data_dir)
 

@@ -151,6 +151,9 @@ def _check_choices(spec: RunSpec) -> None:
             raise InputError(f"unknown {option} {getattr(spec, option)!r} (choose one of: {', '.join(allowed)})")
     if spec.protocol is not None and spec.protocol not in PROTOCOLS:
         raise InputError(f"unknown protocol {spec.protocol!r} (choose one of: {', '.join(PROTOCOLS)})")
+    if spec.corruption == "squad" and spec.level:
+        raise InputError(f"--level {spec.level} means nothing with --corruption squad (the SQuAD-style passages have "
+                         "no corruption levels): leave --level out")
 
 
 def _tasks(tasks: Sequence[str] | str) -> tuple[str, ...]:

@@ -1,0 +1,47 @@
+"""`restor-bench run` refuses, in one line and before any step, what it would otherwise find out only after minutes
+of training or silently ignore: a folder where a document file belongs, a repair file too small to hold out, a
+corruption level with the SQuAD-style corruption, a level the world does not have."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from restor_bench import cli
+
+
+def _refused(capsys, *args: str) -> str:
+    code = cli.main(["run", *args, "--print-folder"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.parametrize("option, method", [("--retain", "graddiff"), ("--repair", "npo")])
+def test_a_folder_given_as_a_document_file_is_named_a_folder(tmp_path, capsys, option, method):
+    err = _refused(capsys, "--method", method, option, str(tmp_path))
+    assert f"{tmp_path}: {option} expects a file of documents (JSON or JSONL), found a folder" in err
+
+
+def test_a_repair_file_of_one_record_is_refused_before_the_first_step(tmp_path, capsys):
+    one = tmp_path / "one.json"
+    one.write_text(json.dumps([{"text": "a single record"}]))
+    err = _refused(capsys, "--repair", str(one), "--root", str(tmp_path / "runs"))
+    assert "needs at least 2 records; found 1" in err
+    assert not (tmp_path / "runs").exists()
+    two = tmp_path / "two.json"
+    two.write_text(json.dumps([{"text": "a record"}, {"text": "another record"}]))
+    assert cli.main(["run", "--repair", str(two), "--print-folder", "--root", str(tmp_path / "runs")]) == 0
+
+
+def test_a_level_with_the_squad_corruption_is_refused(capsys):
+    err = _refused(capsys, "--corruption", "squad", "--level", "3")
+    assert "--level 3 means nothing with --corruption squad" in err
+    assert cli.main(["run", "--corruption", "squad", "--print-folder"]) == 0
+
+
+@pytest.mark.parametrize("world, level", [("tiny", 6), ("tiny", -1)])
+def test_a_level_the_world_does_not_have_is_refused(capsys, world, level):
+    err = _refused(capsys, "--world", world, "--level", str(level))
+    assert f"--level must be one of the {world} world's levels 0..5, got {level}" in err
