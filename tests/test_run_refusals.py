@@ -45,3 +45,15 @@ def test_a_level_with_the_squad_corruption_is_refused(capsys):
 def test_a_level_the_world_does_not_have_is_refused(capsys, world, level):
     err = _refused(capsys, "--world", world, "--level", str(level))
     assert f"--level must be one of the {world} world's levels 0..5, got {level}" in err
+
+
+def test_the_run_summary_labels_target_and_other_facts_and_prints_whole_counts():
+    from restor_bench.run.report import format_summary
+
+    rows = {f"transitions_{name}": {"mean": mean, "std": 0.0, "n": 1}
+            for name, mean in (("restored", 31.0), ("still_corrupted", 34.0), ("forgotten", 5.5), ("kept", 602.0),
+                               ("lost", 28.0))}
+    text = format_summary({"name": "x", "world": "tiny", "method": "npo", "level": 0, "forget": "full",
+                           "seeds": [0], "summary": {"restor_tiny_facts": rows}})
+    assert "  target facts the clean model knew: restored 31, still corrupted 34, forgotten 5.5\n" in text
+    assert text.endswith("  other facts the clean model knew: kept 602, lost 28")
