@@ -10,6 +10,7 @@ import sys
 from restor_bench import __version__
 from restor_bench.errors import GateFailure, InputError
 from restor_bench.io import file_in_the_way
+from restor_bench.names import VERBOSE_ENV
 from unlearners.errors import UnlearnError
 
 # (module, description); each module defines `add_parser(subparsers)` and sets `func` on its parser(s).
@@ -34,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"restor-bench {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show the INFO logs of lm-eval and transformers (quiet by default: warnings only)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_MODULES:
         try:
@@ -66,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     debug = args.debug or os.environ.get("RESTOR_BENCH_DEBUG") == "1"
+    if args.verbose:
+        os.environ[VERBOSE_ENV] = "1"
     try:
         result = args.func(args)
     except (InputError, UnlearnError) as err:

@@ -39,3 +39,6 @@ DEFAULT_RESAMPLES = 1000
 MAX_RESAMPLES = 10_000
 MAX_BOOTSTRAP_DRAWS = 20_000_000
 MAX_SUBMISSION_BOOTSTRAP_DRAWS = 2_000_000
+
+# Set to "1" by `restor-bench --verbose` (and inherited by child processes): the libraries' INFO logs are shown.
+VERBOSE_ENV = "RESTOR_BENCH_VERBOSE"

@@ -27,6 +27,7 @@ import contextlib
 import datetime
 import importlib.util
 import json
+import logging
 import os
 import random
 import re
@@ -41,7 +42,6 @@ from typing import Any
 import numpy
 
 from restor_bench.errors import InputError
-from restor_bench.io import atomic_output_dir, atomic_write_json, check_output_dir
 from restor_bench.evaluation.lm_eval_io import LmEvalOutput, find_lm_eval_outputs, try_read_results  # noqa: F401 (re-exported)
 from restor_bench.evaluation.lm_eval_options import (
     parse_key_values,
@@ -55,6 +55,8 @@ from restor_bench.evaluation.tasks import (
     task_manager,
     tasks_dir,
 )
+from restor_bench.io import atomic_output_dir, atomic_write_json, check_output_dir
+from restor_bench.names import VERBOSE_ENV
 from restor_bench.train.common import check_checkpoint, package_versions
 from unlearners.errors import first_line
 
@@ -209,7 +211,12 @@ def run_lm_eval(
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from lm_eval.utils import setup_logging
 
-    setup_logging()
+    # lm-eval's INFO lines (task building) only with `restor-bench --verbose`; warnings always, but for its hint to
+    # pass kwargs through --metadata, repeated for every task (the restor tasks read only their restor_ keys)
+    setup_logging(logging.INFO if verbose() else logging.WARNING)
+    task_logger = logging.getLogger("lm_eval.api.task")
+    if not verbose() and not any(isinstance(f, _MetadataHintFilter) for f in task_logger.filters):
+        task_logger.addFilter(_MetadataHintFilter())
     manager = task_manager(arguments["tasks"], include_path=include_path, metadata=arguments.get("metadata") or {})
     arguments = {**arguments, "tasks": resolve_task_names(manager, arguments["tasks"])}
     with _restored_random_states():
@@ -323,6 +330,19 @@ def last_error_line(stderr_tail: str) -> str:
 def _typed_first_line(err: BaseException) -> str:
     """`TypeName: first line of the message` (the type alone for an empty message)."""
     return f"{type(err).__name__}: {first_line(err)}" if str(err).strip() else type(err).__name__
+
+
+class _MetadataHintFilter(logging.Filter):
+    """Drops lm-eval's per-task hint that custom kwargs can be passed through `--metadata`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Custom kwargs can be passed to `--metadata`" not in record.getMessage()
+
+
+def verbose() -> bool:
+    """Whether the user asked for the libraries' INFO logs (`restor-bench --verbose` sets RESTOR_BENCH_VERBOSE=1,
+    which lm-eval child processes inherit)."""
+    return os.environ.get(VERBOSE_ENV) == "1"
 
 
 def lm_eval_environment() -> dict[str, str]:
