@@ -87,13 +87,33 @@ def check_output_file(path: str | os.PathLike, option: str, overwrite: bool) -> 
     return path
 
 
-def check_output_dir(out: str | os.PathLike, overwrite: bool) -> Path:
-    """Refuse an existing, non-empty output folder unless `overwrite` is set."""
+# Below this much free space on its disk an output folder is refused before any work (a checkpoint or an
+# evaluation's samples would not fit; better one line now than a traceback after minutes).
+MIN_FREE_BYTES = 32 * 1024 * 1024
+
+
+def check_writable(out: str | os.PathLike, min_free_bytes: int = MIN_FREE_BYTES) -> None:
+    """InputError (one line naming `out`) when the nearest existing folder at or above `out` cannot be written, or
+    its disk has less than `min_free_bytes` free."""
+    out = Path(out)
+    ancestor = next((folder for folder in (out, *out.parents) if folder.is_dir()), Path("."))
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InputError(f"{out}: cannot write there ({ancestor} is not writable)")
+    free = shutil.disk_usage(ancestor).free
+    if free < min_free_bytes:
+        raise InputError(f"{out}: the disk holding {ancestor} has {free / 2**20:.1f} MB free, less than the "
+                         f"{min_free_bytes / 2**20:.0f} MB an output needs; free some space first")
+
+
+def check_output_dir(out: str | os.PathLike, overwrite: bool, min_free_bytes: int = MIN_FREE_BYTES) -> Path:
+    """Refuse an existing, non-empty output folder unless `overwrite` is set, and one that cannot be written or
+    lies on a (nearly) full disk (`check_writable`)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise InputError(f"{out}: output folder exists and is not empty (pass --overwrite to replace it)")
+    check_writable(out, min_free_bytes)
     return out
 
 
