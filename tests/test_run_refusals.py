@@ -57,3 +57,14 @@ def test_the_run_summary_labels_target_and_other_facts_and_prints_whole_counts()
                            "seeds": [0], "summary": {"restor_tiny_facts": rows}})
     assert "  target facts the clean model knew: restored 31, still corrupted 34, forgotten 5.5\n" in text
     assert text.endswith("  other facts the clean model knew: kept 602, lost 28")
+
+
+@pytest.mark.parametrize("option, method", [("--retain", "graddiff"), ("--repair", "npo")])
+def test_an_uncached_hf_dataset_offline_is_refused_before_the_first_step(tmp_path, capsys, monkeypatch, option,
+                                                                         method):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    err = _refused(capsys, "--method", method, option, "hf:no-such-owner/no-such-dataset",
+                   "--root", str(tmp_path / "runs"))
+    assert "hf:no-such-owner/no-such-dataset" in err and "offline" in err
+    assert not (tmp_path / "runs").exists()

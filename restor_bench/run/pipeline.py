@@ -149,9 +149,11 @@ def check_run_inputs(spec: RunSpec) -> None:
 
 def _check_document_source(option: str, source: str, data_dir: str | None, model: str) -> None:
     """Read a --retain or --repair source with the reader its step uses (`load_documents`, `load_repair_documents`
-    with the chat template of `model`, which the unlearned checkpoint inherits); an `hf:` source is only parsed."""
+    with the chat template of `model`, which the unlearned checkpoint inherits), before any step: an `hf:` source
+    is loaded too (from the cache, or downloaded once), so an unknown or, offline, uncached dataset stops here."""
     if is_hf_source(source):
         parse_hf_source(source)
+        load_documents(source, data_dir=data_dir)
         return
     if not is_named_set(source) and Path(source).is_dir():
         raise InputError(f"{source}: {option} expects a file of documents (JSON or JSONL), found a folder")
