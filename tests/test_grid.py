@@ -65,11 +65,13 @@ def test_pooled_statistics_by_hand():
     assert stats["unlearned_target"].value == pytest.approx(0.8)  # (3 + 5) / 10 over both seeds
     assert stats["restoration_ratio"].value == pytest.approx(0.8)
     assert stats["non_target_change"].value == pytest.approx((2 + 3) / 10 - 0.8)
-    for key in ("unlearned_target", "restoration_ratio", "non_target_change"):
-        estimate = stats[key]
-        assert estimate.low < estimate.value < estimate.high, key
-    # constant outcomes have a degenerate interval
-    assert (stats["clean_target"].low, stats["clean_target"].high) == (1.0, 1.0)
+    # the 95% intervals of these 400 draws (seeds, then questions within target / non-target), as loops over the
+    # same draws give them (tests/test_stats_by_hand.py); constant outcomes have a degenerate interval
+    assert {key: (estimate.low, estimate.high) for key, estimate in stats.items()} == {
+        "clean_target": (1.0, 1.0), "corrupted_target": (0.0, 0.0), "unlearned_target": (0.2, 1.0),
+        "clean_non_target": (0.4, 1.0), "corrupted_non_target": (0.4, 1.0), "unlearned_non_target": (0.0, 1.0),
+        "restoration_ratio": (0.2, 1.0), "non_target_change": (pytest.approx(-0.6), 0.0),
+    }
     # seeded: the same numbers again
     assert pooled_statistics(pooled, resamples=400, seed=0) == stats
 

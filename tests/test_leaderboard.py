@@ -101,9 +101,11 @@ def test_task_metrics_by_hand():
     # pooled over seeds: clean 6/8, corrupted 1/8, unlearned 5/8 on target questions
     assert aggregate["accuracy"]["unlearned"]["target"] == pytest.approx(5 / 8)
     assert aggregate["restoration_ratio"]["value"] == pytest.approx((5 / 8 - 1 / 8) / (6 / 8 - 1 / 8))
-    low, high = aggregate["restoration_ratio"]["ci"]
-    assert low <= aggregate["restoration_ratio"]["value"] <= high
-    assert 0 < aggregate["restoration_ratio"]["ci_resamples"] <= 500
+    # the 95% interval of these 500 draws, as loops over the same draws give it (tests/test_stats_by_hand.py): the
+    # ratio is defined in 484 of them (in the others the drawn targets leave less than one question of gap)
+    assert aggregate["restoration_ratio"]["ci"] == [pytest.approx(1 / 3), 1.0]
+    assert aggregate["restoration_ratio"]["ci_resamples"] == 484
+    assert aggregate["non_target_change"]["ci"] == [-0.75, 0.0]
     assert aggregate["non_target_change"]["value"] == pytest.approx(5 / 8 - 8 / 8)  # unlearned 1100+1011, clean 1111
     assert aggregate["transitions"]["unlearned"]["restored"] == 2 + 3
     # the same inputs give the same numbers (the validator relies on it); no bootstrap gives no interval

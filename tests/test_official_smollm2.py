@@ -43,9 +43,17 @@ def test_official_pipeline_on_smollm2_with_tiny_budgets(smollm2, official_dir, t
     record = json.loads((_run_folder(root) / "run.json").read_text())
     assert record["world"] == "official" and record["lora"] is True
     summary = record["summary"]["restor_facts_targets"]
-    for role in ("clean", "corrupted", "unlearned"):
-        assert 0.0 <= summary[f"{role}_target"]["mean"] <= 1.0
     artifacts = record["per_seed"][0]["artifacts"]
+    # one seed: each model's mean is its accuracy on the target questions, counted from lm-eval's samples file
+    report = json.loads((_run_folder(root) / record["per_seed"][0]["compare_json"]).read_text())
+    targets = set(report["tasks"]["restor_facts_targets"]["targets"])
+    for role in ("clean", "corrupted", "unlearned"):
+        (samples,) = (root / artifacts[f"eval_{role}"]).rglob("samples_restor_facts_targets_*.jsonl")
+        rows = [json.loads(line) for line in samples.read_text().splitlines() if line]
+        assert len(rows) == 12
+        hits = [row["contains"] for row in rows if row["doc"]["entity"] in targets]
+        assert hits, f"none of the first 12 questions is about a target ({sorted(targets)})"
+        assert summary[f"{role}_target"] == {"mean": pytest.approx(sum(hits) / len(hits)), "std": 0.0, "n": 1}
     for key in ("corrupted", "unlearned"):
         assert (root / artifacts[key] / "model.safetensors").exists()
     # a rerun reuses every finished step

@@ -61,10 +61,14 @@ def test_held_out_share_matches_train_test_split_rounding(random_tiny_model):
     packed = pack_documents(tokenizer, DOCUMENTS, 8)
     n = len(packed)
     train, held = hold_out(packed, 0.1, seed=0)
-    assert len(held) == math.ceil(0.1 * n) and len(train) == n - len(held)
+    assert len(held) == math.ceil(0.1 * n) < n / 2
+    # the held-out and the training blocks are together every block
+    assert sorted(list(train["input_ids"]) + list(held["input_ids"])) == sorted(packed["input_ids"])
     # same seed, same split; another seed, another split
-    again_train, _ = hold_out(packed, 0.1, seed=0)
-    assert train["input_ids"] == again_train["input_ids"]
+    again_train, again_held = hold_out(packed, 0.1, seed=0)
+    assert (list(again_train["input_ids"]), list(again_held["input_ids"])) == (list(train["input_ids"]),
+                                                                            list(held["input_ids"]))
+    assert list(hold_out(packed, 0.1, seed=1)[1]["input_ids"]) != list(held["input_ids"])
     assert hold_out(packed, 0.0, seed=0) == (packed, None)
 
 
