@@ -68,3 +68,40 @@ def test_an_uncached_hf_dataset_offline_is_refused_before_the_first_step(tmp_pat
                    "--root", str(tmp_path / "runs"))
     assert "hf:no-such-owner/no-such-dataset" in err and "offline" in err
     assert not (tmp_path / "runs").exists()
+
+
+def _copy_of_the_tiny_model(tmp_path):
+    import shutil
+
+    from restor_bench.data.world.files import tiny_world_dir
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_world_dir() / "model", folder)
+    return folder
+
+
+def test_a_checkpoint_of_an_architecture_transformers_lacks_is_refused_up_front(tmp_path, capsys):
+    model = _copy_of_the_tiny_model(tmp_path)
+    config = json.loads((model / "config.json").read_text())
+    config.update(model_type="nosucharch", architectures=["NoSuchForCausalLM"])
+    (model / "config.json").write_text(json.dumps(config))
+    err = _refused(capsys, "--model", str(model))
+    assert f"{model / 'config.json'}: model has model_type 'nosucharch'" in err
+    code = cli.main(["eval", str(model), "--tasks", "restor_tiny_facts", "--out", str(tmp_path / "eval"),
+                     "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and "model_type 'nosucharch'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_shard_missing_from_a_sharded_checkpoint_is_refused_by_eval_before_loading(tmp_path, capsys):
+    model = _copy_of_the_tiny_model(tmp_path)
+    (model / "model.safetensors").rename(model / "model-00001-of-00002.safetensors")
+    index = {"metadata": {}, "weight_map": {"lm_head.weight": "model-00002-of-00002.safetensors",
+                                            "model.norm.weight": "model-00001-of-00002.safetensors"}}
+    (model / "model.safetensors.index.json").write_text(json.dumps(index))
+    code = cli.main(["eval", str(model), "--tasks", "restor_tiny_facts", "--out", str(tmp_path / "eval"),
+                     "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "names model-00002-of-00002.safetensors, which is not in" in err
+    assert not (tmp_path / "eval").exists()

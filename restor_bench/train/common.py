@@ -20,6 +20,7 @@ from typing import Any
 from restor_bench import __version__
 from restor_bench.errors import InputError
 from restor_bench.io import read_json
+from restor_bench.models.checkpoints import check_checkpoint_weights
 from unlearners.errors import first_line
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")  # "name" or "org/name"
@@ -39,11 +40,13 @@ def check_checkpoint(model: str | os.PathLike, what: str = "checkpoint") -> str:
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise InputError(f"{path}: {what} folder has no config.json (not a Hugging Face model folder)")
-        read_checkpoint_config(path)
+        config = read_checkpoint_config(path)
         if not any(path.glob("*.safetensors")):
             if any(path.glob("*.bin")) or any(path.glob("*.pt")):
                 raise InputError(f"{path}: {what} has only pickle weights (.bin/.pt); safetensors are required")
             raise InputError(f"{path}: {what} folder holds no model weights (*.safetensors)")
+        check_checkpoint_weights(path)  # headers and, for a sharded checkpoint, every shard its index names
+        check_architecture(path, config, what)
         return model
     if path.exists():
         raise InputError(f"{path}: {what} is a file; expected a model folder")
@@ -83,6 +86,20 @@ def load_tokenizer(model: str, *, trust_remote_code: bool = False):
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def check_architecture(path: Path, config: dict, what: str = "checkpoint") -> None:
+    """InputError unless transformers can build a causal language model of the config's `model_type` (a config
+    that brings its own code through `auto_map` is left to `--trust-remote-code`)."""
+    if config.get("auto_map"):
+        return
+    from transformers import __version__ as transformers_version
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    model_type = config.get("model_type")
+    if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise InputError(f"{path / 'config.json'}: {what} has model_type {model_type!r}, which transformers "
+                         f"{transformers_version} cannot load as a causal language model")
 
 
 def read_checkpoint_config(folder: str | os.PathLike) -> dict:
