@@ -105,3 +105,18 @@ def test_a_shard_missing_from_a_sharded_checkpoint_is_refused_by_eval_before_loa
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "names model-00002-of-00002.safetensors, which is not in" in err
     assert not (tmp_path / "eval").exists()
+
+
+def test_grid_checks_its_repair_set_up_front_and_its_dry_run_counts_the_repair_steps(tmp_path, capsys):
+    grid = ["grid", "--dry-run", "--methods", "npo", "--levels", "0", "--corruption", "wikidata", "--forget", "full",
+            "--seeds", "2", "--root", str(tmp_path / "runs")]
+    one = tmp_path / "one.json"
+    one.write_text(json.dumps([{"text": "a single record"}]))
+    assert cli.main([*grid, "--repair", str(one)]) == 2
+    assert "needs at least 2 records; found 1" in capsys.readouterr().err
+    two = tmp_path / "two.json"
+    two.write_text(json.dumps([{"text": "a record"}, {"text": "another record"}]))
+    assert cli.main([*grid, "--repair", str(two)]) == 0
+    assert "2 unlearn x 40s (default), 2 repair x 30s (default), 5 eval" in capsys.readouterr().out
+    assert cli.main(grid) == 0
+    assert "repair" not in capsys.readouterr().out.split("steps to run:")[1]

@@ -54,13 +54,13 @@ from restor_bench.train.corrupt import recipe_settings
 from restor_bench.train.unlearn import method_preset, resolve_method_hparams
 from unlearners.cli import seed_number
 
-STEP_KINDS = ("corrupt", "unlearn", "eval")
+STEP_KINDS = ("corrupt", "unlearn", "repair", "eval")
 
 # Rough seconds per step when no step of the same world was measured under the root yet: the tiny world on a
 # laptop CPU (default recipe, full question set), the official data with an 8B model on one recent GPU.
 DEFAULT_STEP_SECONDS = {
-    "tiny": {"corrupt": 90.0, "unlearn": 40.0, "eval": 20.0},
-    "official": {"corrupt": 3600.0, "unlearn": 900.0, "eval": 600.0},
+    "tiny": {"corrupt": 90.0, "unlearn": 40.0, "repair": 30.0, "eval": 20.0},
+    "official": {"corrupt": 3600.0, "unlearn": 900.0, "repair": 900.0, "eval": 600.0},
 }
 
 
@@ -106,8 +106,9 @@ def step_seconds(root: Path, world: str) -> tuple[dict[str, float], dict[str, st
     return seconds, sources
 
 
-def _cell_steps(cell: Cell, seed: int) -> list[tuple]:
-    """Abstract identities of the steps of one cell and seed (shared steps have equal identities)."""
+def _cell_steps(cell: Cell, seed: int, repair: bool = False) -> list[tuple]:
+    """Abstract identities of the steps of one cell and seed (shared steps have equal identities); with `repair`,
+    the unlearned model's repair fine-tune too."""
     source = f"{cell.corruption}:{cell.level}"
     own = (cell.method, cell.corruption, cell.level, cell.forget, seed)
     return [
@@ -115,14 +116,16 @@ def _cell_steps(cell: Cell, seed: int) -> list[tuple]:
         ("eval", "clean"),
         ("eval", "corrupted", source, seed),
         ("unlearn", *own),
+        *([("repair", *own)] if repair else []),
         ("eval", "unlearned", *own),
     ]
 
 
-def steps_to_run(cells: Sequence[Cell], seeds: Sequence[int], finished: Iterable[Cell] = ()) -> dict[str, int]:
+def steps_to_run(cells: Sequence[Cell], seeds: Sequence[int], finished: Iterable[Cell] = (),
+                 repair: bool = False) -> dict[str, int]:
     """How many steps of each kind the cells still need (shared steps once; steps of finished cells not at all)."""
-    done = {step for cell in finished for seed in seeds for step in _cell_steps(cell, seed)}
-    needed = {step for cell in cells for seed in seeds for step in _cell_steps(cell, seed)} - done
+    done = {step for cell in finished for seed in seeds for step in _cell_steps(cell, seed, repair)}
+    needed = {step for cell in cells for seed in seeds for step in _cell_steps(cell, seed, repair)} - done
     return {kind: sum(1 for step in needed if step[0] == kind) for kind in STEP_KINDS}
 
 
@@ -348,10 +351,11 @@ def dry_run_lines(cells: Sequence[Cell], options: GridOptions, hparams: dict[str
     for number, (cell, spec) in enumerate(zip(cells, specs, strict=True), start=1):
         state = "finished" if cell in finished else "to run"
         lines.append(f"  {number:>3}. {cell_name(spec):<40} {cell.label:<28} {state}")
-    counts = steps_to_run(cells, seeds, finished)
+    counts = steps_to_run(cells, seeds, finished, repair=bool(options.repair))
     seconds, sources = step_seconds(options.root, options.world)
     detail = ", ".join(
         f"{counts[kind]} {kind} x {format_duration(seconds[kind])} ({sources[kind]})" for kind in STEP_KINDS
+        if counts[kind] or kind != "repair"
     )
     lines.append(f"steps to run: {detail}")
     lines.append(f"estimated time: {format_duration(estimate_seconds(counts, seconds))}")
@@ -380,6 +384,8 @@ def grid_command(args: argparse.Namespace) -> int:
                                        preset=method_preset(method, options.protocol))
         for method in methods
     }
+    # every argument the cells' steps will read (retain and repair sets, model, data), checked before the first step
+    pipeline.check_run_inputs(cell_spec(cells[0], options, hparams[cells[0].method]))
     if args.dry_run:
         for note in notes:
             print(f"note: {note}")
