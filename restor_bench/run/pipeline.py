@@ -71,7 +71,7 @@ from restor_bench.train.common import package_versions
 from restor_bench.train.corrupt import PAPER_RECIPE, check_model, corrupt, work_dir_for
 from restor_bench.train.repair import REPAIR_RECIPE, load_repair_documents, repair
 from restor_bench.train.unlearn import unlearn_checkpoint
-from unlearners import UnlearnError, get_method, resolve_hparams
+from unlearners import get_method, resolve_hparams
 
 
 class StepRunner:
@@ -251,13 +251,10 @@ def run_protocol(spec: RunSpec, root: Path, *, log: Callable[[str], None] = prin
 
 
 def _uses_retain(spec: RunSpec) -> bool:
-    """Whether the method, with the run's hyperparameters, reads retain documents."""
-
-    try:
-        cls = get_method(spec.method)
-        return bool(cls(resolve_hparams(cls, overrides=dict(spec.hparams) or None)).needs_retain())
-    except UnlearnError as err:
-        raise InputError(" ".join(str(err).split())) from None
+    """Whether the method, with the run's hyperparameters, reads retain documents (an unknown method or
+    hyperparameter: UnlearnError, which the command line shows as one line like any bad input)."""
+    cls = get_method(spec.method)
+    return bool(cls(resolve_hparams(cls, overrides=dict(spec.hparams) or None)).needs_retain())
 
 
 def _relative(path: Path, root: Path) -> str:
