@@ -98,6 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("restor-bench: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        # safetensors reports a failed write (a full disk) as its own error type, not as an OSError
+        if debug or type(err).__name__ != "SafetensorError":
+            raise
+        print(f"restor-bench: error: writing a safetensors file failed ({' '.join(str(err).split())}); is the "
+              "disk full?", file=sys.stderr)
+        return 2
     return int(result or 0)
 
 
