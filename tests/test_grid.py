@@ -35,9 +35,9 @@ def test_plan_orders_cells_and_leaves_out_simplified_squad():
 def test_shared_steps_are_counted_once():
     cells, _ = plan_cells(["ga", "kl"], [0, 3], ["full", "simplified"], ["wikidata"])
     # per seed: one corruption per level, one clean evaluation, one corrupted evaluation per level
-    assert steps_to_run(cells, [0, 1]) == {"corrupt": 4, "unlearn": 16, "eval": 2 * (2 + 8) + 1}
+    assert steps_to_run(cells, [0, 1]) == {"corrupt": 4, "unlearn": 16, "repair": 0, "eval": 2 * (2 + 8) + 1}
     finished = cells[:2]  # both methods at k=0 with the full forget set
-    assert steps_to_run(cells, [0], finished) == {"corrupt": 1, "unlearn": 6, "eval": 1 + 6}
+    assert steps_to_run(cells, [0], finished) == {"corrupt": 1, "unlearn": 6, "repair": 0, "eval": 1 + 6}
     seconds = {"corrupt": 10, "unlearn": 5, "eval": 1}
     assert grid.estimate_seconds({"corrupt": 1, "unlearn": 2, "eval": 3}, seconds) == 23
 

@@ -390,7 +390,6 @@ def evaluate(
     task_names = parse_tasks(tasks)
     out = Path(out)
     check_output_dir(out, overwrite)
-    checkpoint = check_checkpoint(checkpoint, "checkpoint")
     if limit is not None and not limit > 0:
         raise InputError(f"--limit must be positive, got {limit}")
     device = device or default_device(backend)
@@ -402,6 +401,7 @@ def evaluate(
                 raise InputError(f"{folder}: {what} folder not found")
             metadata[key] = str(Path(folder).resolve())
     passed = parse_lm_eval_options(lm_eval_args, metadata)  # before the model loads: a bad one is one line
+    checkpoint = check_checkpoint(checkpoint, "checkpoint")  # weights' headers, shards, architecture (transformers)
     include_path = Path(include_path).resolve() if include_path is not None else tasks_dir()
     dtype = dtype or default_dtype(device)
     call = simple_evaluate_arguments(
