@@ -131,7 +131,7 @@ def steps_to_run(cells: Sequence[Cell], seeds: Sequence[int], finished: Iterable
 
 def estimate_seconds(counts: dict[str, int], seconds: dict[str, float]) -> float:
     """Total seconds of the given step counts."""
-    return sum(counts[kind] * seconds[kind] for kind in STEP_KINDS)
+    return sum(count * seconds[kind] for kind, count in counts.items() if count)
 
 
 # ---------------------------------------------------------------------------------------------------------------
