@@ -322,3 +322,25 @@ def test_max_drop_boundary_is_exact_in_question_counts(tmp_path, n, dropped):
     assert verdicts[dropped - 1] is True
     if dropped + 1 in verdicts:
         assert verdicts[dropped + 1] is False, f"one question more than {max_drop} x {n} must fail"
+
+
+def test_targets_from_documents_that_name_nobody_evaluated_are_refused(runs, tmp_path, capsys):
+    documents = tmp_path / "docs.json"
+    documents.write_text(json.dumps([{"text": "Nobody Known was born in Nowhere."}]))
+    code, _, err = run_cli(["compare", "--clean", runs["clean"], "--corrupted", runs["corrupted"],
+                            "--targets-from", documents], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{documents}: the documents name none of the people of task {TASK}" in err
+
+
+def test_targets_partly_without_questions_are_named_and_an_empty_target_set_is_said(runs):
+    from restor_bench.compare.outcomes import TargetChoice
+    from restor_bench.compare.report import compare_restoration
+
+    partly = compare_restoration(runs["clean"], runs["corrupted"], targets=TargetChoice(names=("Ada Byron", "Nobody")),
+                                 n_resamples=0)
+    assert f"task {TASK}: target(s) without questions: Nobody" in partly["warnings"]
+    assert partly["tasks"][TASK]["n_questions"]["target"] == 2
+    empty = compare_restoration(runs["clean"], runs["corrupted"], targets=TargetChoice(names=()), n_resamples=0)
+    assert [w for w in empty["warnings"] if "target" in w] == [
+        f"task {TASK}: no target entities (--targets): every question counts as non-target"]

@@ -129,7 +129,12 @@ def align_task(
     names, source = targets.resolve(task, set(entities), reference.task_metadata)
     name_set = set(names)
     missing = sorted(name_set - set(entities))
-    if missing and len(missing) == len(name_set):
+    if targets.documents is not None and not name_set & set(entities):
+        raise InputError(f"{targets.documents}: the documents name none of the people of task {task}'s questions, "
+                         "so no question would be a target")
+    if not name_set:
+        warnings.append(f"task {task}: no target entities ({source}): every question counts as non-target")
+    elif missing and len(missing) == len(name_set):
         if targets.names is not None:
             raise InputError(f"--targets: none of {', '.join(sorted(name_set))} has a question in task {task}")
         warnings.append(f"task {task}: none of the target entities has a question ({source})")
