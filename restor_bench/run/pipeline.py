@@ -43,7 +43,7 @@ from restor_bench.compare.report import compare_restoration
 from restor_bench.compare.format import format_markdown
 from restor_bench.compare.outcomes import TargetChoice
 from restor_bench.data.documents import is_named_set, load_documents
-from restor_bench.data.hf_datasets import is_hf_source, parse_hf_source
+from restor_bench.data.hf_datasets import is_hf_source
 from restor_bench.data.world.files import load_manifest
 from restor_bench.errors import InputError
 from restor_bench.evaluation.evaluate import check_backend, check_batch_size, evaluate
@@ -152,8 +152,7 @@ def _check_document_source(option: str, source: str, data_dir: str | None, model
     with the chat template of `model`, which the unlearned checkpoint inherits), before any step: an `hf:` source
     is loaded too (from the cache, or downloaded once), so an unknown or, offline, uncached dataset stops here."""
     if is_hf_source(source):
-        parse_hf_source(source)
-        load_documents(source, data_dir=data_dir)
+        load_documents(source, data_dir=data_dir)  # parses the source, then loads it
         return
     if not is_named_set(source) and Path(source).is_dir():
         raise InputError(f"{source}: {option} expects a file of documents (JSON or JSONL), found a folder")

@@ -37,7 +37,6 @@ from restor_bench.data.world.files import tiny_world_dir
 from restor_bench.errors import InputError
 from restor_bench.io import check_output_dir
 from restor_bench.locks import folder_lock, is_main_process
-from restor_bench.models.checkpoints import check_checkpoint_weights
 from restor_bench.names import PROTOCOLS
 from restor_bench.train.common import (
     CausalLMCollator,
@@ -215,11 +214,9 @@ def corrupt(
 
 def check_model(model: str) -> str:
     """Check a checkpoint before a run loads it: a model folder (config, safetensors weights) whose weight files
-    are complete (`restor_bench.models.checkpoints`), or a hub id; returns it as a string."""
-    model = check_checkpoint(model, "model")
-    if Path(model).is_dir():
-        check_checkpoint_weights(model)
-    return model
+    are complete (`restor_bench.models.checkpoints`, read by `check_checkpoint`), or a hub id; returns it as a
+    string."""
+    return check_checkpoint(model, "model")
 
 
 def resume_settings(*, model, documents, lora, recipe, seed, max_steps, command) -> dict[str, Any]:
