@@ -120,3 +120,16 @@ def test_grid_checks_its_repair_set_up_front_and_its_dry_run_counts_the_repair_s
     assert "2 unlearn x 40s (default), 2 repair x 30s (default), 5 eval" in capsys.readouterr().out
     assert cli.main(grid) == 0
     assert "repair" not in capsys.readouterr().out.split("steps to run:")[1]
+
+
+def test_grid_refuses_levels_that_no_cell_would_use(tmp_path, capsys):
+    grid = ["grid", "--dry-run", "--methods", "npo", "--forget", "full", "--seeds", "1",
+            "--root", str(tmp_path / "runs")]
+    assert cli.main([*grid, "--corruption", "squad", "--levels", "3"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--levels 3 means nothing with --corruption squad" in err
+    # without --levels a squad-only grid runs its one cell; with wikidata the levels are the wikidata cells'
+    assert cli.main([*grid, "--corruption", "squad"]) == 0
+    assert capsys.readouterr().out.startswith("1 cells x 1 seed(s)")
+    assert cli.main([*grid, "--corruption", "wikidata,squad", "--levels", "3"]) == 0
+    assert not (tmp_path / "runs").exists()

@@ -208,6 +208,10 @@ def _levels(text: str, world: str) -> list[int]:
     return levels
 
 
+# The corruption levels of a grid's wikidata cells when --levels is not given.
+DEFAULT_GRID_LEVELS = "0,3"
+
+
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "grid",
@@ -216,7 +220,8 @@ def add_parser(subparsers) -> None:
         "an interrupted grid resumes), then write the results page and the plots.",
     )
     parser.add_argument("--methods", default="ga,kl,npo", help="comma-separated methods (default ga,kl,npo)")
-    parser.add_argument("--levels", default="0,3", help="comma-separated corruption levels k (default 0,3)")
+    parser.add_argument("--levels", default=None,
+                        help=f"comma-separated corruption levels k of the wikidata cells (default {DEFAULT_GRID_LEVELS})")
     parser.add_argument("--forget", default="full,simplified", help="forget sets: full, simplified (default both)")
     parser.add_argument("--corruption", default="wikidata,squad",
                         help="corruptions: wikidata (level k documents), squad (extreme; no level) (default both)")
@@ -366,9 +371,14 @@ def grid_command(args: argparse.Namespace) -> int:
     started = time.monotonic()
     options = options_from_args(args)
     methods = _split(args.methods, "methods")
+    corruptions = _choices(args.corruption, "corruption", CORRUPTIONS)
+    if args.levels is not None and "wikidata" not in corruptions:
+        raise InputError(f"--levels {args.levels} means nothing with --corruption {args.corruption} (the SQuAD-style "
+                         "passages have no level k); drop --levels or add wikidata to --corruption")
+    if args.levels is None:
+        args.levels = DEFAULT_GRID_LEVELS
     cells, notes = plan_cells(
-        methods, _levels(args.levels, args.world), _choices(args.forget, "forget", FORGET_FORMS),
-        _choices(args.corruption, "corruption", CORRUPTIONS),
+        methods, _levels(args.levels, args.world), _choices(args.forget, "forget", FORGET_FORMS), corruptions,
     )
     cells, same = drop_identical_simplified(cells, options.world)
     if same:
