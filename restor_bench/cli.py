@@ -71,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     debug = args.debug or os.environ.get("RESTOR_BENCH_DEBUG") == "1"
     if args.verbose:
         os.environ[VERBOSE_ENV] = "1"
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "info")  # and the Trainer's logged values above its bar
+    else:
+        # one progress bar per step: not transformers' bars for loading and writing a checkpoint
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         result = args.func(args)
     except (InputError, UnlearnError) as err:

@@ -23,3 +23,25 @@ def test_eval_is_quiet_by_default_and_verbose_on_request(tmp_path):
     assert "restor_tiny_facts" in quiet  # the summary table is still printed
     loud = _eval(tmp_path, "--verbose")
     assert " INFO " in loud and "Custom kwargs can be passed" in loud
+
+
+def _run(tmp_path, *flags: str) -> list[str]:
+    command = [sys.executable, "-m", "restor_bench", *flags, "run", "--root", str(tmp_path / f"runs{len(flags)}"),
+               "--corrupt-max-steps", "12", "--max-steps", "12", "--limit", "3"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    # a terminal redraws a progress bar in place (carriage returns); count the lines a terminal keeps
+    return [line for line in (done.stdout + done.stderr).split("\n") if line.strip()]
+
+
+def test_run_shows_one_bar_per_training_step_and_no_library_chatter_unless_verbose(tmp_path):
+    quiet = _run(tmp_path)
+    text = "\n".join(quiet)
+    for chatter in ("Loading weights", "Writing model shards", "{'loss'", "'train_runtime'", "|Tasks|", " INFO "):
+        assert chatter not in text, chatter
+    # the Trainer's bar for corrupt and unlearn: one line each (redrawn in place)
+    assert sum(1 for line in quiet if "12/12" in line and "Running" not in line) == 2
+    assert "restoration ratio" in text and "run record:" in text
+    loud = "\n".join(_run(tmp_path, "--verbose"))
+    for chatter in ("{'loss'", "'train_runtime'", "|Tasks|", " INFO "):
+        assert chatter in loud, chatter

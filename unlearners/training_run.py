@@ -173,6 +173,28 @@ def sharding(args) -> str | None:
 # ---------------------------------------------------------------- the Trainer
 
 
+def _quiet_logs(trainer):
+    """`trainer` with one progress bar and no per-step log lines above it, unless transformers logs at INFO or more
+    (`restor-bench --verbose`, `TRANSFORMERS_VERBOSITY=info`). The logged values still reach `trainer.state` and
+    every other callback; only the printing of each logged dict is left out."""
+    from transformers.trainer_callback import ProgressCallback
+    from transformers.utils import logging as hf_logging
+
+    class BarOnlyProgress(ProgressCallback):
+        """The Trainer's progress bar without the dict of logged values it writes above the bar at each log."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            return None
+
+    if hf_logging.get_verbosity() <= hf_logging.INFO:
+        return trainer
+    for callback in list(trainer.callback_handler.callbacks):
+        if type(callback) is ProgressCallback:
+            trainer.callback_handler.remove_callback(callback)
+            trainer.callback_handler.add_callback(BarOnlyProgress(max_str_len=callback.max_str_len))
+    return trainer
+
+
 def make_trainer(trainer_cls: type, trainer_args: Mapping[str, Any] | None = None, **kwargs: Any):
     """`trainer_cls(**kwargs)`, a `transformers.Trainer` built on `kwargs["args"]`, TrainingArguments that carry the
     user's `trainer_args`. TrainingArguments accepts some fields without checking them: the Trainer refuses them as it
@@ -182,7 +204,7 @@ def make_trainer(trainer_cls: type, trainer_args: Mapping[str, Any] | None = Non
     each refusal is an UnlearnError of one line naming the options. Without them (the run's own settings) nothing
     is caught."""
     if not trainer_args:
-        return trainer_cls(**kwargs)
+        return _quiet_logs(trainer_cls(**kwargs))
     args = kwargs["args"]
     strategy = getattr(args.eval_strategy, "value", args.eval_strategy)
     if strategy != "no" and kwargs.get("eval_dataset") is None:
@@ -193,7 +215,7 @@ def make_trainer(trainer_cls: type, trainer_args: Mapping[str, Any] | None = Non
     except (ValueError, TypeError, AttributeError, KeyError, ImportError, RuntimeError) as err:
         raise UnlearnError(f"{TRAINER_ARGS_FLAGS}: training cannot use these settings: {' '.join(first_line(err).split())}") from None
     try:
-        return trainer_cls(**kwargs)
+        return _quiet_logs(trainer_cls(**kwargs))
     except UnlearnError:
         raise
     except (ValueError, ImportError) as err:

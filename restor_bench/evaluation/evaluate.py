@@ -198,6 +198,7 @@ def run_lm_eval(
     output_path: str | os.PathLike,
     tracker_args: dict[str, Any] | None = None,
     show_config: bool = False,
+    show_table: bool = True,
 ) -> dict[str, Any] | None:
     """Evaluate in this process: `lm_eval.simple_evaluate(**arguments)` with a TaskManager of `include_path` (and,
     only when a task needs them, lm-eval's own tasks) and an `EvaluationTracker` that writes lm-eval's results and
@@ -205,8 +206,8 @@ def run_lm_eval(
 
     `arguments`: `simple_evaluate` keyword arguments (`lm_eval_options.simple_evaluate_arguments`); their
     `metadata` reaches the tasks. `tracker_args`: further `EvaluationTracker` arguments (`--hf_hub_log_args`). The
-    summary table is printed as `lm_eval` prints it; `show_config` prints the whole results too. The global random
-    states (python, numpy, torch) that lm-eval seeds are restored afterwards.
+    summary table is printed as `lm_eval` prints it (with `show_table`); `show_config` prints the whole results too.
+    The global random states (python, numpy, torch) that lm-eval seeds are restored afterwards.
     """
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from lm_eval.utils import setup_logging
@@ -220,10 +221,10 @@ def run_lm_eval(
     manager = task_manager(arguments["tasks"], include_path=include_path, metadata=arguments.get("metadata") or {})
     arguments = {**arguments, "tasks": resolve_task_names(manager, arguments["tasks"])}
     with _restored_random_states():
-        return _simple_evaluate(arguments, manager, output_path, dict(tracker_args or {}), show_config)
+        return _simple_evaluate(arguments, manager, output_path, dict(tracker_args or {}), show_config, show_table)
 
 
-def _simple_evaluate(arguments, manager, output_path, tracker_args, show_config) -> dict[str, Any] | None:
+def _simple_evaluate(arguments, manager, output_path, tracker_args, show_config, show_table) -> dict[str, Any] | None:
     import lm_eval
     from lm_eval.loggers import EvaluationTracker
     from lm_eval.utils import handle_non_serializable
@@ -244,6 +245,8 @@ def _simple_evaluate(arguments, manager, output_path, tracker_args, show_config)
             tracker.save_results_samples(task_name=task_name, samples=samples[task_name])
     if tracker_args.get("push_results_to_hub") or tracker_args.get("push_samples_to_hub"):
         tracker.recreate_metadata_card()
+    if not show_table:
+        return results
     shown_args = {key: value for key, value in arguments["model_args"].items() if key != "trust_remote_code"}
     batch_sizes = ",".join(map(str, results.get("config", {}).get("batch_sizes", [])))
     print(
@@ -375,6 +378,7 @@ def evaluate(
     world_dir: str | os.PathLike | None = None,
     lm_eval_args: Sequence[str] = (),
     child_process: bool | None = None,
+    show_table: bool = True,
 ) -> Path:
     """Evaluate `checkpoint` with lm-eval on `tasks` and write lm-eval's results and samples into `out`.
 
@@ -384,7 +388,8 @@ def evaluate(
     `restor_data_dir` / `restor_world_dir`. `lm_eval_args`: further lm-eval arguments, those of
     `lm_eval_options.PASS_THROUGH` (e.g. `["--seed", "1", "--gen_kwargs", "temperature=1.0"]`), checked before the
     model loads. `child_process`: run `python -m lm_eval` in a child process instead of in this one (default: only
-    for vllm / sglang and W&B / Trackio logging). `out` is written atomically; an existing non-empty `out` needs
+    for vllm / sglang and W&B / Trackio logging). `show_table`: print lm-eval's summary table (in this process).
+    `out` is written atomically; an existing non-empty `out` needs
     `overwrite`.
     """
     task_names = parse_tasks(tasks)
@@ -428,7 +433,7 @@ def evaluate(
         else:
             try:
                 run_lm_eval(call, include_path=include_path, output_path=tmp, tracker_args=passed.tracker_args,
-                            show_config=passed.show_config)  # fmt: skip
+                            show_config=passed.show_config, show_table=show_table)  # fmt: skip
             except (InputError, KeyboardInterrupt, MemoryError):
                 raise
             except Exception as err:  # lm-eval's own errors: one line (the traceback with --debug)

@@ -46,7 +46,7 @@ from restor_bench.data.documents import is_named_set, load_documents
 from restor_bench.data.hf_datasets import is_hf_source
 from restor_bench.data.world.files import load_manifest
 from restor_bench.errors import InputError
-from restor_bench.evaluation.evaluate import check_backend, check_batch_size, evaluate
+from restor_bench.evaluation.evaluate import check_backend, check_batch_size, evaluate, verbose
 from restor_bench.evaluation.tasks import task_manager
 from restor_bench.io import atomic_output_dir, atomic_write_json, atomic_write_text
 from restor_bench.locks import folder_lock
@@ -230,6 +230,7 @@ def run_protocol(spec: RunSpec, root: Path, *, log: Callable[[str], None] = prin
             lambda out, checkpoint=checkpoint: evaluate(
                 checkpoint, out, tasks=spec.tasks, limit=spec.limit, batch_size=spec.batch_size,
                 data_dir=spec.data_dir, device=spec.device, backend=spec.backend,
+                show_table=verbose(),  # the run's own summary follows; lm-eval's tables with --verbose
             ),
         )
 
