@@ -21,11 +21,35 @@ def _umask() -> int:
     return mask
 
 
+def make_folders(folder: Path) -> list[Path]:
+    """Create `folder` and its missing parents; return the folders this call created, outermost first."""
+    missing = []
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            break
+        missing.append(candidate)
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing[::-1]
+
+
+def remove_created(folders: list[Path]) -> None:
+    """Remove the folders `make_folders` created, innermost first, those still empty (a failed write leaves none
+    behind)."""
+    for folder in reversed(folders):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write `text` to `path` through a temporary sibling and a rename, so readers never see half a file."""
+    """Write `text` to `path` through a temporary sibling and a rename, so readers never see half a file. A failed
+    write leaves neither the temporary file nor a folder it created."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    created = make_folders(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except BaseException:
+        remove_created(created)
+        raise
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -34,12 +58,14 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     except OSError as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        remove_created(created)
         if err.filename is None:  # a failed write (a full disk) names no file: name the one not written
             raise OSError(err.errno, err.strerror or str(err), str(path)) from err
         raise
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        remove_created(created)
         raise
     return path
 
@@ -127,16 +153,22 @@ def check_output_dir(out: str | os.PathLike, overwrite: bool, min_free_bytes: in
 def atomic_output_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling folder; on success it replaces `out` in one rename.
 
-    On any error the temporary folder is removed and an existing `out` is left untouched.
+    On any error the temporary folder (and any parent folder this call created) is removed and an existing `out` is
+    left untouched.
     """
     out = check_output_dir(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    created = make_folders(out.parent)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    except BaseException:
+        remove_created(created)
+        raise
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        remove_created(created)
         raise
     old = None
     if out.exists():
