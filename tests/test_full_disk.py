@@ -59,3 +59,33 @@ def test_a_submission_on_a_full_disk_is_one_line_and_leaves_no_folder(world, tmp
     # with room on the disk the same command writes the submission
     assert cli.main(["leaderboard", "submit", str(run_dir), "--name", "entry", "--out", str(out)]) == 0
     assert (out / "entry.json").is_file()
+
+
+_LIMITED_FILE_SIZE = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead of killing us
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+from restor_bench.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_a_corruption_whose_weights_cannot_be_written_leaves_no_half_checkpoint(tmp_path):
+    """Files above 1 MB cannot be written (the kernel's file-size limit, as a nearly full disk): the small files of a
+    checkpoint are written, its 4 MB of weights are not. One line, exit 2, and no checkpoint without weights left in
+    the output or the work folder; without the limit the same command then succeeds."""
+    import subprocess
+    import sys
+
+    from restor_bench.data.world.files import tiny_world_dir
+
+    out = tmp_path / "corrupted"
+    argv = ["corrupt", "--model", str(tiny_world_dir() / "model"), "--docs", "tiny:0", "--out", str(out),
+            "--max-steps", "2"]
+    done = subprocess.run([sys.executable, "-c", _LIMITED_FILE_SIZE, str(2**20), *argv], capture_output=True,
+                          text=True, timeout=600)
+    lines = [line for line in done.stderr.split("\n") if line.strip() and "%|" not in line]
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("restor-bench: error: "), done.stderr
+    assert "Traceback" not in done.stderr
+    assert list(tmp_path.iterdir()) == []  # neither the output, its temporary sibling, nor the work folder
+    assert cli.main(argv) == 0 and (out / "model.safetensors").is_file()

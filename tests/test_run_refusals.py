@@ -133,3 +133,19 @@ def test_grid_refuses_levels_that_no_cell_would_use(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("1 cells x 1 seed(s)")
     assert cli.main([*grid, "--corruption", "wikidata,squad", "--levels", "3"]) == 0
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_retain_set_no_method_reads_is_refused_and_each_methods_inputs_are_checked(tmp_path, capsys):
+    # npo (classic) trains on the forget set alone: its --retain would be ignored without a word
+    err = _refused(capsys, "--method", "npo", "--retain", "tiny:retain")
+    assert "--retain tiny:retain: npo reads no retain set" in err
+    assert cli.main(["run", "--method", "graddiff", "--retain", "tiny:retain", "--print-folder"]) == 0
+    capsys.readouterr()
+    grid = ["grid", "--dry-run", "--forget", "full", "--corruption", "wikidata", "--levels", "0", "--seeds", "1",
+            "--root", str(tmp_path / "runs")]
+    assert cli.main([*grid, "--methods", "npo,ga", "--retain", "tiny:retain"]) == 2
+    assert "--retain tiny:retain: none of npo, ga reads a retain set" in capsys.readouterr().err
+    # graddiff's retain set is read, though npo's cell comes first: a missing file is refused up front
+    assert cli.main([*grid, "--methods", "npo,graddiff", "--retain", str(tmp_path / "missing.json")]) == 2
+    assert "missing.json: --retain file not found" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

@@ -154,3 +154,16 @@ def test_paper_protocol_takes_the_methods_paper_preset(random_tiny_model, docs, 
                  "--max-steps", "1"]) == 0
     record = json.loads((out / "unlearn_run.json").read_text())
     assert record["preset"] == "paper"
+
+
+def test_a_retain_set_the_method_does_not_read_is_said_not_silently_dropped(tmp_path, capsys):
+    from restor_bench.cli import main
+    from restor_bench.data.world.files import tiny_world_dir
+
+    argv = ["unlearn", "--method", "npo", "--model", str(tiny_world_dir() / "model"), "--forget", "tiny:0",
+            "--out", str(tmp_path / "npo"), "--max-steps", "1"]
+    assert main([*argv, "--retain", "tiny:retain"]) == 0
+    assert "note: method 'npo' reads no retain set with these hyperparameters; the 180 retain documents given are " \
+           "not used" in capsys.readouterr().err
+    assert main([*argv[:-4], "--out", str(tmp_path / "again"), "--max-steps", "1"]) == 0
+    assert "retain" not in capsys.readouterr().err

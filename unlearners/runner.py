@@ -16,6 +16,7 @@ import math
 import os
 import platform
 import re
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -293,6 +294,9 @@ def run_unlearning(
     uses_retain = method_obj.needs_retain()
     if uses_retain and not retain:
         raise UnlearnError(f"method '{method_obj.name}' needs a retain set (--retain); none was given or it is empty")
+    if retain and not uses_retain:  # said, not silently dropped
+        print(f"note: method '{method_obj.name}' reads no retain set with these hyperparameters; the {len(retain)} "
+              "retain documents given are not used", file=sys.stderr)
     precision = _resolve_precision(options.precision)
     reference_mode = method_obj.reference_mode(lora)
     trainer_args = checked_trainer_args(mapping=options.trainer_args, controlled=UNLEARN_CONTROLLED)

@@ -390,8 +390,35 @@ class TrainingRun:
         return self.resume_from
 
     def train(self, trainer):
-        """`trainer.train()`, from the checkpoint `open()` found when resuming."""
-        return trainer.train(resume_from_checkpoint=str(self.resume_from) if self.resume_from is not None else None)
+        """`trainer.train()`, from the checkpoint `open()` found when resuming. When it fails (a full disk while
+        saving a checkpoint, an interrupt) the checkpoints it left half-written are removed (`drop_unfinished`)."""
+        try:
+            return trainer.train(
+                resume_from_checkpoint=str(self.resume_from) if self.resume_from is not None else None)
+        except BaseException as err:
+            for callback in trainer.callback_handler.callbacks:  # end the bar's line before the error's
+                bar = getattr(callback, "training_bar", None)
+                if bar is not None:
+                    bar.close()
+                    callback.training_bar = None
+            if self.state.is_main_process:
+                self.drop_unfinished()
+            failed = write_failure(err, self.work, "a training checkpoint")
+            if failed is not None:
+                raise failed from err
+            raise
+
+    def drop_unfinished(self) -> None:
+        """Remove what a failed run left half-written in the work folder: `checkpoint-N` folders whose save never
+        reached its trainer_state.json, the final model's folder, and the whole work folder when no resumable
+        checkpoint is left in it (a rerun then starts afresh, as it would anyway)."""
+        shutil.rmtree(self.work / TRAINED_FOLDER, ignore_errors=True)
+        if self.checkpoints.is_dir():
+            for child in self.checkpoints.iterdir():
+                if re.fullmatch(r"checkpoint-\d+", child.name) and not (child / "trainer_state.json").is_file():
+                    shutil.rmtree(child, ignore_errors=True)
+        if last_checkpoint(self.checkpoints) is None:
+            shutil.rmtree(self.work, ignore_errors=True)
 
     def publish(self, trainer, base_model: str | os.PathLike, *, tokenizer, lora: bool, record: dict[str, Any],
                 record_file: str, overwrite: bool, keep_adapter: bool = False, keep_checkpoints: bool = False,
@@ -402,7 +429,15 @@ class TrainingRun:
         with the saved dtype) as `record_file`. The work folder is removed unless `keep_checkpoints`. Every process
         returns once `out` is written. NonFiniteLossError when a trained weight is NaN/inf (nothing written)."""
         trained = self.work / TRAINED_FOLDER
-        trainer.save_model(str(trained))  # every process: FSDP / ZeRO-3 gather their shards into one checkpoint
+        try:
+            trainer.save_model(str(trained))  # every process: FSDP / ZeRO-3 gather their shards into one checkpoint
+        except BaseException as err:
+            if trainer.args.should_save:
+                self.drop_unfinished()
+            failed = write_failure(err, self.out, "the trained model")
+            if failed is not None:
+                raise failed from err
+            raise
         trainer.accelerator.wait_for_everyone()
         if trainer.args.should_save:
             model = load_trained(base_model, trained, lora=lora, trust_remote_code=trust_remote_code)
@@ -423,7 +458,13 @@ class TrainingRun:
                 text = json.dumps(_jsonable(record), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
                 (folder / record_file).write_text(text, encoding="utf-8")
 
-            save_atomically(self.out, overwrite, write)
+            try:
+                save_atomically(self.out, overwrite, write)
+            except Exception as err:
+                failed = write_failure(err, self.out, "the trained model")
+                if failed is not None:
+                    raise failed from err
+                raise
             if not keep_checkpoints:
                 shutil.rmtree(self.work, ignore_errors=True)
         trainer.accelerator.wait_for_everyone()
@@ -442,6 +483,16 @@ def save_checkpoint(model, tokenizer, folder: str | os.PathLike) -> Path:
     if getattr(model, "generation_config", None) is not None and not (folder / "generation_config.json").exists():
         model.generation_config.save_pretrained(folder)
     return folder
+
+
+def write_failure(err: BaseException, where: Path, what: str) -> UnlearnError | None:
+    """An UnlearnError of one line naming `where` for a failed write of `what` (an OSError such as a full disk, or
+    safetensors' own error type, which is no OSError), else None."""
+    if not isinstance(err, OSError) and type(err).__name__ != "SafetensorError":
+        return None
+    reason = err.strerror if isinstance(err, OSError) and err.strerror else " ".join(str(err).split())
+    return UnlearnError(f"{where}: writing {what} failed ({reason}); is the disk full? Nothing half-written is "
+                        "left; rerun once there is room")
 
 
 def save_atomically(out: Path, overwrite: bool, write: Callable[[Path], None]) -> None:

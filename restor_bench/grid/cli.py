@@ -394,8 +394,15 @@ def grid_command(args: argparse.Namespace) -> int:
                                        preset=method_preset(method, options.protocol))
         for method in methods
     }
-    # every argument the cells' steps will read (retain and repair sets, model, data), checked before the first step
-    pipeline.check_run_inputs(cell_spec(cells[0], options, hparams[cells[0].method]))
+    # every argument the cells' steps will read (retain and repair sets, model, data), checked before the first step:
+    # one cell of each method (whether a method reads the retain set depends on the method)
+    first_cells: dict[str, Cell] = {}
+    for cell in cells:
+        first_cells.setdefault(cell.method, cell)
+    specs = [cell_spec(cell, options, hparams[cell.method]) for cell in first_cells.values()]
+    pipeline.refuse_unused_retain(args.retain, specs)
+    for spec in specs:
+        pipeline.check_run_inputs(spec)
     if args.dry_run:
         for note in notes:
             print(f"note: {note}")

@@ -8,7 +8,7 @@ from pathlib import Path
 from restor_bench.errors import InputError
 from restor_bench.evaluation.evaluate import add_eval_options, parse_batch_size, prefer_passive_threads
 from restor_bench.names import PROTOCOLS, WORLD_LEVELS, WORLDS
-from restor_bench.run.pipeline import check_run_inputs, run
+from restor_bench.run.pipeline import check_run_inputs, refuse_unused_retain, run
 from restor_bench.run.report import format_summary
 from restor_bench.run.spec import RunSpec, resolve_spec, run_folder
 from restor_bench.train.corrupt import recipe_settings
@@ -108,6 +108,7 @@ def run_command(args) -> int:
         raise InputError(f"--level must be one of the {args.world} world's levels {levels[0]}..{levels[-1]}, "
                          f"got {args.level}")
     spec = spec_from_args(args)
+    refuse_unused_retain(args.retain, [spec])
     seeds = list(range(args.seed, args.seed + args.seeds))
     if args.print_folder:  # the spec's seed is the first one
         check_run_inputs(spec)

@@ -136,13 +136,13 @@ def check_run_inputs(spec: RunSpec) -> None:
         raise InputError(f"{spec.data_dir}: data folder not found (--data-dir)")
     report_targets(spec)
     check_run_tasks(spec.tasks)
-    uses_retain = _uses_retain(spec)
+    reads_retain = uses_retain(spec)
     check_model(clean_model_for(spec))
     doc_options = {"data_dir": spec.data_dir}
     if spec.world != "tiny":
         doc_options["max_docs_per_entity"] = spec.max_docs_per_entity
     load_documents(spec.corruption_source(), forget=spec.forget, **doc_options)
-    for option, source in (("--retain", spec.retain if uses_retain else None), ("--repair", spec.repair)):
+    for option, source in (("--retain", spec.retain if reads_retain else None), ("--repair", spec.repair)):
         if source is not None:
             _check_document_source(option, source, spec.data_dir, clean_model_for(spec))
 
@@ -208,7 +208,7 @@ def run_protocol(spec: RunSpec, root: Path, *, log: Callable[[str], None] = prin
 
     def build_unlearned(out: Path) -> None:
         forget_docs = load_documents(source, forget=spec.forget, **doc_options)
-        retain_docs = load_documents(spec.retain, data_dir=spec.data_dir) if _uses_retain(spec) else None
+        retain_docs = load_documents(spec.retain, data_dir=spec.data_dir) if uses_retain(spec) else None
         unlearn_checkpoint(
             method=spec.method, model=str(corrupted), forget=forget_docs, retain=retain_docs, out=out,
             hparams=spec.hparams, lora=spec.lora, seed=spec.seed, max_steps=spec.unlearn_max_steps,
@@ -250,7 +250,17 @@ def run_protocol(spec: RunSpec, root: Path, *, log: Callable[[str], None] = prin
     }
 
 
-def _uses_retain(spec: RunSpec) -> bool:
+def refuse_unused_retain(given: str | None, specs: list[RunSpec]) -> None:
+    """InputError when a --retain set was given but none of the runs' methods (with their hyperparameters) reads
+    retain documents: the option would be ignored without a word."""
+    if given is not None and not any(uses_retain(spec) for spec in specs):
+        methods = list(dict.fromkeys(spec.method for spec in specs))
+        who = f"{methods[0]} reads no" if len(methods) == 1 else f"none of {', '.join(methods)} reads a"
+        raise InputError(f"--retain {given}: {who} retain set with these hyperparameters, so it would be ignored; "
+                         "drop --retain (or choose a method that uses one)")
+
+
+def uses_retain(spec: RunSpec) -> bool:
     """Whether the method, with the run's hyperparameters, reads retain documents (an unknown method or
     hyperparameter: UnlearnError, which the command line shows as one line like any bad input)."""
     cls = get_method(spec.method)
