@@ -149,3 +149,8 @@ def test_a_retain_set_no_method_reads_is_refused_and_each_methods_inputs_are_che
     assert cli.main([*grid, "--methods", "npo,graddiff", "--retain", str(tmp_path / "missing.json")]) == 2
     assert "missing.json: --retain file not found" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_an_official_only_option_on_the_tiny_world_is_refused(capsys):
+    err = _refused(capsys, "--max-docs-per-entity", "3")
+    assert "--max-docs-per-entity 3: only the official world's documents are cut per person" in err

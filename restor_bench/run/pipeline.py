@@ -129,6 +129,9 @@ def check_run_inputs(spec: RunSpec) -> None:
                           ("--limit", spec.limit), ("--max-docs-per-entity", spec.max_docs_per_entity)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise InputError(f"{option} must be a whole number of at least 1, got {value!r}")
+    if spec.world == "tiny" and spec.max_docs_per_entity is not None:
+        raise InputError(f"--max-docs-per-entity {spec.max_docs_per_entity}: only the official world's documents are "
+                         "cut per person; the tiny world's sets have a fixed size, so it would be ignored")
     check_batch_size(spec.batch_size)
     check_backend(spec.backend, spec.device)
     PAPER_RECIPE.updated(spec.corrupt_recipe, where="--corrupt-set")
