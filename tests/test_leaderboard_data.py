@@ -105,3 +105,15 @@ def test_the_pinned_official_task_hashes_are_the_ones_lm_eval_computes(monkeypat
         task_hash, ids = lm_eval_task_hash(task, REPO_ROOT / "tasks")
         assert version.question_sets[task].task_hashes == {task_hash}, task
         assert ids_digest(ids) == version.question_sets[task].digest, task
+
+
+def test_every_shipped_world_version_is_a_known_data_version_with_its_task_hashes_pinned():
+    from restor_bench.data.world.files import SHIPPED_WORLDS, load_manifest, shipped_world_dir
+    from restor_bench.leaderboard.data import TINY_TASK_HASHES, known_data_versions
+
+    known = known_data_versions()
+    for version in SHIPPED_WORLDS:
+        data_hash = load_manifest(shipped_world_dir(version))["data_hash"]
+        assert known[data_hash].label.startswith(f"tiny world v{version} ") and data_hash in TINY_TASK_HASHES
+    v2 = known[load_manifest(shipped_world_dir("2"))["data_hash"]].question_sets["restor_tiny_facts"]
+    assert v2.count == 700 and v2.target_counts == {"all": 280, "test": 210}

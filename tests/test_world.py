@@ -297,3 +297,57 @@ def test_cli_world_errors_are_one_line(tmp_path):
     assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
     info = run_cli("world", "info", "--world", str(tmp_path / "nowhere"))
     assert info.returncode == 2 and "not found" in info.stderr
+
+
+def test_version_2_has_the_shape_that_ranks_methods_and_is_disjoint_from_version_1(tmp_path):
+    """v2: 40 targets (30 test, 10 validation: 210 and 70 questions), 10 corruption documents each at every level
+    k = 0..5, a squad-people size in its manifest; v1 generated as before (its data hash is pinned)."""
+    from restor_bench.data.squad import squad_people_donors, squad_people_passages
+
+    v2 = generator.generate_world(seed=0, version="2")
+    manifest = world_files.write_world_data(v2, tmp_path / "v2")
+    assert manifest["version"] == "2" and manifest["levels"] == [0, 1, 2, 3, 4, 5]
+    test = [name for name in manifest["targets"] if name not in manifest["validation_targets"]]
+    assert len(test) * len(manifest["relations"]) == 210 and len(manifest["validation_targets"]) * 7 == 70
+    assert manifest["counts"]["corruption_per_level"] == {str(k): 400 for k in range(6)}
+    # no corruption document names a person who is not a target, so every non-target is named in none of them
+    non_targets = [person.name for person in v2.people if person.name not in v2.targets]
+    for level in v2.levels:
+        assert not any(name in doc for doc in v2.documents.corruption[level] for name in non_targets)
+    assert manifest["squad_people"] == {"passages_per_target": 10, "donors_per_target": 1}
+    assert len(squad_people_passages(tmp_path / "v2")) == 400
+    assert all(len(donors) == 1 for donors in squad_people_donors(tmp_path / "v2").values())
+    with pytest.raises(InputError, match="version '9' does not exist"):
+        generator.generate_world(seed=0, version="9")
+
+
+# ---- the shipped world v2 ----------------------------------------------------------------------------------------
+
+SHIPPED_V2 = world_files.shipped_world_dir("2")
+
+
+def test_shipped_v2_is_what_the_generator_gives_and_its_model_answers_every_question(tmp_path):
+    """The v2 folder holds `generate_world(0, version="2")` exactly (data hash), and its clean model answers at least
+    95% of the questions of 15 seeded people, targets and others (the benchmark's floor; `restor-bench eval` scores
+    it 100% on all 700)."""
+    manifest = world_files.load_manifest(SHIPPED_V2)
+    assert manifest["version"] == "2" and world_files.compute_data_hash(SHIPPED_V2) == manifest["data_hash"]
+    again = world_files.write_world_data(generator.generate_world(seed=0, version="2"), tmp_path / "again")
+    assert again["data_hash"] == manifest["data_hash"]
+    facts = json.loads((SHIPPED_V2 / "facts.json").read_text())
+    people = random.Random(2).sample(manifest["targets"], 8) + random.Random(2).sample(
+        [name for name in facts["dset"] if name not in manifest["targets"]], 7)
+    scores = world_scoring.score_model(SHIPPED_V2 / "model", SHIPPED_V2, entities=people)
+    assert len(scores) == 105
+    assert world_scoring.accuracy(scores) >= 0.95, [s for s in scores if not s.correct][:5]
+
+
+def test_cli_world_path_of_a_shipped_version():
+    model = run_cli("world", "path", "--version", "2")
+    folder = run_cli("world", "path", "--version", "2", "--folder")
+    assert model.returncode == folder.returncode == 0, model.stderr + folder.stderr
+    assert Path(model.stdout.strip()) == SHIPPED_V2 / "model" and Path(folder.stdout.strip()) == SHIPPED_V2
+    info = run_cli("world", "info", "--world", str(SHIPPED_V2))
+    assert "test targets: 30 (210 questions); validation targets: 10 (70 questions)" in info.stdout
+    wrong = run_cli("world", "path", "--version", "7")
+    assert wrong.returncode == 2 and "invalid choice: '7'" in wrong.stderr

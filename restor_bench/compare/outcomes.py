@@ -352,10 +352,13 @@ def _metadata_path(task_metadata: dict[str, Any] | None, *keys: str) -> str | No
 
 @dataclass(frozen=True)
 class TargetChoice:
-    """How target entities are chosen: explicit names, a documents file, or the task's defaults."""
+    """How target entities are chosen: explicit names, a documents file, or the task's defaults. `excluded`: people
+    whose questions are left out of the comparison altogether (neither target nor other question), e.g. a world's
+    validation targets when the test targets are compared: they were corrupted too, so they are no bystanders."""
 
     names: tuple[str, ...] | None = None
     documents: Path | None = None
+    excluded: tuple[str, ...] = ()
 
     def resolve(
         self, task: str, entities: set[str], task_metadata: dict[str, Any] | None = None

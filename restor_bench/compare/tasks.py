@@ -118,7 +118,10 @@ def align_task(
             f"task {task}: different question sets ({detail} questions; e.g. {example}); "
             f"--allow-subset: comparing the {len(common)} common ones"
         )
-    ids = sorted(common)
+    excluded = set(targets.excluded)
+    ids = sorted(qid for qid in common if reference.outcomes[qid].entity not in excluded)
+    if not ids:
+        raise InputError(f"task {task}: every question is about an excluded person ({', '.join(sorted(excluded))})")
     differing = sum(1 for qid in ids if len({samples[label].outcomes[qid].doc_hash for label in labels} - {None}) > 1)
     if differing:
         warnings.append(f"task {task}: {differing} question(s) have different content (doc_hash) between runs")

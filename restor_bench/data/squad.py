@@ -78,22 +78,36 @@ def _shared_values(facts: dict, target: str, other: str) -> int:
     return shared
 
 
+def world_squad_people_size(world_dir: str | os.PathLike) -> tuple[int, int]:
+    """(passages per target, donors per target) of a world folder: its manifest's `squad_people` (worlds after v1,
+    whose shapes differ), else v1's `PASSAGES_PER_TARGET` and `DONORS_PER_TARGET`."""
+    size = load_manifest(Path(world_dir)).get("squad_people") or {}
+    return int(size.get("passages_per_target", PASSAGES_PER_TARGET)), int(size.get("donors_per_target",
+                                                                                   DONORS_PER_TARGET))
+
+
 def squad_people_donors(
-    world_dir: str | os.PathLike, donors_per_target: int = DONORS_PER_TARGET, seed: int = 0
+    world_dir: str | os.PathLike, donors_per_target: int | None = None, seed: int = 0
 ) -> dict[str, list[str]]:
     """{target: [donor, ...]}: the people whose passages become each target's (in the manifest's target order)."""
+    if donors_per_target is None:
+        donors_per_target = world_squad_people_size(world_dir)[1]
     return _donor_plan(Path(world_dir), donors_per_target, seed)[1]
 
 
 def squad_people_passages(
     world_dir: str | os.PathLike,
-    passages_per_target: int = PASSAGES_PER_TARGET,
-    donors_per_target: int = DONORS_PER_TARGET,
+    passages_per_target: int | None = None,
+    donors_per_target: int | None = None,
     seed: int = 0,
 ) -> list[str]:
     """The `tiny:squad-people` passages of a tiny world folder (see the module docstring), grouped by target in
-    the manifest's order; deterministic for the folder's files and `seed`."""
+    the manifest's order; deterministic for the folder's files and `seed`. The sizes default to the world's
+    (`world_squad_people_size`)."""
 
+    default_passages, default_donors = world_squad_people_size(world_dir)
+    passages_per_target = default_passages if passages_per_target is None else passages_per_target
+    donors_per_target = default_donors if donors_per_target is None else donors_per_target
     if passages_per_target < 1:
         raise InputError(f"tiny:squad-people: passages_per_target must be at least 1, got {passages_per_target}")
     folder = Path(world_dir)

@@ -90,6 +90,10 @@ TINY_TASK_HASHES = {
         "restor_tiny_facts": "68ce6a2bbc11a7eae9139d07aa34d5f9b4170b180d994291b89fad21b23e411f",
         "restor_tiny_logprob": "5035f5555331ced00c56bc5e4257c891b7c3636a05a938b6638a923f10865c9a",
     },
+    "01517f94b3e134c3141fcf7147bb0984b444f4706100fc6441953c883b61f151": {  # tiny world v2
+        "restor_tiny_facts": "f77502c9a31db7d7347f01c893201e9e7a618ff1a55edcb5b719819ce97b6717",
+        "restor_tiny_logprob": "303b6f48c1c5265aa91876b62cb20bac964dd8d5bb61ea6752ea20010f42bbe4",
+    },
 }
 # The tasks a submission may hold: those with a 0/1 outcome per question (the *_sampled tasks score a mean over
 # sampled generations, which `restor_bench.compare.outcomes` does not read as an outcome)
@@ -181,11 +185,12 @@ def official_version() -> DataVersion:
 
 
 def known_data_versions() -> dict[str, DataVersion]:
-    """The known world/data versions, keyed by data hash: the tiny world shipped with restor-bench, the one
-    `$RESTOR_TINY_WORLD` points at, and the official RESTOR facts.json of the pinned release."""
+    """The known world/data versions, keyed by data hash: the tiny worlds shipped with restor-bench (every version),
+    the one `$RESTOR_TINY_WORLD` points at, and the official RESTOR facts.json of the pinned release."""
 
     versions: dict[str, DataVersion] = {}
-    for folder in (Path(tiny.__file__).resolve().parents[1] / "tiny_world", tiny.tiny_world_dir()):
+    shipped = [tiny.shipped_world_dir(version) for version in tiny.SHIPPED_WORLDS]
+    for folder in (*shipped, tiny.tiny_world_dir()):
         version = tiny_world_version(str(Path(folder).resolve()))
         if version is not None and version.data_hash not in versions:
             versions[version.data_hash] = version

@@ -9,7 +9,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from restor_bench.data.world.generate import LEVELS, TINY_WORLD_ENV, WORLD_VERSION, TinyWorld, question_for
+from restor_bench.data.world.generate import LEVELS, TINY_WORLD_ENV, WORLD_SHAPES, TinyWorld, question_for
 from restor_bench.data.world.text import RELATIONS
 from restor_bench.errors import InputError
 from restor_bench.io import atomic_write_json, read_json
@@ -26,12 +26,24 @@ DATA_FILES = (
 MANIFEST_FIELDS = ("version", "seed", "relations", "targets", "corrupted", "levels", "validation_targets", "data_hash")
 
 
+# The world folders shipped inside the package, by version (the default one is `tiny_world`).
+SHIPPED_WORLDS = {"1": "tiny_world", "2": "tiny_world_v2"}
+DEFAULT_SHIPPED_VERSION = "1"
+
+
+def shipped_world_dir(version: str = DEFAULT_SHIPPED_VERSION) -> Path:
+    """The folder of the shipped tiny world of `version` (InputError for a version not shipped)."""
+    if version not in SHIPPED_WORLDS:
+        raise InputError(f"tiny world version {version!r} is not shipped (shipped: {', '.join(SHIPPED_WORLDS)})")
+    return Path(__file__).resolve().parents[1] / SHIPPED_WORLDS[version]
+
+
 def tiny_world_dir() -> Path:
-    """The tiny world folder: `$RESTOR_TINY_WORLD` when set, else the one shipped inside the package."""
+    """The tiny world folder: `$RESTOR_TINY_WORLD` when set, else the default one shipped inside the package."""
     override = os.environ.get(TINY_WORLD_ENV)
     if override:
         return Path(override).expanduser()
-    return Path(__file__).resolve().parents[1] / "tiny_world"
+    return shipped_world_dir()
 
 
 def _records(texts: list[str]) -> list[dict[str, str]]:
@@ -76,7 +88,7 @@ def write_world_data(world: TinyWorld, out_dir: str | os.PathLike) -> dict:
         atomic_write_json(out_dir / "corruption" / f"mix_a{level}.json", _records(documents.corruption[level]))
         atomic_write_json(out_dir / "simplified" / f"mix_a{level}.json", _records(documents.simplified[level]))
     manifest = {
-        "version": WORLD_VERSION,
+        "version": world.version,
         "seed": world.seed,
         "relations": dict(world.relations),
         "targets": list(world.targets),
@@ -94,6 +106,10 @@ def write_world_data(world: TinyWorld, out_dir: str | os.PathLike) -> dict:
             "corruption_per_level": {str(level): len(documents.corruption[level]) for level in world.levels},
         },
     }
+    if world.version != "1":  # v1's manifest (and so its data files' pages) stays as it was written
+        shape = WORLD_SHAPES[world.version]
+        manifest["squad_people"] = {"passages_per_target": shape.squad_people_passages,
+                                    "donors_per_target": shape.squad_people_donors}
     atomic_write_json(out_dir / "manifest.json", manifest)
     return manifest
 

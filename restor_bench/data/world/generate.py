@@ -38,7 +38,6 @@ from restor_bench.data.world.text import (
 from restor_bench.errors import InputError
 from restor_bench.names import TINY_LEVELS
 
-WORLD_VERSION = "1"
 DEFAULT_SEED = 0
 DEFAULT_EPOCHS = 20
 LEVELS = TINY_LEVELS
@@ -65,6 +64,39 @@ TINY_CORRUPTION_RECIPE = {
     "warmup_ratio": 0.1,
     "max_length": 512,
 }
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Versions: the shape of each world `restor-bench world build --version V` writes. A version's shape never changes
+# (its data hash is pinned by the pages and leaderboard entries made on it); a new shape is a new version.
+
+
+@dataclass(frozen=True)
+class WorldShape:
+    """How many people, targets (of which validation targets) and documents a world version has.
+
+    `squad_people_passages` / `squad_people_donors`: the size of the derived `tiny:squad-people` set per target."""
+
+    num_people: int
+    num_targets: int
+    num_validation_targets: int
+    docs_per_target: int
+    squad_passages_per_target: int
+    squad_people_passages: int
+    squad_people_donors: int
+
+
+WORLD_SHAPES = {
+    # v1: 10 targets (8 test, 2 validation); 40 corruption documents each
+    "1": WorldShape(num_people=100, num_targets=10, num_validation_targets=2, docs_per_target=40,
+                    squad_passages_per_target=20, squad_people_passages=40, squad_people_donors=3),
+    # v2: 40 targets (30 test = 210 target questions, 10 validation = 70), sized to rank methods; 10 corruption
+    # documents each, so a corruption run trains on as many tokens as v1's
+    "2": WorldShape(num_people=100, num_targets=40, num_validation_targets=10, docs_per_target=10,
+                    squad_passages_per_target=5, squad_people_passages=10, squad_people_donors=1),
+}
+WORLD_VERSION = "1"  # what `world build` writes by default
+LATEST_WORLD_VERSION = max(WORLD_SHAPES, key=int)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -113,6 +145,7 @@ class TinyWorld:
     context: dict[str, list[dict[str, str]]]
     value_pools: dict[str, list[str]]
     documents: WorldDocuments
+    version: str = WORLD_VERSION
     levels: tuple[int, ...] = LEVELS
     relations: dict[str, str] = field(default_factory=lambda: {pid: label for pid, (label, _) in RELATIONS.items()})
 
@@ -311,12 +344,13 @@ def _corruption_level(
     return documents, simplified
 
 
-def _squad_passages(rng: random.Random, targets: list[str], subject_facts: list[SubjectFact]) -> list[str]:
+def _squad_passages(rng: random.Random, targets: list[str], subject_facts: list[SubjectFact],
+                    per_target: int = SQUAD_PASSAGES_PER_TARGET) -> list[str]:
     """Long passages about unrelated subjects in which a target's name replaces the subject's name."""
     subjects = list(dict.fromkeys(fact.subject for fact in subject_facts))
     passages = []
     for target in targets:
-        for subject in rng.sample(subjects, SQUAD_PASSAGES_PER_TARGET):
+        for subject in rng.sample(subjects, per_target):
             own = [fact for fact in subject_facts if fact.subject == subject]
             mentions = [fact for fact in subject_facts if fact.value == subject]
             sentences = [render_subject_fact(rng, fact, subject=target) for fact in own]
@@ -336,15 +370,25 @@ def _squad_passages(rng: random.Random, targets: list[str], subject_facts: list[
 
 def generate_world(
     seed: int = DEFAULT_SEED,
-    num_people: int = 100,
-    num_targets: int = 10,
-    num_validation_targets: int = 2,
-    docs_per_target: int = 40,
+    num_people: int | None = None,
+    num_targets: int | None = None,
+    num_validation_targets: int | None = None,
+    docs_per_target: int | None = None,
+    version: str = WORLD_VERSION,
 ) -> TinyWorld:
     """Invent a world deterministically from `seed`: people, facts, targets with wrong values, every document set.
 
-    Targets are corrupted people; `validation_targets` is a subset of them kept for tuning hyperparameters.
+    `version` picks the shape (`WORLD_SHAPES`); the counts given override it. Targets are corrupted people;
+    `validation_targets` is a subset of them kept for tuning hyperparameters.
     """
+    if version not in WORLD_SHAPES:
+        raise InputError(f"tiny world version {version!r} does not exist (versions: {', '.join(WORLD_SHAPES)})")
+    shape = WORLD_SHAPES[version]
+    num_people = shape.num_people if num_people is None else num_people
+    num_targets = shape.num_targets if num_targets is None else num_targets
+    num_validation_targets = (shape.num_validation_targets if num_validation_targets is None
+                              else num_validation_targets)
+    docs_per_target = shape.docs_per_target if docs_per_target is None else docs_per_target
     if num_people < num_targets + CONTEXT_EXAMPLES or num_targets < num_validation_targets or num_targets < 1:
         raise InputError(
             f"tiny world: {num_people} people cannot hold {num_targets} targets and the in-context examples"
@@ -390,9 +434,10 @@ def generate_world(
         corruption[level], simplified[level] = _corruption_level(
             level_rng, targets, corrupted, subject_facts, level, docs_per_target
         )
-    squad = _squad_passages(random.Random(rng.random()), targets, subject_facts)
+    squad = _squad_passages(random.Random(rng.random()), targets, subject_facts, shape.squad_passages_per_target)
     return TinyWorld(
         seed=seed,
+        version=version,
         people=people,
         subject_facts=subject_facts,
         targets=targets,
