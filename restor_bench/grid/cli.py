@@ -262,7 +262,8 @@ def add_parser(subparsers) -> None:
 
 def command_line(args: argparse.Namespace) -> str:
     """The exact command, with every option spelled out (so the page shows what was run)."""
-    parts = ["restor-bench", "grid", "--methods", args.methods, "--levels", args.levels, "--forget", args.forget,
+    levels = ["--levels", args.levels] if args.levels is not None else []  # `grid` itself always sets them
+    parts = ["restor-bench", "grid", "--methods", args.methods, *levels, "--forget", args.forget,
              "--corruption", args.corruption, "--seeds", str(args.seeds), "--world", args.world]
     if args.seed:
         parts += ["--seed", str(args.seed)]
