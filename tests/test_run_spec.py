@@ -177,3 +177,19 @@ def test_every_method_resolves_under_both_protocols():
         for protocol in ("paper", "classic"):
             spec = RunSpec(method=method, protocol=protocol).resolved()
             assert resolve_spec(spec) == spec, (method, protocol)
+
+
+@pytest.mark.parametrize("tiny, official", [("paper", "paper"), ("classic", "classic")])
+def test_the_default_protocol_of_each_world_is_set_in_one_place(monkeypatch, tiny, official):
+    """restor_bench.names.DEFAULT_PROTOCOL decides the protocol of a run that names none, for every entry point:
+    the CLI's run and grid, the API's RunSpec, corrupt and unlearn."""
+    from restor_bench import names
+    from restor_bench.train.corrupt import default_protocol
+
+    monkeypatch.setitem(names.DEFAULT_PROTOCOL, "tiny", tiny)
+    monkeypatch.setitem(names.DEFAULT_PROTOCOL, "official", official)
+    model = str(tiny_world_dir() / "model")
+    assert cli_spec([]).protocol == resolve_spec(RunSpec()).protocol == tiny
+    assert resolve_spec(RunSpec(world="official", model=model)).protocol == official
+    assert GridOptions().protocol == tiny and GridOptions(world="official").protocol == official
+    assert default_protocol(model, "tiny:0") == tiny and default_protocol("some/hub-model", "docs.json") == official

@@ -37,7 +37,7 @@ from restor_bench.data.world.files import tiny_world_dir
 from restor_bench.errors import InputError
 from restor_bench.io import check_output_dir
 from restor_bench.locks import folder_lock, is_main_process
-from restor_bench.names import PROTOCOLS
+from restor_bench.names import DEFAULT_PROTOCOL, PROTOCOLS
 from restor_bench.train.common import (
     CausalLMCollator,
     bf16_available,
@@ -105,9 +105,9 @@ def is_tiny_run(model: str, source: str | None = None) -> bool:
 
 
 def default_protocol(model: str, source: str | None = None) -> str:
-    """The protocol used when none is named: `classic` on the tiny world (see docs/RESULTS-paper.md for why),
-    `paper` everywhere else."""
-    return "classic" if is_tiny_run(model, source) else "paper"
+    """The protocol used when none is named: the tiny world's for a tiny-world run, else the official world's (both
+    from `restor_bench.names.DEFAULT_PROTOCOL`, the one place that sets them)."""
+    return DEFAULT_PROTOCOL["tiny" if is_tiny_run(model, source) else "official"]
 
 
 def default_recipe(model: str, source: str | None = None, protocol: str | None = None) -> tuple[str, CorruptionRecipe]:
