@@ -23,7 +23,15 @@ from restor_bench.errors import InputError
 from restor_bench.leaderboard.check import check_files, submission_files
 from restor_bench.leaderboard.html import HTML_MARKER, render_html
 from restor_bench.leaderboard.plot import render_plot_png
-from restor_bench.leaderboard.render import GENERATED_MARKER, MARKDOWN_MARKER, Entry, entry_from, render_readme
+from restor_bench.leaderboard.render import (
+    GENERATED_MARKER,
+    MARKDOWN_MARKER,
+    Entry,
+    entry_from,
+    group_entries,
+    render_readme,
+)
+from restor_bench.leaderboard.separation import RatioDraws, ratio_draws, table_separations, tiers
 from restor_bench.leaderboard.verified import read_verified, verification_label, verified_path
 from restor_bench.leaderboard.schema import DEFAULT_OUT, DEFAULT_SUBMISSIONS
 
@@ -136,6 +144,17 @@ def write_all_or_nothing(out: Path, outputs: dict[str, bytes]) -> list[Path]:
     return [final for _tmp, final in staged]
 
 
+def with_tiers(entries: Sequence[Entry], draws: dict[str, RatioDraws]) -> list[Entry]:
+    """The entries with their tier and their separation from the next entry of their table
+    (`leaderboard.separation`)."""
+    placed = {}
+    for _group, members in group_entries(entries):
+        separations = table_separations([draws[member.name] for member in members])
+        for member, item, tier in zip(members, separations, tiers(separations), strict=True):
+            placed[member.name] = dataclasses.replace(member, tier=tier, versus_next=item.text() if item else "")
+    return [placed[entry.name] for entry in entries]
+
+
 def build_leaderboard(
     submissions: str | os.PathLike = DEFAULT_SUBMISSIONS, out: str | os.PathLike = DEFAULT_OUT, overwrite: bool = False
 ) -> BuildResult:
@@ -146,16 +165,17 @@ def build_leaderboard(
     submissions, out = Path(submissions), Path(out)
     if not submissions.is_dir():
         raise InputError(f"{submissions}: submissions folder not found")
-    checked = check_files(submission_files([submissions]), summarize=entry_from)
+    checked = check_files(submission_files([submissions]),
+                          summarize=lambda document: (entry_from(document), ratio_draws(document)))
     lines = [line for item in checked for line in item.lines()]
     invalid = sum(not item.valid for item in checked)
     if invalid:
         raise InvalidSubmissions(f"{submissions}: {invalid} of the {len(checked)} submission file(s) are invalid; "
                                  "the leaderboard is left unchanged", lines)
-    entries = [item.summary for item in checked]
     records = read_verified(verified_path(submissions))
     entries = [dataclasses.replace(entry, verification=verification_label(records, entry.name, entry.identity))
-               for entry in entries]
+               for entry, _draws in (item.summary for item in checked)]
+    entries = with_tiers(entries, {item.summary[0].name: item.summary[1] for item in checked})
     outputs = render_outputs(entries)
     check_outputs(out, outputs, overwrite)
     return BuildResult(write_all_or_nothing(out, outputs), entries)

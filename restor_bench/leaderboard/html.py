@@ -91,7 +91,7 @@ def _sort_values(rank: int, entry: Entry) -> list[str]:
 
     return [
         str(rank), entry.name.casefold(), entry.method.casefold(), entry.model.casefold(),
-        number(entry.ratio), number(entry.accuracy["unlearned"]),
+        number(entry.ratio), str(entry.tier), entry.versus_next, number(entry.accuracy["unlearned"]),
         number(entry.change), repr(float(entry.transitions["restored"])), str(len(entry.seeds)),
         entry.verification.casefold(),
     ]

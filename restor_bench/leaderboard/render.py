@@ -60,6 +60,8 @@ class Entry:
     n_questions: int
     identity: str = ""  # result_identity of the submission
     verification: str = "claimed"  # "verified (versions)" when leaderboard/verified.json holds for this content
+    tier: int = 0  # in its table: 1 at the top, one more below each separated pair (`leaderboard.separation`)
+    versus_next: str = ""  # the difference of restoration ratios to the next entry down, with its paired interval
 
     @property
     def group(self) -> tuple:
@@ -233,6 +235,7 @@ def format_model(entry: Entry) -> str:
 
 TABLE_HEADER = (
     "#", "submission", "method", "model", "restoration ratio [95% CI] (n/a: the corruption moved < 1 question)",
+    "tier", "vs the next entry: ratio difference [95% paired CI]",
     "target accuracy %: clean / corrupted / unlearned", "non-target change vs clean, points [95% CI]",
     "restored / still corrupted / forgotten of known target facts (mean per seed)", "seeds",
     "verified (rerun by leaderboard verify with equal outcomes) or claimed",
@@ -243,7 +246,8 @@ METHOD_COLUMN = 2
 def table_cells(rank: int, entry: Entry) -> list[str]:
     """The cells of one table row, in TABLE_HEADER order (plain text; the method cell without hyperparameters)."""
     return [
-        str(rank), entry.name, entry.method, format_model(entry), format_ratio(entry), format_target_accuracy(entry),
+        str(rank), entry.name, entry.method, format_model(entry), format_ratio(entry), str(entry.tier or ""),
+        entry.versus_next or ("" if entry.tier else "n/a"), format_target_accuracy(entry),
         format_change(entry), format_transitions(entry), ", ".join(map(str, entry.seeds)), entry.verification,
     ]
 
@@ -254,7 +258,10 @@ EXPLANATION = (
     "model's accuracy is back, 0 no better than the corrupted model, n/a when the corruption moved less than one "
     "question. Non-target change: the unlearned model's accuracy on all other questions of the task minus the clean "
     "model's, in points (the same baseline as docs/RESULTS.md). Intervals: 95% percentile bootstrap over seeds and "
-    "questions. Transitions: what became of the target facts the clean model knew, mean per seed. Method cells show "
+    "questions. Tiers: each entry's ratio is compared with the next one's by a paired bootstrap (the same resampled "
+    "seeds and questions for both, so what they share cancels); the pair is separated when the 95% interval of the "
+    "difference lies above zero, and a new tier starts below it: entries of one tier are not distinguishable from "
+    "their neighbours. Transitions: what became of the target facts the clean model knew, mean per seed. Method cells show "
     "the hyperparameters that differ from the method's defaults; the full set is folded underneath."
 )
 
