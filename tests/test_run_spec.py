@@ -181,8 +181,8 @@ def test_every_method_resolves_under_both_protocols():
 
 @pytest.mark.parametrize("tiny, official", [("paper", "paper"), ("classic", "classic")])
 def test_the_default_protocol_of_each_world_is_set_in_one_place(monkeypatch, tiny, official):
-    """restor_bench.names.DEFAULT_PROTOCOL decides the protocol of a run that names none, for every entry point:
-    the CLI's run and grid, the API's RunSpec, corrupt and unlearn."""
+    """restor_bench.names.DEFAULT_PROTOCOL decides the protocol of a run that names none, for every entry point that
+    follows the world: the CLI's run and grid, the API's RunSpec, and corrupt."""
     from restor_bench import names
     from restor_bench.train.corrupt import default_protocol
 

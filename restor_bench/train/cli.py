@@ -12,8 +12,8 @@ import math
 
 from restor_bench.data.documents import NAMED_SETS_HELP, load_documents
 from restor_bench.errors import InputError
-from restor_bench.names import DEFAULT_PROTOCOL, PROTOCOLS
-from restor_bench.train.corrupt import CORRUPT_CONTROLLED, corrupt, default_protocol
+from restor_bench.names import PROTOCOLS
+from restor_bench.train.corrupt import CORRUPT_CONTROLLED, corrupt
 from restor_bench.train.repair import load_repair_documents, repair
 from restor_bench.train.unlearn import load_document_set, method_preset, unlearn_checkpoint
 from unlearners.cli import (
@@ -168,12 +168,11 @@ def add_unlearn_parsers(subparsers) -> None:
     parser.add_argument("--forget-form", choices=("full", "simplified"), default="full",
                         help="named corruption sets: all documents (full) or only their wrong-fact sentences")
     parser.add_argument("--data-dir", help="folder of the official RESTOR files (for official:* sets)")
-    parser.add_argument("--protocol", choices=PROTOCOLS, default=None,
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="classic",
                         help="paper: the method's 'paper' preset where it has one (RESTOR's loss form, e.g. NPO on "
                         "the batch's mean token log-ratio with a retain term; the other methods keep their own "
-                        "defaults, as under `run`) unless --preset is given; classic: the method's own defaults "
-                        "(default: the world's, as for `run`: "
-                        + ", ".join(f"{world} {name}" for world, name in DEFAULT_PROTOCOL.items()) + ")")
+                        "defaults, as under `run`) unless --preset is given; classic (default): the method's own "
+                        "defaults")
     add_run_arguments(parser)  # includes --keep-adapter, --trainer-args and --trainer-arg
     parser.set_defaults(func=unlearn_command)
 
@@ -185,9 +184,8 @@ def unlearn_command(args: argparse.Namespace) -> int:
     options = run_options(args)  # the trainer arguments are checked here, before any document is read
     forget = load_document_set(args.forget, form=args.forget_form, data_dir=args.data_dir)
     retain = load_document_set(args.retain, data_dir=args.data_dir) if args.retain else None
-    protocol = args.protocol or default_protocol(args.model, args.forget)
     if not options.preset:  # the protocol's preset, as `run` takes it (`method_preset`: none for methods without one)
-        options = dataclasses.replace(options, preset=method_preset(args.method, protocol))
+        options = dataclasses.replace(options, preset=method_preset(args.method, args.protocol))
     record = unlearn_checkpoint(method=args.method, model=args.model, forget=forget, retain=retain, out=args.out,
                                 hparams=args.hparams or None, options=options)
     losses = ", ".join(f"{key} {value:.4g}" for key, value in record["final_losses"].items())
