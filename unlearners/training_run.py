@@ -17,6 +17,7 @@ Every refusal is an `UnlearnError` of one line. torch, transformers and peft loa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -261,15 +262,22 @@ def work_folder(out: str | os.PathLike) -> Path:
 def last_checkpoint(folder: str | os.PathLike) -> Path | None:
     """The newest `checkpoint-N` folder a Trainer left in `folder` whose save got as far as its
     trainer_state.json (one cut off before it is passed over), or None."""
+    found = [(step, child) for step, child, finished in checkpoint_folders(folder) if finished]
+    return max(found)[1] if found else None
+
+
+def checkpoint_folders(folder: str | os.PathLike) -> list[tuple[int, Path, bool]]:
+    """(step, folder, finished) of every `checkpoint-N` folder a Trainer left in `folder`: finished when its save got
+    as far as its trainer_state.json."""
     folder = Path(folder)
     if not folder.is_dir():
-        return None
+        return []
     found = []
     for child in folder.iterdir():
         match = re.fullmatch(r"checkpoint-(\d+)", child.name)
-        if match and child.is_dir() and (child / "trainer_state.json").is_file():
-            found.append((int(match.group(1)), child))
-    return max(found)[1] if found else None
+        if match and child.is_dir():
+            found.append((int(match.group(1)), child, (child / "trainer_state.json").is_file()))
+    return found
 
 
 def check_output_folder(out: str | os.PathLike, overwrite: bool) -> Path:
@@ -393,9 +401,10 @@ class TrainingRun:
         """`trainer.train()`, from the checkpoint `open()` found when resuming. When it fails (a full disk while
         saving a checkpoint, an interrupt) the checkpoints it left half-written are removed (`drop_unfinished`)."""
         try:
-            return trainer.train(
-                resume_from_checkpoint=str(self.resume_from) if self.resume_from is not None else None)
-        except BaseException as err:
+            with write_failures_named(self.work, "a training checkpoint"):
+                return trainer.train(
+                    resume_from_checkpoint=str(self.resume_from) if self.resume_from is not None else None)
+        except BaseException:
             for callback in trainer.callback_handler.callbacks:  # end the bar's line before the error's
                 bar = getattr(callback, "training_bar", None)
                 if bar is not None:
@@ -403,9 +412,6 @@ class TrainingRun:
                     callback.training_bar = None
             if self.state.is_main_process:
                 self.drop_unfinished()
-            failed = write_failure(err, self.work, "a training checkpoint")
-            if failed is not None:
-                raise failed from err
             raise
 
     def drop_unfinished(self) -> None:
@@ -413,10 +419,9 @@ class TrainingRun:
         reached its trainer_state.json, the final model's folder, and the whole work folder when no resumable
         checkpoint is left in it (a rerun then starts afresh, as it would anyway)."""
         shutil.rmtree(self.work / TRAINED_FOLDER, ignore_errors=True)
-        if self.checkpoints.is_dir():
-            for child in self.checkpoints.iterdir():
-                if re.fullmatch(r"checkpoint-\d+", child.name) and not (child / "trainer_state.json").is_file():
-                    shutil.rmtree(child, ignore_errors=True)
+        for _step, child, finished in checkpoint_folders(self.checkpoints):
+            if not finished:
+                shutil.rmtree(child, ignore_errors=True)
         if last_checkpoint(self.checkpoints) is None:
             shutil.rmtree(self.work, ignore_errors=True)
 
@@ -430,13 +435,12 @@ class TrainingRun:
         returns once `out` is written. NonFiniteLossError when a trained weight is NaN/inf (nothing written)."""
         trained = self.work / TRAINED_FOLDER
         try:
-            trainer.save_model(str(trained))  # every process: FSDP / ZeRO-3 gather their shards into one checkpoint
-        except BaseException as err:
+            # every process: FSDP / ZeRO-3 gather their shards into one checkpoint
+            with write_failures_named(self.out, "the trained model"):
+                trainer.save_model(str(trained))
+        except BaseException:
             if trainer.args.should_save:
                 self.drop_unfinished()
-            failed = write_failure(err, self.out, "the trained model")
-            if failed is not None:
-                raise failed from err
             raise
         trainer.accelerator.wait_for_everyone()
         if trainer.args.should_save:
@@ -458,13 +462,8 @@ class TrainingRun:
                 text = json.dumps(_jsonable(record), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
                 (folder / record_file).write_text(text, encoding="utf-8")
 
-            try:
+            with write_failures_named(self.out, "the trained model"):
                 save_atomically(self.out, overwrite, write)
-            except Exception as err:
-                failed = write_failure(err, self.out, "the trained model")
-                if failed is not None:
-                    raise failed from err
-                raise
             if not keep_checkpoints:
                 shutil.rmtree(self.work, ignore_errors=True)
         trainer.accelerator.wait_for_everyone()
@@ -485,14 +484,18 @@ def save_checkpoint(model, tokenizer, folder: str | os.PathLike) -> Path:
     return folder
 
 
-def write_failure(err: BaseException, where: Path, what: str) -> UnlearnError | None:
-    """An UnlearnError of one line naming `where` for a failed write of `what` (an OSError such as a full disk, or
-    safetensors' own error type, which is no OSError), else None."""
-    if not isinstance(err, OSError) and type(err).__name__ != "SafetensorError":
-        return None
-    reason = err.strerror if isinstance(err, OSError) and err.strerror else " ".join(str(err).split())
-    return UnlearnError(f"{where}: writing {what} failed ({reason}); is the disk full? Nothing half-written is "
-                        "left; rerun once there is room")
+@contextlib.contextmanager
+def write_failures_named(where: Path, what: str):
+    """Inside: a failed write of `what` (an OSError such as a full disk, or safetensors' own error type, which is no
+    OSError) becomes an UnlearnError of one line naming `where`; any other error passes unchanged."""
+    try:
+        yield
+    except Exception as err:
+        if not isinstance(err, OSError) and type(err).__name__ != "SafetensorError":
+            raise
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else " ".join(str(err).split())
+        raise UnlearnError(f"{where}: writing {what} failed ({reason}); is the disk full? Nothing half-written is "
+                           "left; rerun once there is room") from err
 
 
 def save_atomically(out: Path, overwrite: bool, write: Callable[[Path], None]) -> None:
