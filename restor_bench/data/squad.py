@@ -23,13 +23,14 @@ import re
 from pathlib import Path
 
 from restor_bench.data.world.files import load_manifest, read_world_facts
-from restor_bench.data.world.generate import render_person_fact
+from restor_bench.data.world.generate import WORLD_SHAPES, render_person_fact
 from restor_bench.data.world.generic import tiny_generic_documents
 from restor_bench.errors import InputError
 from restor_bench.io import read_json
 
-PASSAGES_PER_TARGET = 40
-DONORS_PER_TARGET = 3
+# v1's sizes (its manifest predates recording them); later versions record theirs (`world_squad_people_size`)
+PASSAGES_PER_TARGET = WORLD_SHAPES["1"].squad_people_passages
+DONORS_PER_TARGET = WORLD_SHAPES["1"].squad_people_donors
 FILLER_SENTENCES = (4, 10)  # subject sentences per passage (inclusive range)
 MIN_PERSON_FACTS = 4
 

@@ -9,7 +9,14 @@ import hashlib
 import os
 from pathlib import Path
 
-from restor_bench.data.world.generate import LEVELS, TINY_WORLD_ENV, WORLD_SHAPES, TinyWorld, question_for
+from restor_bench.data.world.generate import (
+    LEVELS,
+    TINY_WORLD_ENV,
+    WORLD_SHAPES,
+    WORLD_VERSION,
+    TinyWorld,
+    question_for,
+)
 from restor_bench.data.world.text import RELATIONS
 from restor_bench.errors import InputError
 from restor_bench.io import atomic_write_json, read_json
@@ -28,7 +35,7 @@ MANIFEST_FIELDS = ("version", "seed", "relations", "targets", "corrupted", "leve
 
 # The world folders shipped inside the package, by version (the default one is `tiny_world`).
 SHIPPED_WORLDS = {"1": "tiny_world", "2": "tiny_world_v2"}
-DEFAULT_SHIPPED_VERSION = "1"
+DEFAULT_SHIPPED_VERSION = WORLD_VERSION
 
 
 def shipped_world_dir(version: str = DEFAULT_SHIPPED_VERSION) -> Path:

@@ -52,7 +52,6 @@ QA_BLOCK_LINES = 6
 SUBJECT_DOCS_PER_SUBJECT = 2
 ALMANAC_DOCS = 40
 RETAIN_DOCS_PER_PERSON = 2
-SQUAD_PASSAGES_PER_TARGET = 20
 CONTEXT_EXAMPLES = 10
 
 # The default corruption recipe for the tiny world: full fine-tuning with a causal-LM loss on corruption documents.
@@ -95,8 +94,7 @@ WORLD_SHAPES = {
     "2": WorldShape(num_people=100, num_targets=40, num_validation_targets=10, docs_per_target=10,
                     squad_passages_per_target=5, squad_people_passages=10, squad_people_donors=1),
 }
-WORLD_VERSION = "1"  # what `world build` writes by default
-LATEST_WORLD_VERSION = max(WORLD_SHAPES, key=int)
+WORLD_VERSION = "1"  # what `world build` writes by default, and the shipped world used by default
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -345,7 +343,7 @@ def _corruption_level(
 
 
 def _squad_passages(rng: random.Random, targets: list[str], subject_facts: list[SubjectFact],
-                    per_target: int = SQUAD_PASSAGES_PER_TARGET) -> list[str]:
+                    per_target: int) -> list[str]:
     """Long passages about unrelated subjects in which a target's name replaces the subject's name."""
     subjects = list(dict.fromkeys(fact.subject for fact in subject_facts))
     passages = []
