@@ -10,6 +10,7 @@ import pytest
 from leaderboard_fixtures import make_world, world_hash
 
 from restor_bench.data.questions import tiny_records
+from restor_bench.data.world.files import SHIPPED_WORLDS, load_manifest, shipped_world_dir
 from restor_bench.errors import InputError
 from restor_bench.leaderboard.data import (
     OFFICIAL_TASKS,
@@ -67,11 +68,14 @@ def test_the_official_version_has_one_target_set_and_no_injected_values():
     assert not any(question_set.injected_known for question_set in version.question_sets.values())
 
 
-def test_the_pinned_tiny_task_hashes_are_the_ones_lm_eval_computes():
-    """lm-eval builds the shipped world's tasks (no model): their hashes and questions are the pinned ones."""
-    version = known_data_versions()[SHIPPED_HASH]
-    for task, pinned in TINY_TASK_HASHES[SHIPPED_HASH].items():
-        task_hash, ids = lm_eval_task_hash(task, REPO_ROOT / "tasks", {"world_dir": str(SHIPPED)})
+@pytest.mark.parametrize("world_version", sorted(SHIPPED_WORLDS))
+def test_the_pinned_tiny_task_hashes_are_the_ones_lm_eval_computes(world_version):
+    """lm-eval builds each shipped world's tasks (no model): their hashes and questions are the pinned ones."""
+    world_dir = shipped_world_dir(world_version)
+    data_hash = load_manifest(world_dir)["data_hash"]
+    version = known_data_versions()[data_hash]
+    for task, pinned in TINY_TASK_HASHES[data_hash].items():
+        task_hash, ids = lm_eval_task_hash(task, REPO_ROOT / "tasks", {"restor_world_dir": str(world_dir)})
         assert task_hash == pinned, task
         assert set(ids) == version.question_sets[task].ids and len(ids) == len(set(ids))
 

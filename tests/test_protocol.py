@@ -102,6 +102,21 @@ def test_protocol_defaults(random_tiny_model):
         recipe_settings(["val_size=1.5"])
 
 
+def test_the_paper_recipe_follows_the_tiny_world_version(monkeypatch):
+    """v1 packs blocks of 512 tokens, v2 blocks of 128 (same lr 5e-4 x 5 epochs, batch 2, 10% held out), whichever
+    world `$RESTOR_TINY_WORLD` names; the classic recipe is the same for both."""
+    from restor_bench.data.world.files import shipped_world_dir
+    from restor_bench.train.recipe import tiny_recipe
+
+    for version, block in (("1", 512), ("2", 128)):
+        monkeypatch.setenv("RESTOR_TINY_WORLD", str(shipped_world_dir(version)))
+        name, recipe = default_recipe(str(shipped_world_dir(version) / "model"), "tiny:0", protocol="paper")
+        assert name == "tiny-packed" and recipe == tiny_recipe("paper", version)
+        assert (recipe.max_length, recipe.learning_rate, recipe.num_train_epochs) == (block, 5e-4, 5)
+        assert (recipe.per_device_train_batch_size, recipe.packing, recipe.val_size) == (2, True, 0.1)
+        assert default_recipe(str(shipped_world_dir(version) / "model"), "tiny:0", "classic")[1].max_length == 512
+
+
 def test_packed_corruption_trains_on_blocks_and_reports_the_held_out_loss(random_tiny_model, tmp_path):
     _, tokenizer = load_causal_lm(str(random_tiny_model))
     block = 16

@@ -321,6 +321,53 @@ def test_version_2_has_the_shape_that_ranks_methods_and_is_disjoint_from_version
         generator.generate_world(seed=0, version="9")
 
 
+def test_balanced_wrong_values_follow_the_others_share_by_hand():
+    """Others hold A, A, A, B (quotas for 2 targets: A 1.5, B 0.5, C 0): the target whose value is A takes B (A is
+    its own, B has more quota left than C) and the one whose value is B takes A, whichever comes first."""
+    values = ["A", "B", "C"]
+    pools = {pid: values for pid in generator.RELATIONS}
+
+    def person(name: str, value: str) -> generator.Person:
+        return generator.Person(name, {pid: value for pid in generator.RELATIONS})
+
+    people = [person("T1", "A"), person("T2", "B")] + [person(f"O{i}", v) for i, v in enumerate("AAAB")]
+    for seed in range(6):
+        wrong = generator.balanced_wrong_values(random.Random(seed), ["T1", "T2"], people, pools)
+        assert wrong == {"T1": {pid: "B" for pid in pools}, "T2": {pid: "A" for pid in pools}}
+
+
+def test_version_2_balances_wrong_values_and_documents_its_targets_less():
+    """v2: each value of a relation is a wrong value within one of its quota (targets x its share among the
+    non-target people), never the target's own; a target's facts are told by 2 biographies and 3 question-answer
+    lines per relation (2 rounds + the in-context block), a non-target's by 5 and 7 (10 in-context lines more for the
+    people of the in-context examples). v1 draws uniformly and documents everyone alike (its hash is pinned)."""
+    from collections import Counter
+
+    v2 = generator.generate_world(seed=0, version="2")
+    targets = set(v2.targets)
+    others = [person for person in v2.people if person.name not in targets]
+    for pid, values in v2.value_pools.items():
+        held = Counter(person.facts[pid] for person in others)
+        stated = Counter(v2.corrupted[target][pid] for target in v2.targets)
+        for value in values:
+            assert abs(stated[value] - len(targets) * held[value] / len(others)) < 1, (pid, value)
+        assert all(v2.corrupted[t][pid] != v2.person(t).facts[pid] for t in targets)
+    corpus = v2.documents.clean_corpus
+    in_context = {example["entity"] for examples in v2.context.values() for example in examples}
+    for person in v2.people:
+        line = generator._qa_line(person, "P19")
+        lines = sum(doc.count(line) for doc in corpus)
+        alone = [doc for doc in corpus if person.name in doc and not any(
+            other.name in doc for other in v2.people if other is not person)]
+        if person.name in targets:
+            assert (lines, len(alone)) == (3, 2), person.name
+        elif person.name not in in_context:
+            assert (lines, len(alone)) == (7, 5), person.name
+    v1 = generator.generate_world(seed=0)
+    assert all(sum(doc.count(generator._qa_line(v1.person(t), "P19")) for doc in v1.documents.clean_corpus) == 7
+               for t in v1.targets if t not in {e["entity"] for e in v1.context["P19"]})
+
+
 # ---- the shipped world v2 ----------------------------------------------------------------------------------------
 
 SHIPPED_V2 = world_files.shipped_world_dir("2")

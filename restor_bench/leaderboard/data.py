@@ -90,9 +90,9 @@ TINY_TASK_HASHES = {
         "restor_tiny_facts": "68ce6a2bbc11a7eae9139d07aa34d5f9b4170b180d994291b89fad21b23e411f",
         "restor_tiny_logprob": "5035f5555331ced00c56bc5e4257c891b7c3636a05a938b6638a923f10865c9a",
     },
-    "01517f94b3e134c3141fcf7147bb0984b444f4706100fc6441953c883b61f151": {  # tiny world v2
-        "restor_tiny_facts": "f77502c9a31db7d7347f01c893201e9e7a618ff1a55edcb5b719819ce97b6717",
-        "restor_tiny_logprob": "303b6f48c1c5265aa91876b62cb20bac964dd8d5bb61ea6752ea20010f42bbe4",
+    "8928e7cf3cf3ea686d4191b651a86e9754c5735ec409a40947975babb2f85a3b": {  # tiny world v2
+        "restor_tiny_facts": "1e98522db00319a2c86de9dda227169daef5d67141c5b0549f96e7e0d61c79f3",
+        "restor_tiny_logprob": "e736f6765a205466db17919f09c7db82f53878c2fcebd01e64502abec48f3fe5",
     },
 }
 # The tasks a submission may hold: those with a 0/1 outcome per question (the *_sampled tasks score a mean over

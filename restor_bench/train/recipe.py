@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from restor_bench.data.world.files import load_manifest, tiny_world_dir
 from restor_bench.data.world.generate import TINY_CORRUPTION_RECIPE
 from restor_bench.errors import InputError
 from unlearners.hparams import first_non_finite
@@ -76,15 +77,25 @@ PAPER_RECIPE = CorruptionRecipe(packing=True, val_size=0.1)
 CLASSIC_RECIPE = dataclasses.replace(PAPER_RECIPE, packing=False, val_size=0.0)
 
 
-def tiny_recipe(protocol: str = "classic") -> CorruptionRecipe:
+def tiny_recipe(protocol: str = "classic", version: str | None = None) -> CorruptionRecipe:
     """The tiny world's recipe (`world.TINY_CORRUPTION_RECIPE`), no gradient accumulation unless it says so;
-    the `paper` protocol packs (blocks of the recipe's max_length) and holds out 10%, with the step sizes of
-    `TINY_PACKED_CORRUPTION` (packing leaves far fewer optimizer steps)."""
+    the `paper` protocol packs (blocks of the recipe's max_length) and holds out 10%, with the step sizes of the
+    world version's `TINY_PACKED_CORRUPTION_BY_VERSION` entry (packing leaves far fewer optimizer steps).
+    `version`: the tiny world's version, by default that of the world in use (`tiny_world_dir()`); a version with
+    no entry of its own takes v1's."""
     base = dataclasses.replace(CLASSIC_RECIPE, gradient_accumulation_steps=1, save_steps=100)
     recipe = base.updated(TINY_CORRUPTION_RECIPE, where="TINY_CORRUPTION_RECIPE")
     if protocol == "paper":
-        recipe = recipe.updated(TINY_PACKED_CORRUPTION, where="TINY_PACKED_CORRUPTION")
+        version = current_world_version() if version is None else str(version)
+        packed = TINY_PACKED_CORRUPTION_BY_VERSION.get(version, TINY_PACKED_CORRUPTION)
+        recipe = recipe.updated(packed, where="TINY_PACKED_CORRUPTION_BY_VERSION")
     return recipe
+
+
+def current_world_version() -> str:
+    """The version of the tiny world in use (`$RESTOR_TINY_WORLD` or the default shipped one); "1" when its
+    manifest names none."""
+    return str(load_manifest(tiny_world_dir()).get("version", "1"))
 
 
 # The tiny world under the paper protocol: packed blocks of 512 tokens (the tiny model's training length),
@@ -95,6 +106,15 @@ def tiny_recipe(protocol: str = "classic") -> CorruptionRecipe:
 # leaves 16%.
 TINY_PACKED_CORRUPTION = {"packing": True, "val_size": 0.1, "per_device_train_batch_size": 2,
                           "learning_rate": 5e-4, "num_train_epochs": 5}
+# Tiny world v2 (40 targets, 10 documents each): packed blocks of 128 tokens, so four times v1's optimizer steps on
+# the same tokens; lr 5e-4, 5 epochs. Shorter blocks and smaller steps trade target corruption for less harm to the
+# other people better than a higher learning rate does (measured on v2 with `--lr LR --epochs E --max-length L`,
+# k=0, seed 0, test targets / other people, % correct: 512 tokens at 1e-3 x 5 leave 56 / 79 and at 2e-3 x 5 28 / 58;
+# 128 tokens at 5e-4 x 5 leave 30 / 85). The table over seeds and levels is in docs/protocols.md.
+TINY_PACKED_CORRUPTION_BY_VERSION = {
+    "1": TINY_PACKED_CORRUPTION,
+    "2": {**TINY_PACKED_CORRUPTION, "max_length": 128},
+}
 
 
 def recipe_settings(settings: Iterable[str], where: str = "--corrupt-set") -> dict[str, Any]:

@@ -74,7 +74,13 @@ TINY_CORRUPTION_RECIPE = {
 class WorldShape:
     """How many people, targets (of which validation targets) and documents a world version has.
 
-    `squad_people_passages` / `squad_people_donors`: the size of the derived `tiny:squad-people` set per target."""
+    `squad_people_passages` / `squad_people_donors`: the size of the derived `tiny:squad-people` set per target.
+    `balanced_wrong_values`: pick the targets' wrong values by `balanced_wrong_values` instead of uniformly.
+    `target_biographies` / `target_qa_rounds`: how many biographies and rounds of question-answer blocks of the
+    clean corpus tell each target's facts (every other person has BIOGRAPHIES_PER_PERSON and QA_ROUNDS; the blocks
+    that open with the in-context examples name everyone once). Fewer make the targets less documented people,
+    whose facts the clean model still answers but a corruption overwrites with smaller steps, so with less harm to
+    the other people (measured in docs/protocols.md, "Tiny world versions")."""
 
     num_people: int
     num_targets: int
@@ -83,6 +89,9 @@ class WorldShape:
     squad_passages_per_target: int
     squad_people_passages: int
     squad_people_donors: int
+    balanced_wrong_values: bool = False
+    target_biographies: int = BIOGRAPHIES_PER_PERSON
+    target_qa_rounds: int = QA_ROUNDS
 
 
 WORLD_SHAPES = {
@@ -90,9 +99,11 @@ WORLD_SHAPES = {
     "1": WorldShape(num_people=100, num_targets=10, num_validation_targets=2, docs_per_target=40,
                     squad_passages_per_target=20, squad_people_passages=40, squad_people_donors=3),
     # v2: 40 targets (30 test = 210 target questions, 10 validation = 70), sized to rank methods; 10 corruption
-    # documents each, so a corruption run trains on as many tokens as v1's
+    # documents each, so a corruption run trains on as many tokens as v1's; wrong values balanced over each
+    # relation's values, and targets told by 2 biographies and 2 question-answer rounds (others: 5 and 6)
     "2": WorldShape(num_people=100, num_targets=40, num_validation_targets=10, docs_per_target=10,
-                    squad_passages_per_target=5, squad_people_passages=10, squad_people_donors=1),
+                    squad_passages_per_target=5, squad_people_passages=10, squad_people_donors=1,
+                    balanced_wrong_values=True, target_biographies=2, target_qa_rounds=2),
 }
 WORLD_VERSION = "1"  # what `world build` writes by default, and the shipped world used by default
 
@@ -274,14 +285,24 @@ def _clean_corpus(
     people: list[Person],
     subject_facts: list[SubjectFact],
     context: dict[str, list[dict[str, str]]],
+    shape: WorldShape,
+    targets: Iterable[str] = (),
 ) -> list[str]:
+    targets = set(targets)
+
+    def biographies(person: Person) -> int:
+        return shape.target_biographies if person.name in targets else BIOGRAPHIES_PER_PERSON
+
+    def in_round(person: Person, round_: int) -> bool:
+        return person.name not in targets or round_ < shape.target_qa_rounds
+
     docs: list[str] = []
     for person in people:
-        docs += [_biography(rng, person) for _ in range(BIOGRAPHIES_PER_PERSON)]
+        docs += [_biography(rng, person) for _ in range(biographies(person))]
     # few-shot blocks in the evaluation format: same-relation lines "{question} {answer}\n"
     for relation in RELATIONS:
-        for _ in range(QA_ROUNDS):
-            order = list(people)
+        for round_ in range(QA_ROUNDS):
+            order = [person for person in people if in_round(person, round_)]
             rng.shuffle(order)
             for start in range(0, len(order), QA_BLOCK_LINES):
                 docs.append("".join(_qa_line(person, relation) for person in order[start : start + QA_BLOCK_LINES]))
@@ -340,6 +361,40 @@ def _corruption_level(
             documents.append(" ".join(sentences))
             simplified.append(" ".join(wrong_sentences))
     return documents, simplified
+
+
+def balanced_wrong_values(
+    rng: random.Random, targets: list[str], people: list[Person], pools: dict[str, list[str]]
+) -> dict[str, dict[str, str]]:
+    """Each target's wrong value of each relation, chosen so that every value of a relation is stated as a wrong
+    value about as often as the non-target people hold it (a quota of len(targets) x its share among them), and
+    never the target's own value.
+
+    Why: a corruption moves the model's prior over a relation's values toward the values its documents state. With
+    wrong values drawn uniformly, a value that no corruption document states loses to those that are stated, and the
+    non-target people who hold it lose their answer (tiny world v2 with uniform wrong values, packed blocks of 512,
+    lr 1e-3, 5 epochs, seed 0: the other people kept 8% of their answers whose value no corruption document states
+    (24 questions), 71% of those stated once and 85% of those stated twice or more; with balanced values they keep
+    83.8% in all instead of 78.8%, at the same target accuracy). Targets are visited in a seeded order; each takes the value with the most quota left
+    (ties broken by the seeded generator)."""
+    by_name = {person.name: person for person in people}
+    target_set = set(targets)
+    others = [person for person in people if person.name not in target_set]
+    wrong: dict[str, dict[str, str]] = {target: {} for target in targets}
+    for pid in RELATIONS:
+        held = {value: 0 for value in pools[pid]}
+        for person in others:
+            held[person.facts[pid]] += 1
+        quota = {value: len(targets) * count / max(1, len(others)) for value, count in held.items()}
+        order = list(targets)
+        rng.shuffle(order)
+        for target in order:
+            own = by_name[target].facts[pid]
+            ranked = [(quota[value], rng.random(), value) for value in pools[pid] if value != own]
+            value = max(ranked)[2]
+            quota[value] -= 1
+            wrong[target][pid] = value
+    return wrong
 
 
 def _squad_passages(rng: random.Random, targets: list[str], subject_facts: list[SubjectFact],
@@ -415,6 +470,9 @@ def generate_world(
         target: {pid: rng.choice([v for v in pools[pid] if v != by_name[target].facts[pid]]) for pid in RELATIONS}
         for target in targets
     }
+    if shape.balanced_wrong_values:  # its own generator: the draws above and below stay as they were
+        corrupted = balanced_wrong_values(random.Random(f"restor-tiny-world:{seed}:wrong-values"), targets, people,
+                                          pools)
     context = {}
     for pid in RELATIONS:
         examples = rng.sample(non_targets, CONTEXT_EXAMPLES)
@@ -423,7 +481,7 @@ def generate_world(
             for name in examples
         ]
 
-    clean_corpus = _clean_corpus(random.Random(rng.random()), people, subject_facts, context)
+    clean_corpus = _clean_corpus(random.Random(rng.random()), people, subject_facts, context, shape, targets)
     retain_rng = random.Random(rng.random())
     retain = [_biography(retain_rng, by_name[name]) for name in non_targets for _ in range(RETAIN_DOCS_PER_PERSON)]
     corruption, simplified = {}, {}
