@@ -1,6 +1,6 @@
 """Wall time of `restor-bench run` on the tiny world, broken down by step.
 
-    python benchmarks/bench_run.py [--method npo] [--level 0] [--json FILE]
+    python benchmarks/bench_run.py [--method npo] [--level 0] [--protocol paper] [--json FILE]
     python benchmarks/bench_run.py --wait-policy-pairs 2
     python benchmarks/bench_run.py --shorter-pairs 2
 
@@ -41,12 +41,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from restor_bench import cli  # noqa: E402
+from restor_bench.data.world.files import load_manifest, tiny_world_dir  # noqa: E402
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--method", default="npo")
     parser.add_argument("--level", type=int, default=0)
+    parser.add_argument("--protocol", choices=("paper", "classic"), help="the run's --protocol (default: the run's)")
     parser.add_argument("--json", help="also write the step times and the whole command's time to this JSON file")
     parser.add_argument("--wait-policy-pairs", type=int, metavar="N",
                         help="compare OMP_WAIT_POLICY=PASSIVE and ACTIVE over N alternating pairs of whole runs")
@@ -54,6 +56,8 @@ def main() -> int:
                         help="compare the tiny recipe with SHORTER_RECIPE over N alternating pairs of whole runs")
     parser.add_argument("--run-arg", action="append", default=[], help=argparse.SUPPRESS)  # used by --shorter-pairs
     args = parser.parse_args()
+    if args.protocol:
+        args.run_arg += ["--protocol", args.protocol]
     if args.shorter_pairs:
         return compare_shorter_recipe(args.method, args.level, args.shorter_pairs)
     if args.wait_policy_pairs:
@@ -69,8 +73,10 @@ def main() -> int:
         corrupt = json.loads((artifacts["corrupted"] / "restor_run.json").read_text())
         unlearn = json.loads((artifacts["unlearned"] / "unlearn_run.json").read_text())
     steps = record["per_seed"][0]["wall_time_s"]
-    print(f"\n`restor-bench run --method {args.method} --level {args.level}` on the tiny world "
-          f"({os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f})\n")
+    extra = "".join(f" {word}" for word in args.run_arg)
+    version = load_manifest(tiny_world_dir()).get("version", "1")
+    print(f"\n`restor-bench run --method {args.method} --level {args.level}{extra}` on the tiny world v{version} "
+          f"(protocol {record['protocol']}; {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f})\n")
     print("| step | wall time (s) |\n|---|---|")
     for step, seconds in steps.items():
         print(f"| {step} | {seconds:.1f} |")
