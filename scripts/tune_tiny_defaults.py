@@ -11,12 +11,25 @@ one that keeps the most). The other 8 targets are never looked at here; docs/res
     python scripts/tune_tiny_defaults.py [--root runs] [--out docs/tuning.md] [--methods ga,kl,...]
 
 Writes docs/tuning.md (table of every setting tried and the choice) and docs/tuning.json. Finished runs are reused.
+
+`--world-version 2` runs the procedure of tiny world v2 instead (`PROCEDURES["2"]`), written down before its runs:
+the `paper` protocol (GA, KL and NPO in their paper forms), the v2 validation targets (10 people, 70 questions),
+seeds 0 and 1, and 12 settings per method: the loss-based methods over the learning rate of their `paper` preset
+times 1/4, 1/2, 1 and 2, by 1, 3 and 5 epochs; RMU over the same four knobs as before in 12 distinct settings (v1's half
+fraction and four more; each knob takes each value in 6 settings). The rule: the highest validation-target accuracy (mean over the
+seeds) among the settings whose non-target accuracy (the people who are no target; mean over the seeds) is at
+least the corrupted model's minus 5 points; if none is, the one that keeps the most. Writes docs/tuning-v2.md and
+docs/tuning-v2.json by default.
+
+    python scripts/tune_tiny_defaults.py --world-version 2 [--root runs-tune-v2]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
+import os
 import json
 import shlex
 import sys
@@ -26,7 +39,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from restor_bench.data.world.files import load_manifest  # noqa: E402
+from restor_bench.data.world.files import load_manifest, shipped_world_dir  # noqa: E402
 from restor_bench.io import atomic_write_json, atomic_write_text  # noqa: E402
 from restor_bench.compare.outcomes import load_run  # noqa: E402
 from restor_bench.run.pipeline import RunSpec, run_protocol  # noqa: E402
@@ -40,6 +53,50 @@ EPOCHS = (1.0, 5.0)
 RMU_KNOBS = {"learning_rate": (1e-3, 1e-2), "layer": (1, 2), "adaptive_scale": (4.0, 16.0),
              "retain_weight": (1.0, 100.0)}
 RMU_EPOCHS = 5.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Procedure:
+    """One tuning procedure: the protocol, the seeds, the budget and how it spans each method's knobs."""
+
+    protocol: str | None
+    seeds: tuple[int, ...]
+    budget: int
+    out: str
+    lr_multipliers: tuple[float, ...] = ()  # v2: learning rates relative to the method's paper preset
+    epochs: tuple[float, ...] = EPOCHS
+
+
+PROCEDURES = {
+    "1": Procedure(protocol=None, seeds=(0,), budget=BUDGET, out="docs/tuning.md"),
+    "2": Procedure(protocol="paper", seeds=(0, 1), budget=12, out="docs/tuning-v2.md",
+                   lr_multipliers=(0.25, 0.5, 1.0, 2.0), epochs=(1.0, 3.0, 5.0)),
+}
+# RMU's 12 settings in v2: the 2^(4-1) half fraction of v1 (the fourth knob's level is the parity of the first
+# three) and four runs of the other half, chosen so that each knob takes each level in 6 settings; four of the six
+# pairs of knobs take each pair of levels 3 times, (learning rate, layer) and (scale, retain weight) 2 or 4 times.
+# (No four columns of the 12-run Plackett-Burman design give 12 distinct settings.)
+RMU_DESIGN_12 = [levels for levels in itertools.product((0, 1), repeat=4) if levels[3] == levels[0] ^ levels[1] ^ levels[2]]
+RMU_DESIGN_12 += [(0, 0, 0, 1), (0, 0, 1, 0), (1, 1, 0, 1), (1, 1, 1, 0)]
+
+
+def rmu_setting(levels) -> dict:
+    """RMU's knobs at the given levels (0 or 1 each, in RMU_KNOBS's order)."""
+    setting = {name: RMU_KNOBS[name][level] for name, level in zip(RMU_KNOBS, levels)}
+    setting["update_layers"] = ",".join(str(i) for i in range(max(0, setting["layer"] - 2), setting["layer"] + 1))
+    setting["num_epochs"] = RMU_EPOCHS
+    return setting
+
+
+def procedure_grid(method: str, procedure: Procedure, preset_lr: float) -> list[dict]:
+    """The settings a procedure with relative learning rates tries for `method` (preset_lr: its preset's)."""
+    if method == "rmu":
+        settings = [rmu_setting(levels) for levels in RMU_DESIGN_12]
+    else:
+        settings = [{"learning_rate": float(f"{preset_lr * factor:.3g}"), "num_epochs": epochs}
+                    for factor, epochs in itertools.product(procedure.lr_multipliers, procedure.epochs)]
+    assert len(settings) == procedure.budget, (method, len(settings))
+    return settings
 
 
 def grid_for(method: str) -> list[dict]:
@@ -101,63 +158,109 @@ def choose(rows: list[dict], corrupted_non_target: float) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", default="runs")
-    parser.add_argument("--out", default="docs/tuning.md")
+    parser.add_argument("--out", help="page to write (default: the procedure's, docs/tuning.md or docs/tuning-v2.md)")
     parser.add_argument("--methods", default="ga,graddiff,kl,npo,npo_rt,simnpo,task_vector,rmu")
+    parser.add_argument("--world-version", default="1", choices=sorted(PROCEDURES),
+                        help="the tiny world whose validation targets are tuned on, and its procedure (default 1)")
     args = parser.parse_args()
+    procedure = PROCEDURES[args.world_version]
+    if args.world_version != "1":
+        os.environ.setdefault("RESTOR_TINY_WORLD", str(shipped_world_dir(args.world_version)))
 
     manifest = load_manifest()
+    if str(manifest.get("version", "1")) != args.world_version:
+        sys.exit(f"RESTOR_TINY_WORLD names a world of version {manifest.get('version', '1')}, not {args.world_version}")
     validation = set(manifest["validation_targets"])
     targets = set(manifest["targets"])
     root = Path(args.root)
     started = time.perf_counter()
     results: dict[str, dict] = {}
-    corrupted_split = None
+    split_of: dict[str, list[dict]] = {"clean": [], "corrupted": []}
     steps_used: set[Path] = set()
     for method in args.methods.split(","):
+        base = RunSpec(world="tiny", method=method, level=0, tasks=(TASK,), protocol=procedure.protocol)
+        if procedure.lr_multipliers:
+            settings = procedure_grid(method, procedure, base.resolved().hparams["learning_rate"])
+        else:
+            settings = grid_for(method)
         rows = []
-        for hparams in grid_for(method):
-            spec = RunSpec(world="tiny", method=method, level=0, seed=0, hparams=hparams, tasks=(TASK,))
-            entry = run_protocol(spec, root, log=lambda line: print(line, flush=True))
-            artifacts = {key: root / path for key, path in entry["artifacts"].items()}
-            steps_used.update(path for path in artifacts.values() if (path / "step.json").exists())
-            if corrupted_split is None:
-                corrupted_split = split_accuracies(artifacts["eval_corrupted"], validation, targets)
-                clean_split = split_accuracies(artifacts["eval_clean"], validation, targets)
-            split = split_accuracies(artifacts["eval_unlearned"], validation, targets)
-            change = max_weight_change(artifacts["corrupted"], artifacts["unlearned"])
-            rows.append({"hparams": hparams, **split, "max_weight_change": change})
-            print(f"[tune] {method} {hparams}: validation {split['validation']:.3f} "
-                  f"non-target {split['non_target']:.3f}", flush=True)
-        chosen = choose(rows, corrupted_split["non_target"])
+        for hparams in settings:
+            per_seed = []
+            for seed in procedure.seeds:
+                spec = dataclasses.replace(base, seed=seed, hparams=hparams)
+                entry = run_protocol(spec, root, log=lambda line: print(line, flush=True))
+                artifacts = {key: root / path for key, path in entry["artifacts"].items()}
+                steps_used.update(path for path in artifacts.values() if (path / "step.json").exists())
+                if len(split_of["corrupted"]) < len(procedure.seeds):
+                    split_of["corrupted"].append(split_accuracies(artifacts["eval_corrupted"], validation, targets))
+                    split_of["clean"].append(split_accuracies(artifacts["eval_clean"], validation, targets))
+                split = split_accuracies(artifacts["eval_unlearned"], validation, targets)
+                split["max_weight_change"] = max_weight_change(artifacts["corrupted"], artifacts["unlearned"])
+                per_seed.append(split)
+            row = {"hparams": hparams, **mean_split(per_seed)}
+            if len(procedure.seeds) > 1:
+                row["per_seed"] = per_seed
+            rows.append(row)
+            print(f"[tune] {method} {hparams}: validation {row['validation']:.3f} "
+                  f"non-target {row['non_target']:.3f}", flush=True)
+        corrupted = mean_split(split_of["corrupted"])
+        chosen = choose(rows, corrupted["non_target"])
         results[method] = {"tried": rows, "chosen": chosen["hparams"]}
 
+    grid = {"learning_rate": LEARNING_RATES, "num_epochs": EPOCHS, "rmu": {**RMU_KNOBS, "num_epochs": RMU_EPOCHS}}
+    if procedure.lr_multipliers:
+        grid = {"learning_rate_x_preset": procedure.lr_multipliers, "num_epochs": procedure.epochs,
+                "rmu": {**RMU_KNOBS, "num_epochs": RMU_EPOCHS, "design": "half fraction + 4"}}
     record = {
         "rule": f"max validation-target accuracy with non-target accuracy >= corrupted - {MAX_NON_TARGET_DROP}",
         "command": "python " + " ".join(shlex.quote(arg) for arg in ["scripts/tune_tiny_defaults.py", *sys.argv[1:]]),
-        "budget": BUDGET,
-        "grid": {"learning_rate": LEARNING_RATES, "num_epochs": EPOCHS, "rmu": {**RMU_KNOBS, "num_epochs": RMU_EPOCHS}},
-        "level": 0, "seed": 0, "task": TASK,
+        "world_version": args.world_version, "protocol": procedure.protocol or "classic",
+        "budget": procedure.budget,
+        "grid": grid,
+        "level": 0, "seeds": list(procedure.seeds), "seed": procedure.seeds[0], "task": TASK,
         "validation_targets": sorted(validation),
-        "clean": clean_split, "corrupted": corrupted_split,
+        "clean": mean_split(split_of["clean"]), "corrupted": mean_split(split_of["corrupted"]),
         "methods": results,
         "wall_time_s": round(time.perf_counter() - started, 1),
         # the steps' own wall times when they ran (a rerun reuses finished steps and takes seconds)
         "steps_time_s": round(sum(json.loads((path / "step.json").read_text())["wall_time_s"] for path in steps_used), 1),
     }
-    out = Path(args.out)
+    out = Path(args.out or procedure.out)
     atomic_write_json(out.with_suffix(".json"), record)
     atomic_write_text(out, render(record))
     print(f"wrote {out} and {out.with_suffix('.json')}")
     return 0
 
 
+def mean_split(splits: list[dict]) -> dict[str, float]:
+    """The mean over seeds of each accuracy (and of any other number) of per-seed splits."""
+    return {key: sum(split[key] for split in splits) / len(splits) for key in splits[0]}
+
+
 def render(record: dict) -> str:
     pct = lambda value: f"{100 * value:.1f}"  # noqa: E731
+    version = record.get("world_version", "1")
+    seeds = record.get("seeds", [record.get("seed", 0)])
+    if version == "1":
+        title, design = "# Tuning the tiny-world defaults", (
+            "Loss-based methods: learning rate x epochs. RMU: learning rate, steered layer (1 = middle, 2 = last; "
+            "the layers up to two below it train), adaptive steering scale (c = scale x mean activation norm) and "
+            "retain weight, in a half-fraction factorial design.")
+    else:
+        multipliers = ", ".join(f"{factor:g}" for factor in record["grid"]["learning_rate_x_preset"])
+        epochs = ", ".join(f"{epochs:g}" for epochs in record["grid"]["num_epochs"])
+        title, design = (f"# Tuning on tiny world v{version} ({record['protocol']} protocol)", (
+            f"Loss-based methods: the learning rate of the method's {record['protocol']} preset times {multipliers}, "
+            f"by {epochs} epochs. RMU: learning rate, steered layer (1 = middle, 2 = last; the layers up to two below "
+            "it train), adaptive steering scale (c = scale x mean activation norm) and retain weight, in 12 distinct "
+            "settings: v1's half fraction and four more, each knob at each value in 6. Accuracies are means over the "
+            "seeds."))
     lines = [
-        "# Tuning the tiny-world defaults",
+        title,
         "",
-        f"Produced by `{record.get('command', 'python scripts/tune_tiny_defaults.py')}` (level 0, seed 0, task "
-        "`restor_tiny_facts`, metric `contains`).",
+        f"Produced by `{record.get('command', 'python scripts/tune_tiny_defaults.py')}` (level 0, "
+        f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}, task `restor_tiny_facts`, metric "
+        "`contains`).",
         "",
         f"Validation targets: {', '.join(record['validation_targets'])} (their facts only). Rule: "
         f"{record['rule']}. The other targets are not used here; docs/results/RESULTS.md reports on them.",
@@ -166,9 +269,7 @@ def render(record: dict) -> str:
         f" Corrupted model: validation {pct(record['corrupted']['validation'])}%, "
         f"non-target {pct(record['corrupted']['non_target'])}%.",
         "",
-        f"Budget: {record.get('budget', 4)} settings per method. Loss-based methods: learning rate x epochs. RMU: "
-        "learning rate, steered layer (1 = middle, 2 = last; the layers up to two below it train), adaptive steering "
-        "scale (c = scale x mean activation norm) and retain weight, in a half-fraction factorial design. "
+        f"Budget: {record.get('budget', 4)} settings per method. {design} "
         "Max weight change: the largest absolute difference between the corrupted and the unlearned weights.",
         "",
         "| method | learning rate | epochs | other knobs | validation targets % | non-target % | max weight change "
