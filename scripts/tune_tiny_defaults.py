@@ -99,6 +99,31 @@ def procedure_grid(method: str, procedure: Procedure, preset_lr: float) -> list[
     return settings
 
 
+PAPER_FORMS = ("ga", "kl", "npo")  # the methods whose `paper` preset is the paper's own loss
+
+
+def entries(methods: list[str], procedure: Procedure) -> list[tuple[str, str, dict]]:
+    """(entry name, method, settings under every tried setting) of a procedure. Under the paper protocol GA, KL and
+    NPO are two entries each: "ga" etc. in the method's own form (`own_form`) and "ga (paper form)" etc. in the
+    paper's (the protocol's preset)."""
+    found = []
+    for method in methods:
+        if procedure.protocol == "paper" and method in PAPER_FORMS:
+            found += [(method, method, own_form(method)), (f"{method} (paper form)", method, {})]
+        else:
+            found.append((method, method, {}))
+    return found
+
+
+def own_form(method: str) -> dict:
+    """The settings that undo a method's `paper` preset: its registered defaults of every key the preset sets."""
+    from unlearners import get_method, resolve_hparams
+
+    registered = get_method(method)
+    defaults = resolve_hparams(registered)
+    return {key: getattr(defaults, key) for key in registered.presets["paper"]}
+
+
 def grid_for(method: str) -> list[dict]:
     """The BUDGET settings tried for `method`."""
     if method == "rmu":
@@ -177,7 +202,7 @@ def main() -> int:
     results: dict[str, dict] = {}
     split_of: dict[str, list[dict]] = {"clean": [], "corrupted": []}
     steps_used: set[Path] = set()
-    for method in args.methods.split(","):
+    for name, method, form in entries(args.methods.split(","), procedure):
         base = RunSpec(world="tiny", method=method, level=0, tasks=(TASK,), protocol=procedure.protocol)
         if procedure.lr_multipliers:
             settings = procedure_grid(method, procedure, base.resolved().hparams["learning_rate"])
@@ -187,7 +212,7 @@ def main() -> int:
         for hparams in settings:
             per_seed = []
             for seed in procedure.seeds:
-                spec = dataclasses.replace(base, seed=seed, hparams=hparams)
+                spec = dataclasses.replace(base, seed=seed, hparams={**form, **hparams})
                 entry = run_protocol(spec, root, log=lambda line: print(line, flush=True))
                 artifacts = {key: root / path for key, path in entry["artifacts"].items()}
                 steps_used.update(path for path in artifacts.values() if (path / "step.json").exists())
@@ -201,11 +226,11 @@ def main() -> int:
             if len(procedure.seeds) > 1:
                 row["per_seed"] = per_seed
             rows.append(row)
-            print(f"[tune] {method} {hparams}: validation {row['validation']:.3f} "
+            print(f"[tune] {name} {hparams}: validation {row['validation']:.3f} "
                   f"non-target {row['non_target']:.3f}", flush=True)
         corrupted = mean_split(split_of["corrupted"])
         chosen = choose(rows, corrupted["non_target"])
-        results[method] = {"tried": rows, "chosen": chosen["hparams"]}
+        results[name] = {"tried": rows, "chosen": chosen["hparams"], **({"form": form} if form else {})}
 
     grid = {"learning_rate": LEARNING_RATES, "num_epochs": EPOCHS, "rmu": {**RMU_KNOBS, "num_epochs": RMU_EPOCHS}}
     if procedure.lr_multipliers:

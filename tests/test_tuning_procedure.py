@@ -62,3 +62,21 @@ def test_the_rule_keeps_the_non_target_people_within_five_points(tune):
 def test_the_published_tuning_page_is_its_record_rendered(tune):
     record = json.loads((REPO / "docs" / "tuning.json").read_text())
     assert tune.render(record) == (REPO / "docs" / "tuning.md").read_text()
+
+
+def test_under_paper_ga_kl_and_npo_are_tuned_in_their_own_and_their_paper_forms(tune):
+    """Own form: the registered defaults of every key the paper preset sets (GA without a retain term, NPO on whole
+    sequences, KL as TOFU's); the paper form: the preset itself. Every other method is one entry."""
+    from unlearners import get_method, resolve_hparams
+
+    methods = ["ga", "graddiff", "kl", "npo", "npo_rt", "simnpo", "task_vector", "rmu"]
+    found = tune.entries(methods, tune.PROCEDURES["2"])
+    assert [name for name, _, _ in found] == ["ga", "ga (paper form)", "graddiff", "kl", "kl (paper form)", "npo",
+                                              "npo (paper form)", "npo_rt", "simnpo", "task_vector", "rmu"]
+    forms = {name: form for name, _, form in found}
+    assert forms["ga"] == {"retain_weight": 0.0} and forms["npo"]["log_ratio"] == "sequence"
+    for method in ("ga", "kl", "npo"):
+        registered = get_method(method)
+        assert set(forms[method]) == set(registered.presets["paper"]) and forms[f"{method} (paper form)"] == {}
+        assert forms[method] == {key: getattr(resolve_hparams(registered), key) for key in forms[method]}
+    assert tune.entries(methods, tune.PROCEDURES["1"]) == [(method, method, {}) for method in methods]
