@@ -13,31 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from restor_bench.errors import InputError
+from unlearners.folders import make_folders, remove_created
 
 
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-def make_folders(folder: Path) -> list[Path]:
-    """Create `folder` and its missing parents; return the folders this call created, outermost first."""
-    missing = []
-    for candidate in (folder, *folder.parents):
-        if candidate.exists():
-            break
-        missing.append(candidate)
-    folder.mkdir(parents=True, exist_ok=True)
-    return missing[::-1]
-
-
-def remove_created(folders: list[Path]) -> None:
-    """Remove the folders `make_folders` created, innermost first, those still empty (a failed write leaves none
-    behind)."""
-    for folder in reversed(folders):
-        with contextlib.suppress(OSError):
-            folder.rmdir()
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

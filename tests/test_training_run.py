@@ -90,3 +90,20 @@ def test_run_unlearning_takes_an_options_record_or_keywords(random_tiny_model, t
     with pytest.raises(UnlearnError, match="resume must be True, False or 'auto'"):
         run_unlearning(random_tiny_model, DOCUMENTS[:2], None, tmp_path / "b", "ga", options=options, resume="yes")
     assert not (tmp_path / "b").exists()
+
+
+def test_a_failed_save_removes_the_folders_it_created_and_keeps_the_others(tmp_path):
+    """save_atomically writes into a temporary sibling; when the write fails, neither it nor the parent folders the
+    call made are left, and a parent that was there before stays."""
+    from unlearners.training_run import save_atomically
+
+    def failing(folder):
+        (folder / "model.safetensors").write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(OSError, match="No space left"):
+        save_atomically(tmp_path / "kept" / "new" / "deeper" / "model", False, failing)
+    assert [path.name for path in tmp_path.rglob("*")] == ["kept"]
+    save_atomically(tmp_path / "kept" / "new" / "model", False, lambda folder: (folder / "w").write_text("1"))
+    assert (tmp_path / "kept" / "new" / "model" / "w").read_text() == "1"

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from unlearners.errors import NonFiniteLossError, UnlearnError, first_line
+from unlearners.folders import make_folders, remove_created
 from unlearners.hparams import _jsonable, check_reporting, check_resume_settings, parse_trainer_args
 
 TRAINER_ARGS_FLAGS = "--trainer-arg/--trainer-args"  # the options that pass TrainingArguments fields through
@@ -500,8 +501,9 @@ def write_failures_named(where: Path, what: str):
 
 def save_atomically(out: Path, overwrite: bool, write: Callable[[Path], None]) -> None:
     """Call write(tmp_folder) on a temporary sibling of `out` (permissions as the umask gives a new folder), then
-    rename it to `out`; on any error the temporary folder is removed and an existing `out` is left untouched."""
-    out.parent.mkdir(parents=True, exist_ok=True)
+    rename it to `out`; on any error the temporary folder and the parent folders this call created are removed,
+    and an existing `out` is left untouched."""
+    created = make_folders(out.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     umask = os.umask(0)
     os.umask(umask)
@@ -510,6 +512,7 @@ def save_atomically(out: Path, overwrite: bool, write: Callable[[Path], None]) -
         write(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        remove_created(created)
         raise
     old = None
     if out.exists():
