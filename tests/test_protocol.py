@@ -248,7 +248,7 @@ def test_findings_verdicts_follow_the_intervals():
     ]
     verdicts = {finding.key: finding.verdict for finding in check_findings(results)}
     assert verdicts == {"severity": AGREES, "npo_restores": AGREES, "simplified_helps": AGREES,
-                        "squad_nothing": AGREES}
+                        "squad_nothing": AGREES, "confidence": NOT_MEASURABLE}  # no log-probability task here
 
     flipped = [
         _cell("npo", "wikidata", 0, "full", (0.4, 0.2, 0.6), corrupted=(0.1, 0.05, 0.2)),
@@ -259,13 +259,13 @@ def test_findings_verdicts_follow_the_intervals():
     ]
     verdicts = {finding.key: finding.verdict for finding in check_findings(flipped)}
     assert verdicts == {"severity": DISAGREES, "npo_restores": DISAGREES, "simplified_helps": DISAGREES,
-                        "squad_nothing": DISAGREES}
+                        "squad_nothing": DISAGREES, "confidence": NOT_MEASURABLE}
 
     overlapping = [_cell("npo", "wikidata", 0, "full", (0.1, -0.1, 0.3), corrupted=(0.3, 0.1, 0.5)),
                    _cell("npo", "wikidata", 3, "full", (0.2, 0.1, 0.3), corrupted=(0.25, 0.1, 0.4))]
     verdicts = {finding.key: finding.verdict for finding in check_findings(overlapping)}
     assert verdicts == {"severity": UNCLEAR, "npo_restores": UNCLEAR, "simplified_helps": NOT_MEASURABLE,
-                        "squad_nothing": NOT_MEASURABLE}
+                        "squad_nothing": NOT_MEASURABLE, "confidence": NOT_MEASURABLE}
     undefined = [_cell("npo", "wikidata", 0, "full", (None, None, None))]
     assert check_findings(undefined)[1].verdict == NOT_MEASURABLE
 

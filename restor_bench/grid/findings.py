@@ -1,4 +1,4 @@
-"""The RESTOR paper's four findings, checked against the cells of a grid run.
+"""The RESTOR paper's five findings, checked against the cells of a grid run.
 
 Rezaei et al. (arXiv:2411.00204) report, for Llama-3-8B corrupted with LLaMA-Factory and unlearned with GA, KL and
 NPO (k1rezaei/restor):
@@ -7,7 +7,9 @@ NPO (k1rezaei/restor):
    questions correctly at larger k);
 2. NPO restores knowledge at every k (restoration ratio above 0), where GA and KL mostly forget;
 3. a simplified forget set (only the sentences that state wrong facts) helps GA and KL restore;
-4. after SQuAD-style corruption no method restores.
+4. after SQuAD-style corruption no method restores;
+5. restoration depends on how confidently the clean model knows a relation: relations whose correct answers the
+   clean model gives a higher log-probability are restored more (`restor_bench.grid.confidence`).
 
 Each finding is marked `agrees`, `disagrees` or `not measurable` from the grid's pooled estimates and their 95%
 bootstrap intervals: a claim agrees only when the intervals separate the compared quantities, disagrees only when
@@ -21,6 +23,8 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
+from restor_bench.grid.stats import Estimate
+
 AGREES, DISAGREES, UNCLEAR, NOT_MEASURABLE = "agrees", "disagrees", "not distinguishable", "not measurable"
 
 PAPER_FINDINGS = (
@@ -28,6 +32,8 @@ PAPER_FINDINGS = (
     ("npo_restores", "NPO restores at every k (restoration ratio > 0)"),
     ("simplified_helps", "A simplified forget set helps GA and KL (higher restoration ratio than the full set)"),
     ("squad_nothing", "After SQuAD-style corruption no method restores (restoration ratio not above 0)"),
+    ("confidence", "Restoration depends on the clean model's confidence in a relation (rank correlation of each "
+                   "relation's restoration ratio with the clean model's mean log-probability of its answers > 0)"),
 )
 
 
@@ -140,9 +146,27 @@ def _squad_nothing(results) -> Finding:
     return Finding(key, claim, DISAGREES if 1 in signs else AGREES, evidence)
 
 
+def _confidence(results) -> Finding:
+    key, claim = PAPER_FINDINGS[4]
+    cells = [result for result in results if result.cell.corruption == "wikidata" and result.cell.forget == "full"
+             and (result.confidence or {}).get("spearman")]
+    if not cells:
+        return Finding(key, claim, NOT_MEASURABLE, "needs the log-probability task's clean evaluation and a defined "
+                                                   "ratio on three or more relations")
+    estimates = [Estimate.from_dict(result.confidence["spearman"]) for result in cells]
+    evidence = "Spearman: " + ", ".join(f"{result.cell.method} k={result.cell.level} {_fmt(estimate)}"
+                                        for result, estimate in zip(cells, estimates, strict=True))
+    signs = [_sign(estimate) for estimate in estimates]
+    if any(sign is None for sign in signs):
+        return Finding(key, claim, NOT_MEASURABLE, evidence + " (an interval is undefined)")
+    verdict = AGREES if all(sign == 1 for sign in signs) else DISAGREES if -1 in signs and 1 not in signs else UNCLEAR
+    return Finding(key, claim, verdict, evidence)
+
+
 def check_findings(results: Sequence[Any]) -> list[Finding]:
-    """The paper's four findings against grid results (`restor_bench.grid.stats.CellResult`s of one task)."""
-    return [_severity(results), _npo_restores(results), _simplified_helps(results), _squad_nothing(results)]
+    """The paper's five findings against grid results (`restor_bench.grid.stats.CellResult`s of one task)."""
+    return [_severity(results), _npo_restores(results), _simplified_helps(results), _squad_nothing(results),
+            _confidence(results)]
 
 
 def findings_markdown(results: Sequence[Any]) -> list[str]:

@@ -24,6 +24,7 @@ from restor_bench.compare.stats import pooled_accuracy, pooled_resamples, resamp
 from restor_bench.compare.tasks import group_breakdown, natural_key
 from restor_bench.errors import InputError
 from restor_bench.grid.cells import Cell
+from restor_bench.grid.confidence import clean_logprobs, confidence_correlation
 from restor_bench.io import read_json
 from restor_bench.names import CONFIDENCE, DEFAULT_RESAMPLES, ROLES
 
@@ -189,6 +190,7 @@ class CellResult:
     step_seconds: dict[str, float | None] = dataclasses.field(default_factory=dict)  # as each step ran, seed mean
     hparams: dict[str, Any] = dataclasses.field(default_factory=dict)
     by_relation: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # relation_breakdown
+    confidence: dict[str, Any] = dataclasses.field(default_factory=dict)  # confidence.confidence_correlation
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -197,7 +199,7 @@ class CellResult:
             "stats": {key: value.to_dict() for key, value in self.stats.items()},
             "transitions": self.transitions, "injected_known": self.injected_known, "wall_time_s": self.wall_time_s,
             "step_seconds": self.step_seconds,
-            "hparams": self.hparams, "by_relation": self.by_relation,
+            "hparams": self.hparams, "by_relation": self.by_relation, "confidence": self.confidence,
         }
 
     @classmethod
@@ -210,6 +212,7 @@ class CellResult:
             transitions=entry["transitions"], wall_time_s=entry["wall_time_s"],
             injected_known=entry.get("injected_known", True), step_seconds=entry.get("step_seconds", {}),
             hparams=entry.get("hparams", {}), by_relation=entry.get("by_relation", {}),
+            confidence=entry.get("confidence", {}),
         )
 
 
@@ -271,12 +274,14 @@ def cell_result(cell: Cell, record: dict[str, Any], root: Path, task: str, cache
     """Read a finished cell's evaluations and compute its page numbers."""
     pooled, transitions = load_pooled(record, root, task, cache)
     target = int(pooled.is_target.sum())
+    logprobs = clean_logprobs(record, root, task, cache)
+    confidence = confidence_correlation(pooled, logprobs, resamples) if logprobs else {}
     return CellResult(
         cell=cell, name=record["name"], task=task, seeds=list(record["seeds"]), n_target=target,
         n_non_target=len(pooled.ids) - target, stats=pooled_statistics(pooled, resamples),
         transitions=transitions, wall_time_s=float(record.get("wall_time_s") or 0.0),
         injected_known=pooled.injected_known, step_seconds=cell_step_seconds(record, root),
-        hparams=dict(record.get("hparams") or {}), by_relation=relation_breakdown(pooled),
+        hparams=dict(record.get("hparams") or {}), by_relation=relation_breakdown(pooled), confidence=confidence,
     )
 
 
