@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from restor_bench.errors import InputError
-from restor_bench.names import MAX_RESAMPLES
+from restor_bench.names import CONFIDENCE, MAX_RESAMPLES
 
 # A gap of less than one question (with this tolerance for float rounding) leaves the ratio undefined.
 _ONE_QUESTION_TOLERANCE = 1e-9
@@ -192,14 +192,30 @@ def resampled_restoration_ratio(
     target = np.asarray(is_target, dtype=float)
 
     def statistic(indices: np.ndarray) -> np.ndarray:
-        n_target = target[indices].sum(axis=1)
-        k, c, u = acc_clean(indices), acc_corrupted(indices), acc_unlearned(indices)
-        gap = k - c
-        defined = np.abs(gap) * n_target >= 1 - _ONE_QUESTION_TOLERANCE
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(defined, (u - c) / np.where(defined, gap, 1.0), np.nan)
+        return ratio_of_resampled(acc_clean(indices), acc_corrupted(indices), acc_unlearned(indices),
+                                  target[indices].sum(axis=1))
 
     return statistic
+
+
+def ratio_of_resampled(clean, corrupted, unlearned, n_target) -> np.ndarray:
+    """The restoration ratio in every resample from the three models' resampled target accuracies; NaN where the
+    gap is under one question of `n_target` (the target questions: one count, or one per resample)."""
+    gap = clean - corrupted
+    defined = np.abs(gap) * n_target >= 1 - _ONE_QUESTION_TOLERANCE
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(defined, (unlearned - corrupted) / np.where(defined, gap, 1.0), np.nan)
+
+
+def percentile_interval(values) -> tuple[list[float] | None, int]:
+    """The 95% percentile interval of the finite values (None when there is none) and how many there were."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None, 0
+    tail = (1 - CONFIDENCE) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return [float(low), float(high)], int(values.size)
 
 
 # ---------------------------------------------------------------- outcomes pooled over seeds (grid pages, leaderboard)

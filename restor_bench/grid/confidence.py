@@ -16,9 +16,16 @@ from typing import Any
 
 import numpy as np
 
-from restor_bench.compare.stats import pooled_resamples, resampled_accuracy, restoration_ratio
+from restor_bench.compare.stats import (
+    percentile_interval,
+    pooled_accuracy,
+    pooled_resamples,
+    ratio_of_resampled,
+    resampled_accuracy,
+    restoration_ratio,
+)
 from restor_bench.errors import InputError
-from restor_bench.names import CONFIDENCE, DEFAULT_RESAMPLES, ROLES
+from restor_bench.names import DEFAULT_RESAMPLES, ROLES
 
 # The log-probability task that goes with each generation task.
 LOGPROB_TASKS = {"restor_tiny_facts": "restor_tiny_logprob", "restor_facts": "restor_facts_logprob",
@@ -77,7 +84,7 @@ def confidence_correlation(pooled, logprobs: dict[str, float], resamples: int = 
     masks = {name: target & known & (np.asarray(relations) == name) for name in names}
     table: dict[str, dict[str, Any]] = {}
     for name, mask in masks.items():
-        accuracy = {role: float(np.asarray(pooled.correct[role], dtype=float)[:, mask].mean()) for role in ROLES}
+        accuracy = {role: pooled_accuracy(pooled.correct[role], mask) for role in ROLES}
         table[name] = {"n": int(mask.sum()), "confidence": float(logprob[mask].mean()),
                        "ratio": restoration_ratio(accuracy["clean"], accuracy["corrupted"], accuracy["unlearned"],
                                                   int(mask.sum()))}
@@ -85,7 +92,7 @@ def confidence_correlation(pooled, logprobs: dict[str, float], resamples: int = 
     if len(defined) < MIN_RELATIONS:
         return {}
     point = spearman([table[name]["confidence"] for name in defined], [table[name]["ratio"] for name in defined])
-    interval = [None, None]
+    interval = None
     if resamples > 0 and point is not None:
         draws = pooled_resamples(pooled.n_seeds, target, resamples, seed)
         question_index = draws[1]
@@ -94,13 +101,9 @@ def confidence_correlation(pooled, logprobs: dict[str, float], resamples: int = 
             in_relation = masks[name].astype(float)[question_index]
             with np.errstate(invalid="ignore", divide="ignore"):
                 confidence.append((logprob[question_index] * in_relation).sum(axis=1) / in_relation.sum(axis=1))
-            accuracy = {role: resampled_accuracy(pooled.correct[role], masks[name], *draws) for role in ROLES}
-            gap = accuracy["clean"] - accuracy["corrupted"]
-            counts = in_relation.sum(axis=1)
-            usable = np.abs(gap) * counts >= 1 - 1e-9
-            with np.errstate(invalid="ignore", divide="ignore"):
-                ratio.append(np.where(usable, (accuracy["unlearned"] - accuracy["corrupted"]) / np.where(
-                    usable, gap, 1.0), np.nan))
+            clean, corrupted, unlearned = (resampled_accuracy(pooled.correct[role], masks[name], *draws)
+                                           for role in ROLES)
+            ratio.append(ratio_of_resampled(clean, corrupted, unlearned, in_relation.sum(axis=1)))
         confidence, ratio = np.array(confidence), np.array(ratio)
         values = []
         for column in range(question_index.shape[0]):
@@ -109,7 +112,5 @@ def confidence_correlation(pooled, logprobs: dict[str, float], resamples: int = 
                 value = spearman(confidence[ok, column], ratio[ok, column])
                 if value is not None:
                     values.append(value)
-        if values:
-            tail = (1 - CONFIDENCE) / 2 * 100
-            interval = [float(bound) for bound in np.percentile(values, [tail, 100 - tail])]
-    return {"relations": table, "spearman": {"value": point, "ci": None if interval[0] is None else interval}}
+        interval, _count = percentile_interval(values)
+    return {"relations": table, "spearman": {"value": point, "ci": interval}}

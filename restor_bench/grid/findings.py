@@ -149,7 +149,7 @@ def _squad_nothing(results) -> Finding:
 def _confidence(results) -> Finding:
     key, claim = PAPER_FINDINGS[4]
     cells = [result for result in results if result.cell.corruption == "wikidata" and result.cell.forget == "full"
-             and (result.confidence or {}).get("spearman")]
+             and result.confidence.get("spearman")]
     if not cells:
         return Finding(key, claim, NOT_MEASURABLE, "needs the log-probability task's clean evaluation and a defined "
                                                    "ratio on three or more relations")

@@ -20,13 +20,20 @@ from typing import Any
 import numpy as np
 
 from restor_bench.compare.outcomes import load_run
-from restor_bench.compare.stats import pooled_accuracy, pooled_resamples, resampled_accuracy, restoration_ratio
+from restor_bench.compare.stats import (
+    percentile_interval,
+    pooled_accuracy,
+    pooled_resamples,
+    ratio_of_resampled,
+    resampled_accuracy,
+    restoration_ratio,
+)
 from restor_bench.compare.tasks import group_breakdown, natural_key
 from restor_bench.errors import InputError
 from restor_bench.grid.cells import Cell
 from restor_bench.grid.confidence import clean_logprobs, confidence_correlation
 from restor_bench.io import read_json
-from restor_bench.names import CONFIDENCE, DEFAULT_RESAMPLES, ROLES
+from restor_bench.names import DEFAULT_RESAMPLES, ROLES
 
 # ---------------------------------------------------------------------------------------------------------------
 # Pooled statistics
@@ -68,13 +75,8 @@ class PooledOutcomes:
 
 
 def _interval(values) -> tuple[float | None, float | None]:
-    values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return None, None
-    tail = (1 - CONFIDENCE) / 2 * 100
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return float(low), float(high)
+    interval, _count = percentile_interval(values)
+    return (None, None) if interval is None else (interval[0], interval[1])
 
 
 def pooled_statistics(pooled: PooledOutcomes, resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> dict[str, Estimate]:
@@ -109,11 +111,7 @@ def pooled_statistics(pooled: PooledOutcomes, resamples: int = DEFAULT_RESAMPLES
     low = high = None
     if draws is not None and n_target:
         clean, corrupted, unlearned = (samples[(role, "target")] for role in ROLES)
-        gap = clean - corrupted
-        counts = target[draws[1]].sum(axis=1)
-        defined = np.abs(gap) * counts >= 1 - 1e-9
-        with np.errstate(invalid="ignore", divide="ignore"):
-            low, high = _interval(np.where(defined, (unlearned - corrupted) / np.where(defined, gap, 1.0), np.nan))
+        low, high = _interval(ratio_of_resampled(clean, corrupted, unlearned, target[draws[1]].sum(axis=1)))
     result["restoration_ratio"] = Estimate(ratio, low, high)
 
     change = None

@@ -24,11 +24,19 @@ from typing import Any
 
 import numpy as np
 
-from restor_bench.compare.stats import accuracy, fact_transitions, pooled_accuracy, pooled_resamples, restoration_ratio
+from restor_bench.compare.stats import (
+    accuracy,
+    fact_transitions,
+    percentile_interval,
+    pooled_accuracy,
+    pooled_resamples,
+    ratio_of_resampled,
+    restoration_ratio,
+)
 from restor_bench.errors import InputError
 from restor_bench.leaderboard.data import entity_of  # noqa: F401  (part of this module's interface)
 from restor_bench.leaderboard.schema import TRANSITION_FIELDS
-from restor_bench.names import CONFIDENCE, DEFAULT_RESAMPLES, MAX_RESAMPLES, MAX_SUBMISSION_BOOTSTRAP_DRAWS, ROLES
+from restor_bench.names import DEFAULT_RESAMPLES, MAX_RESAMPLES, MAX_SUBMISSION_BOOTSTRAP_DRAWS, ROLES
 
 _CHUNK_ELEMENTS = 1_000_000  # seeds x resamples x questions gathered at once
 
@@ -125,18 +133,6 @@ def task_metrics(is_target, seeds: Sequence[SeedOutcomes], resamples: int = DEFA
     }
 
 
-def percentile_interval(values) -> tuple[list[float] | None, int]:
-    """The 95% percentile interval of the finite values (None when there is none) and how many there were."""
-
-    values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return None, 0
-    tail = (1 - CONFIDENCE) / 2 * 100
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return [float(low), float(high)], int(values.size)
-
-
 def bootstrap_samples(is_target, pooled: dict[str, Any], resamples: int, seed: int) -> dict[str, Any]:
     """The restoration ratio and the non-target change in every resample (NaN where undefined).
 
@@ -162,12 +158,8 @@ def bootstrap_samples(is_target, pooled: dict[str, Any], resamples: int, seed: i
                 hits = (weights * hits_per_seed.T).sum(axis=1)
                 with np.errstate(invalid="ignore", divide="ignore"):
                     acc[role, split][rows] = np.where(counts > 0, hits / np.maximum(counts, 1), np.nan)
-    gap = acc["clean", "target"] - acc["corrupted", "target"]
     n_target = int(np.asarray(is_target, dtype=bool).sum())
-    defined = np.abs(gap) * n_target >= 1 - 1e-9
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = np.where(defined, (acc["unlearned", "target"] - acc["corrupted", "target"])
-                         / np.where(defined, gap, 1.0), np.nan)
+    ratio = ratio_of_resampled(acc["clean", "target"], acc["corrupted", "target"], acc["unlearned", "target"], n_target)
     return {
         "restoration_ratio": ratio,
         "non_target_change": acc["unlearned", "non_target"] - acc["clean", "non_target"],

@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from restor_bench.compare.stats import percentile_interval
 from restor_bench.leaderboard.data import entity_of
-from restor_bench.leaderboard.metrics import bootstrap_samples, decode_bits, percentile_interval
+from restor_bench.leaderboard.metrics import bootstrap_samples, decode_bits
 from restor_bench.names import DEFAULT_RESAMPLES, ROLES
 
 SEPARATION_SEED = 0
