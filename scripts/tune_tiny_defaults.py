@@ -15,10 +15,11 @@ Writes docs/tuning.md (table of every setting tried and the choice) and docs/tun
 `--world-version 2` runs the procedure of tiny world v2 instead (`PROCEDURES["2"]`), written down before its runs:
 the `paper` protocol (GA, KL and NPO in their paper forms), the v2 validation targets (10 people, 70 questions),
 seeds 0 and 1, and 12 settings per method: the loss-based methods over the learning rate of their `paper` preset
-times 1/4, 1/2, 1 and 2, by 1, 3 and 5 epochs; RMU over the same four knobs as before in 12 distinct settings (v1's half
-fraction and four more; each knob takes each value in 6 settings). The rule: the highest validation-target accuracy (mean over the
-seeds) among the settings whose non-target accuracy (the people who are no target; mean over the seeds) is at
-least the corrupted model's minus 5 points; if none is, the one that keeps the most. Writes docs/tuning-v2.md and
+times 1/4, 1/2, 1 and 2, by 1, 3 and 5 epochs; RMU over the same four knobs as before in 12 distinct settings
+(v1's half fraction and four more; each knob takes each value in 6 settings). The rule: the highest
+validation-target accuracy (mean over the seeds) among the settings whose non-target accuracy (the people who are
+no target; mean over the seeds) is at least the corrupted model's minus 5 points; if none is, the one that keeps
+the most. Writes docs/tuning-v2.md and
 docs/tuning-v2.json by default.
 
     python scripts/tune_tiny_defaults.py --world-version 2 [--root runs-tune-v2]
@@ -29,8 +30,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import os
 import json
+import os
 import shlex
 import sys
 import time
@@ -72,12 +73,13 @@ PROCEDURES = {
     "2": Procedure(protocol="paper", seeds=(0, 1), budget=12, out="docs/tuning-v2.md",
                    lr_multipliers=(0.25, 0.5, 1.0, 2.0), epochs=(1.0, 3.0, 5.0)),
 }
-# RMU's 12 settings in v2: the 2^(4-1) half fraction of v1 (the fourth knob's level is the parity of the first
-# three) and four runs of the other half, chosen so that each knob takes each level in 6 settings; four of the six
-# pairs of knobs take each pair of levels 3 times, (learning rate, layer) and (scale, retain weight) 2 or 4 times.
-# (No four columns of the 12-run Plackett-Burman design give 12 distinct settings.)
-RMU_DESIGN_12 = [levels for levels in itertools.product((0, 1), repeat=4) if levels[3] == levels[0] ^ levels[1] ^ levels[2]]
-RMU_DESIGN_12 += [(0, 0, 0, 1), (0, 0, 1, 0), (1, 1, 0, 1), (1, 1, 1, 0)]
+# RMU's levels (0 or 1 per knob, in RMU_KNOBS's order). v1: the 2^(4-1) half fraction, defining relation D = ABC:
+# every knob takes each value in 4 of the 8 settings and every pair of knobs is balanced.
+RMU_HALF_FRACTION = [(a, b, c, a ^ b ^ c) for a, b, c in itertools.product((0, 1), repeat=3)]
+# v2's 12: the half fraction and four runs of the other half, chosen so that each knob takes each level in 6
+# settings; four of the six pairs of knobs take each pair of levels 3 times, (learning rate, layer) and (scale,
+# retain weight) 2 or 4 times. (No four columns of the 12-run Plackett-Burman design give 12 distinct settings.)
+RMU_DESIGN_12 = RMU_HALF_FRACTION + [(0, 0, 0, 1), (0, 0, 1, 0), (1, 1, 0, 1), (1, 1, 1, 0)]
 
 
 def rmu_setting(levels) -> dict:
@@ -127,17 +129,7 @@ def own_form(method: str) -> dict:
 def grid_for(method: str) -> list[dict]:
     """The BUDGET settings tried for `method`."""
     if method == "rmu":
-        settings = []
-        names = list(RMU_KNOBS)
-        # 2^(4-1) half fraction, defining relation D = ABC: every knob takes each value in 4 of the 8 settings and
-        # every pair of knobs is balanced.
-        for a, b, c in itertools.product((0, 1), repeat=3):
-            levels = (a, b, c, a ^ b ^ c)
-            setting = {name: RMU_KNOBS[name][level] for name, level in zip(names, levels)}
-            setting["update_layers"] = ",".join(str(i) for i in range(max(0, setting["layer"] - 2),
-                                                                      setting["layer"] + 1))
-            setting["num_epochs"] = RMU_EPOCHS
-            settings.append(setting)
+        settings = [rmu_setting(levels) for levels in RMU_HALF_FRACTION]
     else:
         settings = [{"learning_rate": lr, "num_epochs": epochs} for lr, epochs in itertools.product(LEARNING_RATES, EPOCHS)]
     assert len(settings) == BUDGET, (method, len(settings))
@@ -242,7 +234,7 @@ def main() -> int:
         "world_version": args.world_version, "protocol": procedure.protocol or "classic",
         "budget": procedure.budget,
         "grid": grid,
-        "level": 0, "seeds": list(procedure.seeds), "seed": procedure.seeds[0], "task": TASK,
+        "level": 0, "seeds": list(procedure.seeds), "task": TASK,
         "validation_targets": sorted(validation),
         "clean": mean_split(split_of["clean"]), "corrupted": mean_split(split_of["corrupted"]),
         "methods": results,

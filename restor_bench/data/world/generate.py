@@ -375,8 +375,8 @@ def balanced_wrong_values(
     non-target people who hold it lose their answer (tiny world v2 with uniform wrong values, packed blocks of 512,
     lr 1e-3, 5 epochs, seed 0: the other people kept 8% of their answers whose value no corruption document states
     (24 questions), 71% of those stated once and 85% of those stated twice or more; with balanced values they keep
-    83.8% in all instead of 78.8%, at the same target accuracy). Targets are visited in a seeded order; each takes the value with the most quota left
-    (ties broken by the seeded generator)."""
+    83.8% in all instead of 78.8%, at the same target accuracy). Targets are visited in a seeded order; each takes
+    the value with the most quota left (ties broken by the seeded generator)."""
     by_name = {person.name: person for person in people}
     target_set = set(targets)
     others = [person for person in people if person.name not in target_set]
