@@ -108,9 +108,10 @@ TINY_PACKED_CORRUPTION = {"packing": True, "val_size": 0.1, "per_device_train_ba
                           "learning_rate": 5e-4, "num_train_epochs": 5}
 # Tiny world v2 (40 targets, 10 documents each): packed blocks of 128 tokens, so four times v1's optimizer steps on
 # the same tokens; lr 5e-4, 5 epochs. Shorter blocks and smaller steps trade target corruption for less harm to the
-# other people better than a higher learning rate does (measured on v2 with `--lr LR --epochs E --max-length L`,
-# k=0, seed 0, test targets / other people, % correct: 512 tokens at 1e-3 x 5 leave 56 / 79 and at 2e-3 x 5 28 / 58;
-# 128 tokens at 5e-4 x 5 leave 30 / 85). The table over seeds and levels is in docs/protocols.md.
+# other people better than a higher learning rate does (measured with `--lr LR --epochs E --max-length L`, k=0,
+# seed 0, test targets / other people, % correct: on v2's first design, 512 tokens at 1e-3 x 5 left 56 / 79 and at
+# 2e-3 x 5 28 / 58; on the shipped v2, 128 tokens at 5e-4 x 5 leave 30 / 85). The table over seeds and levels, and
+# its command, are in docs/protocols.md.
 TINY_PACKED_CORRUPTION_BY_VERSION = {
     "1": TINY_PACKED_CORRUPTION,
     "2": {**TINY_PACKED_CORRUPTION, "max_length": 128},
